@@ -1,0 +1,217 @@
+"""One interface over the encoders a select-predict model can use.
+
+A backbone gives the generator per-feature hidden states, and gives the predictor a pooled
+([CLS]) representation of the input whose feature embeddings were multiplied by a mask, so that an
+unselected word piece or patch enters the encoder as a zero vector (METHOD.md).
+
+Backbone configurations are plain dicts stored in checkpoints, so a model is rebuilt from its
+checkpoint without any download:
+
+- ``{"type": "hf_text", "hf_config": {...}}``: any Hugging Face encoder that accepts ``inputs_embeds``
+- ``{"type": "hf_vision", "hf_config": {...}}``: a Hugging Face ViT
+- ``{"type": "timm", "name": NAME, "kwargs": {...}}``: a timm Vision Transformer
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .presets import PRESETS, TIMM_BASE
+
+HF_VISION_TYPES = {"vit", "deit"}
+
+
+class TextBackbone(nn.Module):
+    """A Hugging Face text encoder (BERT family)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.hidden_size = encoder.config.hidden_size
+
+    def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
+        return inputs["attention_mask"].bool()
+
+    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
+        out = self.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        return out.last_hidden_state
+
+    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        embeds = self.encoder.get_input_embeddings()(inputs["input_ids"])
+        if mask is not None:
+            embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)
+        out = self.encoder(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
+        return out.last_hidden_state[:, 0]
+
+    def freeze_input_embeddings(self) -> None:
+        self.encoder.get_input_embeddings().weight.requires_grad_(False)
+
+
+class VisionBackbone(nn.Module):
+    """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask."""
+
+    patch_module: nn.Module
+    num_patches: int
+
+    def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
+        pixels = inputs["pixel_values"]
+        return torch.ones(pixels.shape[0], self.num_patches, dtype=torch.bool, device=pixels.device)
+
+    @contextlib.contextmanager
+    def _masked_patches(self, mask: Tensor | None) -> Iterator[None]:
+        if mask is None:
+            yield
+            return
+
+        def multiply(module: nn.Module, args: tuple, out: Tensor) -> Tensor:
+            return out * mask.reshape(out.shape[:-1]).unsqueeze(-1).to(out.dtype)
+
+        handle = self.patch_module.register_forward_hook(multiply)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        with self._masked_patches(mask):
+            return self._pooled(inputs["pixel_values"])
+
+    def _pooled(self, pixels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def freeze_input_embeddings(self) -> None:
+        """Vision generators train their patch embedding (METHOD.md freezes only word embeddings)."""
+
+
+class TimmViTBackbone(VisionBackbone):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.patch_module = model.patch_embed
+        self.num_patches = model.patch_embed.num_patches
+        self.hidden_size = model.num_features
+
+    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.model.forward_features(inputs["pixel_values"])[:, self.model.num_prefix_tokens:]
+
+    def _pooled(self, pixels: Tensor) -> Tensor:
+        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+
+
+class HFViTBackbone(VisionBackbone):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.patch_module = model.embeddings.patch_embeddings
+        self.num_patches = model.embeddings.patch_embeddings.num_patches
+        self.hidden_size = model.config.hidden_size
+
+    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.model(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 1:]
+
+    def _pooled(self, pixels: Tensor) -> Tensor:
+        return self.model(pixel_values=pixels).last_hidden_state[:, 0]
+
+
+Backbone = TextBackbone | VisionBackbone
+
+
+def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
+                     image_size: int | None = None, patch_size: int | None = None) -> tuple[dict, str | None]:
+    """Turn a backbone SPEC into ``(backbone config, pretrained source or None)``.
+
+    SPEC is a preset name, ``timm:NAME`` or a Hugging Face hub id / local directory. The config
+    records the spec as ``source``.
+    """
+    if spec in PRESETS:
+        preset = PRESETS[spec]
+        _check_task(spec, preset.task, task)
+        if task == "text":
+            if vocab_size is None:
+                raise ConfigError(f"text preset {spec!r} needs a tokenizer vocabulary size")
+            from transformers import BertConfig
+
+            hf_config = BertConfig(vocab_size=vocab_size, **preset.arch).to_dict()
+            return {"type": "hf_text", "source": spec, "hf_config": hf_config}, None
+        kwargs = dict(preset.arch, img_size=image_size or preset.image_size, patch_size=patch_size or preset.patch_size)
+        return {"type": "timm", "source": spec, "name": TIMM_BASE, "kwargs": kwargs}, None
+    if spec.startswith("timm:"):
+        _check_task(spec, "vision", task)
+        kwargs = {k: v for k, v in (("img_size", image_size), ("patch_size", patch_size)) if v}
+        return {"type": "timm", "source": spec, "name": spec[len("timm:"):], "kwargs": kwargs}, spec
+    hf_config = _load_hf_config(spec)
+    kind = "hf_vision" if hf_config.model_type in HF_VISION_TYPES else "hf_text"
+    _check_task(spec, "vision" if kind == "hf_vision" else "text", task)
+    return {"type": kind, "source": spec, "hf_config": hf_config.to_dict()}, spec
+
+
+def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
+    """Build the backbone described by ``config``; load weights from ``pretrained`` when given."""
+    kind = config["type"]
+    if kind == "timm":
+        import timm
+
+        try:
+            model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **config["kwargs"])
+        except Exception as exc:  # unknown name, unreachable hub, bad kwargs
+            raise ConfigError(f"cannot create timm model {config['name']!r}: {_first_line(exc)}") from exc
+        return TimmViTBackbone(model)
+    from transformers import AutoConfig, AutoModel
+
+    if pretrained:
+        try:
+            model = AutoModel.from_pretrained(pretrained, attn_implementation="sdpa", **_no_pooler(config))
+        except Exception as exc:
+            raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {_first_line(exc)}") from exc
+    else:
+        hf_config = dict(config["hf_config"])
+        hf_config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
+        model = AutoModel.from_config(hf_config, attn_implementation="sdpa", **_no_pooler(config))
+    return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
+
+
+def feature_grid(backbone: Backbone) -> dict:
+    """The vision feature grid of a backbone: image size, patch size and number of patches."""
+    if isinstance(backbone, TimmViTBackbone):
+        embed = backbone.model.patch_embed
+        return {"image_size": int(embed.img_size[0]), "patch_size": int(embed.patch_size[0]),
+                "num_patches": int(embed.num_patches)}
+    cfg = backbone.model.config
+    return {"image_size": int(cfg.image_size), "patch_size": int(cfg.patch_size),
+            "num_patches": int(backbone.num_patches)}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _no_pooler(config: dict) -> dict:
+    model_type = config.get("hf_config", {}).get("model_type")
+    # the pooler is unused (the predictor reads the [CLS] state) and would get no gradient
+    return {"add_pooling_layer": False} if model_type in {"bert", "roberta", "vit"} else {}
+
+
+def _load_hf_config(spec: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(spec)
+    except Exception as exc:
+        where = "local directory" if os.path.isdir(spec) else "hub id (is the hub reachable?)"
+        raise ConfigError(f"unknown backbone {spec!r}: not a preset, not timm:NAME, and not a loadable "
+                          f"Hugging Face {where}: {_first_line(exc)}") from exc
+
+
+def _check_task(spec: str, backbone_task: str, task: str) -> None:
+    if backbone_task != task:
+        raise ConfigError(f"backbone {spec!r} is a {backbone_task} backbone, but the task is {task}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,157 @@
+"""Self-describing checkpoint directories, in the spirit of ``save_pretrained``.
+
+A checkpoint is one directory:
+
+- ``config.json``: task, mode, ratio, labels, backbone architecture, processor and feature grid,
+  the training settings and the teacher it learned from;
+- ``model.safetensors``: generator and predictor weights (never a pickle);
+- ``tokenizer/`` (text models);
+- ``metrics.json``: dev and test metrics; ``log.jsonl``: the per-epoch training log.
+
+Saving writes a sibling temporary directory and renames it into place, so a killed run leaves
+either the previous checkpoint or the new one, never a half-written one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+from .model import RationaleModel
+from .processing import load_processor
+
+FORMAT = "rekd-checkpoint"
+VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.json", "model.safetensors", "metrics.json", "log.jsonl"
+REQUIRED_KEYS = ("task", "mode", "ratio", "labels", "backbone", "dropout", "processor")
+
+
+def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict | None = None,
+                    extra_config: dict | None = None, metrics: dict | None = None,
+                    log: list[dict] | None = None) -> Path:
+    """Atomically write ``model`` (or ``state_dict`` for its architecture) to the directory ``path``.
+
+    An existing directory is replaced only if it is a checkpoint itself (or empty): a path that
+    holds anything else is refused, so nothing of the user's is overwritten.
+    """
+    path = Path(path)
+    if path.exists() and not _replaceable(path):
+        raise CheckpointError(f"{path} exists and is not a rekd checkpoint; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
+              "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        model.processor.save(tmp)
+        _write_json(tmp / CONFIG_FILE, config)
+        _write_json(tmp / METRICS_FILE, metrics or {})
+        (tmp / LOG_FILE).write_text("".join(json.dumps(row) + "\n" for row in log or []))
+        _fsync_tree(tmp)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    """The validated ``config.json`` of a checkpoint directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no checkpoint directory there")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path}: missing; {path} is not a complete rekd checkpoint")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: corrupt JSON ({exc})") from exc
+    missing = [k for k in REQUIRED_KEYS if not isinstance(config, dict) or k not in config]
+    if missing or config.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path}: not a rekd checkpoint config (missing: {', '.join(missing) or 'format'})")
+    return config
+
+
+def read_metrics(path: str | Path) -> dict:
+    """``metrics.json`` of a checkpoint ({} when absent or unreadable)."""
+    try:
+        return json.loads((Path(path) / METRICS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The per-epoch training log of a checkpoint."""
+    log_path = Path(path) / LOG_FILE
+    if not log_path.is_file():
+        return []
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> RationaleModel:
+    """Restore a model (with its processor) in eval mode on ``device``, ready to explain inputs."""
+    path = Path(path)
+    config = read_config(path)
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing; the checkpoint is incomplete")
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from exc
+    processor = load_processor(config["processor"], path)
+    try:
+        model = RationaleModel(config, processor)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the model ({exc})") from exc
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        detail = (result.missing_keys or result.unexpected_keys)[:3]
+        raise CheckpointError(f"{weights_path}: weights do not match config.json "
+                              f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {detail})")
+    model.checkpoint_path = path
+    return model.to(device).eval()
+
+
+def _replaceable(path: Path) -> bool:
+    return path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).is_file())
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+    os.replace(path, old / "previous")
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint config")
+
+
+def _fsync_tree(directory: Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                os.fsync(fh.fileno())

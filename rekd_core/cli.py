@@ -1,0 +1,279 @@
+"""The ``rekd`` command: train, eval, explain, presets (and sweep, for recipes of many runs)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+
+from .errors import DataError, RekdError
+
+TRAIN_HELP = {
+    "task": "text or vision",
+    "mode": "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher)",
+    "backbone": "a preset name (see `rekd presets`), timm:NAME, or a Hugging Face hub id / local directory",
+    "dataset": "imdb | aclimdb:PATH | cifar10[:PATH] | cifar100[:PATH] | cifar100-fine[:PATH] | imagefolder:DIR | "
+               "csv:DIR | jsonl:DIR | eraser-movies:DIR",
+    "out": "checkpoint directory to write (replaced atomically)",
+    "teacher": "REKD: checkpoint directory of the trained RE teacher",
+    "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
+    "ratio": "target rationale ratio p (default: text 0.10, vision 0.15)",
+    "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
+    "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
+    "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
+    "lambda_r": "weight of the rationale distillation KD_R",
+    "distil": "both | rationale | prediction",
+    "teacher_labels": "soft | hard teacher predictions for KD_Y",
+    "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",
+    "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation)",
+    "sel_length": "L of the selection cost: padded (the paper) | real (per-example length)",
+    "train_limit": "train on a seeded stratified subset of N examples",
+    "eval_limit": "evaluate on a seeded stratified subset of N test examples",
+    "device": "auto | cpu | cuda | mps",
+    "config": "a YAML or JSON file of any of these options (command-line flags win)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except RekdError as exc:
+        print(f"rekd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rekd: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rekd", description="Rationale extraction with knowledge distillation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train_p = sub.add_parser("train", help="train a CLS, RE or REKD model", argument_default=argparse.SUPPRESS)
+    _add_train_flags(train_p)
+    train_p.set_defaults(handler=cmd_train)
+
+    presets_p = sub.add_parser("presets", help="list the from-scratch backbone presets")
+    presets_p.add_argument("--json", action="store_true")
+    presets_p.set_defaults(handler=cmd_presets)
+
+    eval_p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    eval_p.add_argument("checkpoint")
+    eval_p.add_argument("--dataset", required=True, help=TRAIN_HELP["dataset"])
+    eval_p.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    eval_p.add_argument("--limit", type=int, help="a seeded stratified subset of N examples")
+    eval_p.add_argument("--ratio", type=float, help="re-select the top-k features at this ratio")
+    eval_p.add_argument("--teacher", help="also report agreement with this teacher checkpoint")
+    eval_p.add_argument("--selection", default="topk", choices=["topk", "argmax", "gumbel"])
+    eval_p.add_argument("--batch-size", type=int, default=64)
+    eval_p.add_argument("--seed", type=int, default=2026)
+    eval_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    eval_p.set_defaults(handler=cmd_eval)
+
+    explain_p = sub.add_parser("explain", help="explain one review or image")
+    explain_p.add_argument("checkpoint")
+    explain_p.add_argument("--teacher", help="also explain with this teacher and compare")
+    source = explain_p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text")
+    source.add_argument("--text-file")
+    source.add_argument("--image")
+    explain_p.add_argument("--ratio", type=float, help="re-select the top-k features at this ratio")
+    explain_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    explain_p.add_argument("--json", action="store_true")
+    explain_p.set_defaults(handler=cmd_explain)
+    return parser
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so the CLI and config files never drift apart."""
+    from .training import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = TRAIN_HELP.get(f.name, "")
+        default = f.default
+        if hints[f.name] is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{help_text} (default: {default})")
+        else:
+            parser.add_argument(flag, type=_arg_type(f.name, hints[f.name]), metavar=f.name.upper(),
+                                help=f"{help_text} (default: {default})" if default is not None else help_text)
+    parser.add_argument("--config", help=TRAIN_HELP["config"])
+
+
+def _arg_type(name: str, hint):
+    if name == "alpha":
+        return str
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0] if args[0] in (int, float, str) else str
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, load_config_file, train
+
+    options = vars(args).copy()
+    options.pop("handler", None), options.pop("command", None)
+    config_file = options.pop("config", None)
+    merged = {**(load_config_file(config_file) if config_file else {}), **options}
+    train(TrainConfig(**merged))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .backbones import count_parameters, create_backbone, resolve_backbone
+    from .presets import list_presets
+
+    rows = []
+    for preset in list_presets():
+        config, _ = resolve_backbone(preset.name, preset.task, vocab_size=preset.vocab_size)
+        rows.append({"name": preset.name, "task": preset.task, "parameters": count_parameters(create_backbone(config)),
+                     "description": preset.description, "lr": preset.lr,
+                     **({"vocab_size": preset.vocab_size} if preset.task == "text" else
+                        {"image_size": preset.image_size, "patch_size": preset.patch_size})})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'name':<12} {'task':<7} {'params':>10}  description (parameters of one backbone)")
+        for r in rows:
+            print(f"{r['name']:<12} {r['task']:<7} {r['parameters']:>10,}  {r['description']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_dataset_spec, stratified_subset
+    from .evaluation import evaluate_split
+
+    model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
+    bundle = load_dataset_spec(args.dataset)
+    split = _pick_split(bundle, args.split, args.seed)
+    if args.limit:
+        split = split.subset(stratified_subset(split.targets, args.limit, args.seed))
+    if [l.lower() for l in bundle.labels] != [l.lower() for l in model.labels]:
+        raise DataError(f"the model's labels {model.labels} differ from the dataset's {bundle.labels}")
+    metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,
+                             batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f"{key:<32} {value:.4f}" if isinstance(value, float) else f"{key:<32} {value}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import compare, explain
+
+    model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
+    item = _read_input(args, model.task)
+    result = {"student" if teacher else "model": explain(model, [item], ratio=args.ratio)[0]}
+    if teacher is not None:
+        result["teacher"] = explain(teacher, [item], ratio=args.ratio)[0]
+    if args.json:
+        payload = {name: exp.to_dict() for name, exp in result.items()}
+        if teacher is not None:
+            payload["comparison"] = compare(result["teacher"], result["student"])
+        print(json.dumps(payload, indent=2))
+        return 0
+    for name, exp in result.items():
+        top = ", ".join(f"{k} {v:.3f}" for k, v in exp.probs.items())
+        print(f"[{name}] {Path(getattr(model, 'checkpoint_path', '')).name if name != 'teacher' else args.teacher}: "
+              f"{exp.label} ({top}); selected {len(exp.selected)}/{exp.num_features} features ({exp.ratio:.3f})")
+        if exp.tokens is not None:
+            print("  tokens: " + " ".join(exp.tokens[i] for i in exp.selected))
+            if exp.truncated:
+                print(f"  (input truncated to {model.processor.max_length} word pieces)")
+        else:
+            print(f"  patches ({exp.grid_side}x{exp.grid_side} grid, row-major): {exp.selected}")
+    if teacher is not None:
+        cmp = compare(result["teacher"], result["student"])
+        print(f"[comparison] mask IoU {cmp['iou']:.3f}, F1 {cmp['f1']:.3f}, predictions agree: {cmp['labels_agree']}")
+    return 0
+
+
+def _load_models(path: str, teacher_path: str | None, device: str):
+    from .checkpoint import load_checkpoint
+    from .training import check_teacher_compatible
+
+    torch_device = resolve_device(device)
+    model = load_checkpoint(path, torch_device)
+    teacher = load_checkpoint(teacher_path, torch_device) if teacher_path else None
+    if teacher is not None:
+        check_teacher_compatible(teacher, model)
+    return model, teacher
+
+
+def resolve_device(device: str = "auto"):
+    """auto -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    import torch
+
+    from .errors import ConfigError
+
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if device == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if not available.get(device, False):
+        raise ConfigError(f"device {device!r} is not available here")
+    return torch.device(device)
+
+
+def _pick_split(bundle, name: str, seed: int):
+    from .data import stratified_split
+
+    if name == "test":
+        return bundle.test
+    if name == "dev" and bundle.dev is not None:
+        return bundle.dev
+    kept, held_out = stratified_split(bundle.train.targets, 0.2, seed)
+    return bundle.train.subset(held_out if name == "dev" else kept)
+
+
+def _read_input(args: argparse.Namespace, task: str):
+    wanted = "text" if args.text is not None or args.text_file else "vision"
+    if wanted != task:
+        raise DataError(f"this is a {task} model; give {'--text or --text-file' if task == 'text' else '--image'}")
+    if args.text is not None:
+        text = args.text
+    elif args.text_file:
+        text = read_text_file(args.text_file)
+    else:
+        return read_image(args.image)
+    if not text.strip():
+        raise DataError("empty text: there is nothing to explain")
+    return text
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file, with one clear error for a missing, unreadable or non-UTF-8 file."""
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def read_image(source) -> "Image.Image":
+    """An image from a path or file object, fully decoded and in RGB; one clear error otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image.convert("RGB")
+    except FileNotFoundError as exc:
+        raise DataError(f"{source}: no such file") from exc
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise DataError(f"{getattr(source, 'name', source)}: not a readable image ({exc.__class__.__name__})") from exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Run a model (and optionally its teacher) over a split and compute the metrics of METHOD.md."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .losses import argmax_mask
+from .metrics import (MetricAccumulator, classification_metrics, faithfulness, mask_agreement, plausibility,
+                      prediction_agreement, random_mask_like, selection_ratio)
+from .model import RationaleModel
+from .processing import FeatureDataset, collate, model_inputs
+
+
+@torch.no_grad()
+def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = None, selection: str = "topk",
+             ratio: float | None = None, lambda_sel: float = 0.0, sel_length: str = "padded",
+             with_faithfulness: bool = False, accelerator=None, progress: bool = False, desc: str = "eval") -> dict:
+    """Metrics of ``model`` over ``loader`` with a deterministic (or ``gumbel``) selection.
+
+    Returns accuracy, macro precision/recall/F1, the cross-entropy ``loss`` and ``l_re``
+    (CE + lambda_sel x selection cost over the whole split), the achieved ``ratio`` (padding
+    excluded) and ``ratio_argmax`` (what the generator would select on its own); with a teacher,
+    mask IoU/F1 and prediction agreement; with ``with_faithfulness``, sufficiency and
+    comprehensiveness; where the split has human rationales, token-level plausibility beside a
+    random selection of the same size.
+    """
+    from tqdm.auto import tqdm
+
+    model.eval()
+    ratio = model.ratio if ratio is None else ratio
+    grid_length = model.num_features
+    acc = MetricAccumulator()
+    random_gen = torch.Generator().manual_seed(0)
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        inputs, targets = model_inputs(batch), batch["label"]
+        out = model(inputs, selection=selection, ratio=ratio)
+        probs = out.logits.softmax(dim=-1)
+        preds = probs.argmax(dim=-1)
+        record = {"preds": preds, "targets": targets, "ce": F.cross_entropy(out.logits, targets, reduction="none")}
+        if out.mask is not None:
+            fm = out.feature_mask
+            record.update(mask=out.mask, feature_mask=fm, argmax_mask=argmax_mask(out.gen_logits, fm),
+                          length=fm.sum(dim=1).float())
+            if with_faithfulness:
+                full = model.predictor(inputs).softmax(dim=-1)
+                full_preds = full.argmax(dim=-1, keepdim=True)
+                complement = model.predictor(inputs, fm.to(out.mask.dtype) - out.mask).softmax(dim=-1)
+                record.update(p_full=full.gather(1, full_preds).squeeze(1),
+                              p_rationale=probs.gather(1, full_preds).squeeze(1),
+                              p_complement=complement.gather(1, full_preds).squeeze(1))
+            if "human_mask" in batch:
+                record.update(human_mask=batch["human_mask"],
+                              random_mask=random_mask_like(fm.cpu(), ratio, random_gen).to(fm.device))
+        if teacher is not None:
+            t_out = teacher(inputs, selection=selection, ratio=ratio)
+            record["teacher_preds"] = t_out.logits.argmax(dim=-1)
+            if t_out.mask is not None:
+                record["teacher_mask"] = t_out.mask
+        record = {k: _pad_features(v, grid_length) for k, v in record.items()}
+        if accelerator is not None:
+            record = accelerator.gather_for_metrics(record)
+        acc.add(**{k: v.cpu() for k, v in record.items()})
+    return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, grid_length)
+
+
+def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwargs) -> dict:
+    """``evaluate`` over a raw split (see data.py), featurised with the model's processor."""
+    dataset = FeatureDataset(split, model.processor, train=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    loader = _on_device(loader, model.device)
+    return evaluate(model, loader, **kwargs)
+
+
+def _summarise(acc: MetricAccumulator, num_labels: int, ratio: float, lambda_sel: float, sel_length: str,
+               grid_length: int) -> dict:
+    preds, targets = acc.cat("preds"), acc.cat("targets")
+    ce = acc.cat("ce").mean().item()
+    metrics = {"n": len(targets), "loss": ce, "l_re": ce, **classification_metrics(preds, targets, num_labels)}
+    if "mask" in acc:
+        mask, fm = acc.cat("mask"), acc.cat("feature_mask")
+        length = acc.cat("length").mean().item() if sel_length == "real" else grid_length
+        sel_cost = (mask.sum(dim=1).float().mean().item() - ratio * length) ** 2
+        metrics.update(l_re=ce + lambda_sel * sel_cost, selection_cost=sel_cost,
+                       ratio=selection_ratio(mask, fm), ratio_argmax=selection_ratio(acc.cat("argmax_mask"), fm))
+        if "teacher_mask" in acc:
+            agreement = mask_agreement(mask, acc.cat("teacher_mask"), fm)
+            metrics.update(teacher_mask_iou=agreement["iou"], teacher_mask_f1=agreement["f1"])
+        if "p_full" in acc:
+            metrics.update(faithfulness(acc.cat("p_full"), acc.cat("p_rationale"), acc.cat("p_complement")))
+        if "human_mask" in acc:
+            human = acc.cat("human_mask")
+            metrics.update({f"plausibility_{k}": v for k, v in plausibility(mask, human, fm).items()})
+            metrics.update({f"random_plausibility_{k}": v
+                            for k, v in plausibility(acc.cat("random_mask"), human, fm).items()})
+    if "teacher_preds" in acc:
+        metrics["teacher_agreement"] = prediction_agreement(preds, acc.cat("teacher_preds"))
+    return metrics
+
+
+
+def _pad_features(value: Tensor, length: int) -> Tensor:
+    """Pad per-feature tensors of a trimmed text batch back to the full grid, so batches line up."""
+    if value.dim() != 2 or value.shape[1] == length:
+        return value
+    return F.pad(value, (0, length - value.shape[1]), value=0)
+
+
+class _on_device:
+    """Wrap a loader so that every tensor of a batch lands on ``device``."""
+
+    def __init__(self, loader, device: torch.device):
+        self.loader, self.device = loader, device
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield {k: v.to(self.device) for k, v in batch.items()}
+
+    def __len__(self) -> int:
+        return len(self.loader)

@@ -1,0 +1,100 @@
+"""Explain raw inputs: the prediction, the class probabilities and the selected tokens or patches,
+and the comparison of a teacher's explanation with a student's."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from .errors import ConfigError, DataError
+from .losses import selection_scores
+from .metrics import mask_agreement
+from .model import RationaleModel
+
+
+@dataclass
+class Explanation:
+    label: str  # predicted class name
+    label_index: int
+    probs: dict[str, float]  # class name -> probability
+    selected: list[int]  # indices of the selected features (word pieces or patches, row-major)
+    num_features: int  # real features (tokens incl. [CLS]/[SEP], or patches)
+    ratio: float  # selected / real features (1.0 for a CLS model, which reads everything)
+    scores: list[float] = field(default_factory=list)  # generator's selection score per feature
+    tokens: list[str] | None = None  # text: the word pieces the model read
+    offsets: list[tuple[int, int]] | None = None  # text: character span of each word piece in the input
+    truncated: bool = False  # text: the input was longer than the model's max length
+    grid_side: int | None = None  # vision: patches per side
+    patch_size: int | None = None  # vision: pixels per patch side, at the model's image size
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.tokens is not None:
+            data["selected_tokens"] = [self.tokens[i] for i in self.selected]
+        return data
+
+
+@torch.no_grad()
+def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: float | None = None,
+            selection: str = "topk", batch_size: int = 32) -> list[Explanation]:
+    """Explain each input (texts for a text model, PIL images for a vision model).
+
+    With ``ratio`` the generator's top-k features are re-selected at that ratio (inference-time
+    override); otherwise the model's training ratio is used.
+    """
+    if ratio is not None and not 0.0 < ratio <= 1.0:
+        raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
+    _check_inputs(model, inputs)
+    explanations: list[Explanation] = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = list(inputs[start:start + batch_size])
+        features = {k: v.to(model.device) for k, v in model.processor(chunk).items()}
+        out = model(features, selection=selection, ratio=ratio)
+        probs = out.logits.float().softmax(dim=-1).cpu()
+        real = out.feature_mask.cpu()
+        mask = out.mask.cpu() if out.mask is not None else real.float()
+        scores = selection_scores(out.gen_logits).float().cpu() if out.gen_logits is not None else None
+        for row, item in enumerate(chunk):
+            n = int(real[row].sum())
+            index = int(probs[row].argmax())
+            selected = mask[row, :n].nonzero().squeeze(1).tolist()
+            exp = Explanation(label=model.labels[index], label_index=index,
+                              probs={name: float(p) for name, p in zip(model.labels, probs[row])},
+                              selected=selected, num_features=n, ratio=len(selected) / max(n, 1),
+                              scores=scores[row, :n].tolist() if scores is not None else [])
+            _describe_features(model, item, exp)
+            explanations.append(exp)
+    return explanations
+
+
+def compare(teacher: Explanation, student: Explanation) -> dict:
+    """Agreement of two explanations of the same input: which features both, only the teacher or only
+    the student selected; mask IoU and F1; whether the predictions agree."""
+    if teacher.num_features != student.num_features:
+        raise ConfigError("teacher and student explanations cover different feature grids")
+    n = teacher.num_features
+    t_mask, s_mask = torch.zeros(1, n), torch.zeros(1, n)
+    t_mask[0, teacher.selected], s_mask[0, student.selected] = 1.0, 1.0
+    agreement = mask_agreement(t_mask, s_mask, torch.ones(1, n, dtype=torch.bool))
+    t_set, s_set = set(teacher.selected), set(student.selected)
+    return {"both": sorted(t_set & s_set), "teacher_only": sorted(t_set - s_set), "student_only": sorted(s_set - t_set),
+            "iou": agreement["iou"], "f1": agreement["f1"], "labels_agree": teacher.label == student.label}
+
+
+def _check_inputs(model: RationaleModel, inputs: Sequence) -> None:
+    if len(inputs) == 0:
+        raise DataError("nothing to explain: no input given")
+    want = str if model.task == "text" else Image.Image
+    if not all(isinstance(item, want) for item in inputs):
+        raise DataError(f"a {model.task} model explains {'texts' if model.task == 'text' else 'images'}")
+
+
+def _describe_features(model: RationaleModel, item, exp: Explanation) -> None:
+    processor = model.processor
+    if model.task == "text":
+        exp.tokens, exp.offsets = processor.tokens_with_offsets(item)
+        exp.truncated = len(processor.tokenizer(item, truncation=False)["input_ids"]) > processor.max_length
+    else:
+        exp.grid_side, exp.patch_size = processor.grid_side, processor.patch_size

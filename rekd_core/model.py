@@ -1,0 +1,126 @@
+"""Select-predict rationale models (METHOD.md).
+
+A ``RationaleModel`` is a generator, which scores every feature (word piece or patch) and picks a
+hard 0/1 mask, and a predictor, which classifies the input whose feature embeddings were
+multiplied by that mask. In CLS mode there is no generator: the predictor reads the whole input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import Backbone, create_backbone
+from .errors import ConfigError
+from .losses import argmax_mask, straight_through_gumbel, topk_mask
+
+SELECTIONS = ("topk", "argmax", "gumbel")
+
+
+class Generator(nn.Module):
+    """Backbone + per-feature head emitting two logits (not selected, selected)."""
+
+    def __init__(self, backbone: Backbone, task: str, dropout: float):
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.hidden_size
+        if task == "text":
+            self.head = nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, 2))
+            backbone.freeze_input_embeddings()
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
+
+    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.head(self.backbone.feature_states(inputs))
+
+
+class Predictor(nn.Module):
+    """Backbone + dropout + linear classifier on the [CLS] state of the masked input."""
+
+    def __init__(self, backbone: Backbone, num_labels: int, dropout: float):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(backbone.hidden_size, num_labels)
+
+    def forward(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        return self.classifier(self.dropout(self.backbone.pooled(inputs, mask)))
+
+
+@dataclass
+class RationaleOutput:
+    logits: Tensor  # (B, C) class logits of the predictor
+    feature_mask: Tensor  # (B, L) bool, real features
+    gen_logits: Tensor | None = None  # (B, L, 2) generator logits; None in CLS mode
+    mask: Tensor | None = None  # (B, L) hard 0/1 selection used by the predictor; None in CLS mode
+
+
+class RationaleModel(nn.Module):
+    """A select-predict classifier (``mode`` "re" or "rekd") or its CLS baseline (``mode`` "cls").
+
+    ``config`` is the plain dict stored in the checkpoint: at least ``task``, ``mode``, ``ratio``,
+    ``labels``, ``backbone`` (see backbones.py), ``dropout`` and ``processor``.
+    """
+
+    def __init__(self, config: dict, processor=None, pretrained: str | None = None):
+        super().__init__()
+        if config["mode"] not in ("cls", "re", "rekd"):
+            raise ConfigError(f"unknown mode {config['mode']!r}: expected cls, re or rekd")
+        self.config = config
+        self.processor = processor
+        task, dropout = config["task"], config["dropout"]
+        self.predictor = Predictor(create_backbone(config["backbone"], pretrained), len(config["labels"]), dropout)
+        self.generator = None
+        if config["mode"] != "cls":
+            self.generator = Generator(create_backbone(config["backbone"], pretrained), task, dropout)
+
+    @property
+    def task(self) -> str:
+        return self.config["task"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config["labels"]
+
+    @property
+    def ratio(self) -> float:
+        return float(self.config["ratio"])
+
+    @property
+    def num_features(self) -> int:
+        """L, the length of the feature grid: the padded max length (text) or the patch count."""
+        grid = self.processor.grid()
+        return grid["max_length"] if grid["type"] == "text" else grid["num_patches"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def select(self, gen_logits: Tensor, feature_mask: Tensor, selection: str = "topk", tau: float = 1.0,
+               ratio: float | None = None) -> Tensor:
+        """Hard mask from generator logits.
+
+        ``gumbel``: straight-through Gumbel-softmax sample at ``tau`` (training; the reference code's
+        noisy evaluation); ``argmax``: the generator's own deterministic choice; ``topk``: exactly
+        round(ratio x real features) by score (``ratio`` defaults to the model's training ratio).
+        Padding is never selected.
+        """
+        if selection == "gumbel":
+            return straight_through_gumbel(gen_logits, tau) * feature_mask
+        if selection == "argmax":
+            return argmax_mask(gen_logits, feature_mask)
+        if selection == "topk":
+            return topk_mask(gen_logits, feature_mask, self.ratio if ratio is None else ratio)
+        raise ConfigError(f"unknown selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
+
+    def forward(self, inputs: dict[str, Tensor], selection: str = "topk", tau: float = 1.0,
+                ratio: float | None = None, mask: Tensor | None = None) -> RationaleOutput:
+        """Select (unless ``mask`` is given or the model is CLS), then predict from the selection."""
+        feature_mask = self.predictor.backbone.feature_mask(inputs)
+        if self.generator is None:
+            return RationaleOutput(self.predictor(inputs), feature_mask)
+        gen_logits = self.generator(inputs)
+        if mask is None:
+            mask = self.select(gen_logits, feature_mask, selection, tau, ratio)
+        return RationaleOutput(self.predictor(inputs, mask), feature_mask, gen_logits, mask)

@@ -1,0 +1,58 @@
+"""Named from-scratch backbones (a registry in the spirit of timm's model names).
+
+Text presets are BERT encoders whose vocabulary comes from a WordPiece tokenizer trained on the
+training texts (or inherited from the teacher); vision presets are timm Vision Transformers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    task: str  # "text" | "vision"
+    description: str
+    arch: dict = field(default_factory=dict)  # BertConfig fields (text) or timm kwargs (vision)
+    lr: float = 1e-3  # a learning rate that works from scratch
+    vocab_size: int = 8000  # text: size of the WordPiece vocabulary to train
+    image_size: int = 32  # vision defaults, overridable on the command line
+    patch_size: int = 4
+
+
+def _bert(layers: int, hidden: int, heads: int, **kw) -> dict:
+    return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                intermediate_size=4 * hidden, max_position_embeddings=512, **kw)
+
+
+def _vit(depth: int, dim: int, heads: int) -> dict:
+    return dict(depth=depth, embed_dim=dim, num_heads=heads, mlp_ratio=4.0)
+
+
+_PRESETS = [
+    Preset("bert-1x32", "text", "BERT, 1 layer x 32 hidden (tests)", _bert(1, 32, 2), lr=5e-4, vocab_size=2000),
+    Preset("bert-1x64", "text", "BERT, 1 layer x 64 hidden (small student)", _bert(1, 64, 2), lr=1e-3),
+    Preset("bert-2x128", "text", "BERT, 2 layers x 128 hidden (student or small teacher)", _bert(2, 128, 2), lr=5e-4),
+    Preset("bert-4x256", "text", "BERT, 4 layers x 256 hidden (teacher)", _bert(4, 256, 4), lr=3e-4),
+    Preset("vit-1x32", "vision", "ViT, 1 block x 32 dim (tests)", _vit(1, 32, 2), lr=2e-3),
+    Preset("vit-2x64", "vision", "ViT, 2 blocks x 64 dim (small student)", _vit(2, 64, 2), lr=1e-3),
+    Preset("vit-4x128", "vision", "ViT, 4 blocks x 128 dim (student or small teacher)", _vit(4, 128, 4), lr=5e-4),
+    Preset("vit-6x192", "vision", "ViT, 6 blocks x 192 dim (teacher)", _vit(6, 192, 6), lr=5e-4),
+]
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+
+# timm architecture that vision presets instantiate with their own sizes.
+TIMM_BASE = "vit_tiny_patch16_224"
+
+
+def list_presets(task: str | None = None) -> list[Preset]:
+    """All presets, optionally only those of one task."""
+    return [p for p in _PRESETS if task is None or p.task == task]
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

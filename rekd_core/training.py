@@ -1,0 +1,449 @@
+"""Training: CLS, RE and REKD in one readable loop under Hugging Face Accelerate.
+
+``train(TrainConfig(...))`` builds the data, the model (and loads the frozen teacher for REKD),
+runs the epochs, keeps the epoch with the lowest dev loss (dev L_RE; the KD terms are left out of
+the criterion), evaluates it on the test split and writes one checkpoint directory. The same code
+runs on one CPU, one GPU, or several processes with ``accelerate launch``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .backbones import count_parameters, feature_grid, resolve_backbone
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
+from .errors import ConfigError
+from .evaluation import evaluate
+from .losses import prediction_kd, rationale_kd, selection_cost
+from .model import SELECTIONS, RationaleModel
+from .presets import PRESETS
+from .processing import (FeatureDataset, TextProcessor, VisionProcessor, collate, load_tokenizer, model_inputs,
+                         train_wordpiece_tokenizer)
+from .schedules import alpha_at, tau_at
+
+# The paper's per-task defaults (METHOD.md); the student lambda_sel for each task.
+TASK_DEFAULTS = {
+    "text": {"ratio": 0.10, "lambda_sel": 1e-4, "dropout": 0.5, "weight_decay": 0.0},
+    "vision": {"ratio": 0.15, "lambda_sel": 1e-2, "dropout": 0.1, "weight_decay": 1e-3},
+}
+PAPER_LR = 1e-5
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. ``None`` means: the task's (or the preset's) default."""
+
+    task: str = "text"  # text | vision
+    mode: str = "re"  # cls | re | rekd
+    backbone: str = "bert-1x64"  # preset name, timm:NAME, or HF hub id / local directory
+    dataset: str = ""  # dataset spec (data.py)
+    out: str = ""  # checkpoint directory to write
+    teacher: str | None = None  # REKD: the trained RE teacher's checkpoint
+    init_from: str | None = None  # start both backbones from this checkpoint's predictor backbone
+    pretrained: bool = True  # load the weights of a hub / local / timm backbone (presets never have any)
+    ratio: float | None = None
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float | None = None  # default: the preset's, else the paper's 1e-5
+    weight_decay: float | None = None
+    dropout: float | None = None
+    seed: int = 2026
+    max_length: int = 256
+    image_size: int | None = None
+    patch_size: int | None = None
+    vocab_size: int | None = None  # WordPiece vocabulary trained for a text preset
+    train_limit: int | None = None  # stratified subset of the training split
+    eval_limit: int | None = None  # stratified subset of the test split
+    dev_fraction: float = 0.2  # stratified dev split carved from train (unless the data ships one)
+    device: str = "auto"  # auto | cpu | cuda | mps
+    tau0: float = 5.0
+    tau_every: int = 100  # optimizer steps between tau updates
+    lambda_sel: float | None = None
+    sel_length: str = "padded"  # L of the selection cost: padded length (paper) | real length
+    alpha: float | str = 0.5  # REKD weight of L_RE: a number, or "schedule"
+    lambda_r: float = 0.5
+    distil: str = "both"  # both | rationale | prediction
+    teacher_labels: str = "soft"  # soft | hard
+    teacher_mask: str = "student"  # the teacher predictor reads: the student's mask (paper) | its own
+    eval_selection: str = "topk"  # topk | argmax | gumbel (the reference code's noisy evaluation)
+    augment: bool = True  # vision: random crop and flip while training
+    trim_padding: bool = True
+    cache_teacher: bool = True  # compute the teacher generator's logits once per example
+    faithfulness: bool = True  # sufficiency / comprehensiveness in the final test evaluation
+    num_workers: int = 0
+    progress: bool = True
+    extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with defaults filled in and every choice validated."""
+        cfg = dataclasses.replace(self)
+        _check_choice("task", cfg.task, ("text", "vision"))
+        _check_choice("mode", cfg.mode, ("cls", "re", "rekd"))
+        _check_choice("distil", cfg.distil, ("both", "rationale", "prediction"))
+        _check_choice("teacher_labels", cfg.teacher_labels, ("soft", "hard"))
+        _check_choice("teacher_mask", cfg.teacher_mask, ("student", "teacher"))
+        _check_choice("eval_selection", cfg.eval_selection, SELECTIONS)
+        _check_choice("sel_length", cfg.sel_length, ("padded", "real"))
+        _check_choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
+        if not cfg.dataset:
+            raise ConfigError("no dataset given (--dataset SPEC)")
+        if not cfg.out:
+            raise ConfigError("no output directory given (--out DIR)")
+        if cfg.mode == "rekd" and not cfg.teacher:
+            raise ConfigError("REKD needs a trained RE teacher (--teacher DIR)")
+        defaults = TASK_DEFAULTS[cfg.task]
+        for name in ("ratio", "lambda_sel", "dropout", "weight_decay"):
+            if getattr(cfg, name) is None:
+                setattr(cfg, name, defaults[name])
+        preset = PRESETS.get(cfg.backbone)
+        if cfg.lr is None:
+            cfg.lr = preset.lr if preset else PAPER_LR
+        if cfg.vocab_size is None and preset and preset.task == "text":
+            cfg.vocab_size = preset.vocab_size
+        if not 0.0 < cfg.ratio <= 1.0:
+            raise ConfigError(f"ratio must be in (0, 1], got {cfg.ratio}")
+        if isinstance(cfg.alpha, str) and cfg.alpha != "schedule":
+            cfg.alpha = _parse_float("alpha", cfg.alpha)
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise ConfigError("epochs and batch size must be at least 1")
+        return cfg
+
+
+def train(config: TrainConfig) -> Path:
+    """Run one training job; return the checkpoint directory."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    cfg = config.resolved()
+    accelerator = _make_accelerator(Accelerator, cfg.device)
+    set_seed(cfg.seed)
+    started = time.time()
+
+    bundle = load_dataset_spec(cfg.dataset)
+    if bundle.task != cfg.task:
+        raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --task is {cfg.task}")
+    train_split, dev_split, test_split = make_splits(bundle, cfg)
+    teacher = load_teacher(cfg, accelerator.device) if cfg.mode == "rekd" else None
+    init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    model = build_model(cfg, bundle.labels, train_split, tokenizer_source=teacher or init_source)
+    if teacher is not None:
+        check_teacher_compatible(teacher, model)
+    if init_source is not None:
+        init_backbones_from(model, init_source)
+
+    train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment)
+    loader_gen = torch.Generator().manual_seed(cfg.seed)
+    make_loader = lambda ds, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        ds, batch_size=cfg.batch_size, shuffle=shuffle, generator=loader_gen if shuffle else None,
+        num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, cfg.trim_padding))
+    train_loader = make_loader(train_set, True)
+    dev_loader = make_loader(FeatureDataset(dev_split, model.processor), False)
+    test_loader = make_loader(FeatureDataset(test_split, model.processor), False)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer, train_loader, dev_loader, test_loader = accelerator.prepare(
+        model, optimizer, train_loader, dev_loader, test_loader)
+    core = accelerator.unwrap_model(model)
+
+    total_steps = cfg.epochs * len(train_loader)
+    grid_length = core.num_features
+    teacher_cache = TeacherCache(len(train_set), grid_length) if teacher and _cacheable(cfg) else None
+    log: list[dict] = []
+    best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
+    extra_config = run_description(cfg, core, teacher)
+    step, seen = 0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        epoch_start, sums = time.time(), {}
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (cfg.progress and accelerator.is_main_process))
+        for batch in bar:
+            tau = tau_at(step, total_steps, cfg.tau0, every=cfg.tau_every)
+            loss, parts = training_loss(model, batch, cfg, tau, grid_length, teacher, teacher_cache)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            step += 1
+            seen += len(batch["label"]) * accelerator.num_processes
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", tau=f"{tau:.2f}")
+        train_seconds = time.time() - epoch_start
+        dev = evaluate(model, dev_loader, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
+                       sel_length=cfg.sel_length, accelerator=accelerator)
+        row = {"epoch": epoch, "step": step, "tau": tau, "lr": cfg.lr, "train_seconds": round(train_seconds, 2),
+               "train_samples_per_s": round(len(train_set) / max(train_seconds, 1e-9), 2),
+               **{f"train_{k}": v / len(train_loader) for k, v in sums.items()},
+               **{f"dev_{k}": v for k, v in dev.items()}}
+        log.append(row)
+        if accelerator.is_main_process:
+            tqdm.write(_epoch_line(row))
+        if dev["l_re"] < best["l_re"]:
+            best.update(l_re=dev["l_re"], epoch=epoch, dev=dev,
+                        state={k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()})
+            if accelerator.is_main_process:
+                save_checkpoint(core, cfg.out, state_dict=best["state"], log=log,
+                                extra_config={**extra_config, "status": f"training (best epoch {epoch})"},
+                                metrics={"best_epoch": epoch, "dev": dev})
+        accelerator.wait_for_everyone()
+
+    core.load_state_dict(best["state"])
+    test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
+                    sel_length=cfg.sel_length, with_faithfulness=cfg.faithfulness and cfg.mode != "cls",
+                    accelerator=accelerator)
+    wall = time.time() - started
+    metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
+               "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,
+               "hardware": _hardware(accelerator)}
+    if accelerator.is_main_process:
+        save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
+                        extra_config={**extra_config, "status": "complete"})
+        tqdm.write(f"test: accuracy {test['accuracy']:.4f}" + (f", ratio {test['ratio']:.3f}" if "ratio" in test else "")
+                   + f" -> {cfg.out} ({wall:.0f} s)")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return Path(cfg.out)
+
+
+def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length: int,
+                  teacher: RationaleModel | None = None, teacher_cache: "TeacherCache | None" = None):
+    """The objective of METHOD.md for one batch: CE (CLS), L_RE (RE), or
+    ``alpha * L_RE + (1 - alpha) * (lambda_R * KD_R + tau^2 * KD_Y)`` (REKD).
+    Returns the loss tensor and its parts as floats."""
+    inputs, targets = model_inputs(batch), batch["label"]
+    if cfg.mode == "cls":
+        loss = F.cross_entropy(model(inputs).logits, targets)
+        return loss, {"loss": loss.item()}
+    out = model(inputs, selection="gumbel", tau=tau)
+    fm = out.feature_mask
+    length = fm.sum(dim=1) if cfg.sel_length == "real" else grid_length
+    ce = F.cross_entropy(out.logits, targets)
+    sel = selection_cost(out.mask, cfg.ratio, length)
+    l_re = ce + cfg.lambda_sel * sel
+    parts = {"ce": ce.item(), "sel": sel.item(), "ratio": (out.mask.sum() / fm.sum()).item()}
+    if teacher is None:
+        parts["loss"] = l_re.item()
+        return l_re, parts
+    with torch.no_grad():
+        if teacher_cache is not None:
+            t_gen = teacher_cache.get(batch["index"], inputs, teacher, out.gen_logits.shape[1])
+        else:
+            t_gen = teacher.generator(inputs)
+        t_mask = out.mask.detach() if cfg.teacher_mask == "student" else teacher.select(
+            t_gen, fm, cfg.eval_selection, ratio=cfg.ratio)
+        t_logits = teacher.predictor(inputs, t_mask)
+    kd_r = rationale_kd(out.gen_logits, t_gen, tau, fm) if cfg.distil != "prediction" else ce.new_zeros(())
+    kd_y = prediction_kd(out.logits, t_logits, tau, cfg.teacher_labels == "hard") if cfg.distil != "rationale" else ce.new_zeros(())
+    alpha = alpha_at(tau, cfg.tau0) if cfg.alpha == "schedule" else float(cfg.alpha)
+    loss = alpha * l_re + (1 - alpha) * (cfg.lambda_r * kd_r + kd_y)
+    parts.update(loss=loss.item(), l_re=l_re.item(), kd_r=kd_r.item(), kd_y=kd_y.item(), alpha=alpha)
+    return loss, parts
+
+
+class TeacherCache:
+    """The frozen teacher generator's logits per training example, computed on first use.
+
+    In eval mode (no dropout) and on inputs that are not augmented they never change, so the
+    teacher generator runs once per example instead of once per step.
+    """
+
+    def __init__(self, num_examples: int, grid_length: int):
+        self.logits = torch.zeros(num_examples, grid_length, 2)
+        self.filled = torch.zeros(num_examples, dtype=torch.bool)
+
+    def get(self, index: torch.Tensor, inputs: dict, teacher: RationaleModel, length: int) -> torch.Tensor:
+        index = index.cpu()
+        todo = ~self.filled[index]
+        if todo.any():
+            rows = todo.nonzero().squeeze(1)
+            fresh = teacher.generator({k: v[rows.to(v.device)] for k, v in inputs.items()})
+            self.logits[index[todo], : fresh.shape[1]] = fresh.float().cpu()
+            self.filled[index[todo]] = True
+        return self.logits[index, :length].to(next(teacher.parameters()).device)
+
+
+def make_splits(bundle: DatasetBundle, cfg: TrainConfig) -> tuple[RawSplit, RawSplit, RawSplit]:
+    """Train / dev / test: the seeded stratified limits, and a stratified dev split carved from train
+    unless the source ships a dev split."""
+    train_split = bundle.train
+    if cfg.train_limit:
+        train_split = train_split.subset(stratified_subset(train_split.targets, cfg.train_limit, cfg.seed))
+    if bundle.dev is not None:
+        dev_split = bundle.dev
+    else:
+        kept, held_out = stratified_split(train_split.targets, cfg.dev_fraction, cfg.seed)
+        train_split, dev_split = train_split.subset(kept), train_split.subset(held_out)
+    test_split = bundle.test
+    if cfg.eval_limit:
+        test_split = test_split.subset(stratified_subset(test_split.targets, cfg.eval_limit, cfg.seed))
+        if bundle.dev is not None:
+            dev_split = dev_split.subset(stratified_subset(dev_split.targets, cfg.eval_limit, cfg.seed))
+    if len(train_split) == 0 or len(dev_split) == 0 or len(test_split) == 0:
+        raise ConfigError("a split is empty: the dataset (or --train-limit) is too small for a dev split")
+    return train_split, dev_split, test_split
+
+
+def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
+                tokenizer_source: RationaleModel | None = None) -> RationaleModel:
+    """The model to train, with its processor. A text preset takes the tokenizer of
+    ``tokenizer_source`` (the teacher, or the --init-from model: their grids must match), else a
+    WordPiece vocabulary trained on the training texts; other backbones bring their own."""
+    processor = None
+    vocab_size = None
+    if cfg.task == "text":
+        if cfg.backbone in PRESETS:
+            if tokenizer_source is not None:
+                tokenizer = tokenizer_source.processor.tokenizer
+            else:
+                tokenizer = train_wordpiece_tokenizer(train_split.inputs, cfg.vocab_size)
+        else:
+            tokenizer = load_tokenizer(cfg.backbone)
+        processor = TextProcessor(tokenizer, cfg.max_length)
+        vocab_size = len(tokenizer)
+    backbone, pretrained = resolve_backbone(cfg.backbone, cfg.task, vocab_size=vocab_size,
+                                            image_size=cfg.image_size, patch_size=cfg.patch_size)
+    if cfg.task == "text":
+        max_positions = backbone["hf_config"].get("max_position_embeddings", cfg.max_length)
+        if cfg.max_length > max_positions:
+            raise ConfigError(f"--max-length {cfg.max_length} exceeds the backbone's {max_positions} positions")
+    model_config = {"task": cfg.task, "mode": cfg.mode, "ratio": cfg.ratio if cfg.mode != "cls" else 1.0,
+                    "labels": list(labels), "backbone": backbone, "dropout": cfg.dropout}
+    model = RationaleModel(model_config, processor, pretrained if cfg.pretrained else None)
+    if cfg.task == "vision":
+        grid = feature_grid(model.predictor.backbone)
+        if cfg.image_size and cfg.image_size != grid["image_size"]:
+            raise ConfigError(f"backbone {cfg.backbone!r} takes {grid['image_size']}px images, not --image-size {cfg.image_size}")
+        mean, std = _image_normalisation(model)
+        model.processor = VisionProcessor(grid["image_size"], grid["patch_size"], mean, std)
+    return model
+
+
+def load_teacher(cfg: TrainConfig, device) -> RationaleModel:
+    teacher = load_checkpoint(cfg.teacher, device)
+    if teacher.generator is None:
+        raise ConfigError(f"teacher {cfg.teacher} is a CLS model; REKD needs an RE (or REKD) teacher")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -> None:
+    """REKD distils per feature and per class: the grids and the label sets must be identical."""
+    if teacher.task != student.task:
+        raise ConfigError(f"teacher is a {teacher.task} model but the student is {student.task}")
+    t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
+    if t_grid != s_grid:
+        diff = {k: (t_grid.get(k), s_grid.get(k)) for k in set(t_grid) | set(s_grid) if t_grid.get(k) != s_grid.get(k)}
+        raise ConfigError(f"teacher and student select over different feature grids (teacher, student): {diff}")
+    if [l.lower() for l in teacher.labels] != [l.lower() for l in student.labels]:
+        raise ConfigError(f"teacher labels {teacher.labels} differ from the dataset's {student.labels}")
+
+
+def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
+    """Start the generator and predictor backbones from a trained model's predictor backbone
+    (e.g. a CLS model: the small-model analogue of starting from a pretrained encoder)."""
+    path = getattr(source, "checkpoint_path", "the source model")
+    if source.config["backbone"]["type"] != model.config["backbone"]["type"] or source.processor.grid() != model.processor.grid():
+        raise ConfigError(f"--init-from {path}: its backbone or feature grid differs from this run's")
+    state = source.predictor.backbone.state_dict()
+    try:
+        model.predictor.backbone.load_state_dict(state)
+        if model.generator is not None:
+            model.generator.backbone.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"--init-from {path}: backbone weights do not fit ({str(exc).splitlines()[0]})") from exc
+
+
+def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleModel | None) -> dict:
+    """What goes into config.json besides the model: the settings, the data, the teacher."""
+    training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "progress")}
+    description = {"training": training, "dataset": cfg.dataset,
+                   "parameters": {"generator": count_parameters(model.generator) if model.generator else 0,
+                                  "predictor": count_parameters(model.predictor)}}
+    if teacher is not None:
+        description["teacher"] = {"path": str(cfg.teacher), "backbone": teacher.config["backbone"].get("source"),
+                                  "mode": teacher.config["mode"], "ratio": teacher.ratio,
+                                  "parameters": count_parameters(teacher)}
+    return description
+
+
+def load_config_file(path: str) -> dict:
+    """A YAML or JSON file of TrainConfig fields (dashes or underscores)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of options")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown options {unknown}")
+    return data
+
+
+def _make_accelerator(accelerator_cls, device: str):
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple MPS is not available")
+    return accelerator_cls(cpu=device == "cpu")
+
+
+def _cacheable(cfg: TrainConfig) -> bool:
+    return cfg.cache_teacher and (cfg.task == "text" or not cfg.augment)
+
+
+
+def _image_normalisation(model: RationaleModel) -> tuple:
+    from .processing import IMAGENET_MEAN, IMAGENET_STD
+
+    inner = model.predictor.backbone.model
+    cfg = getattr(inner, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+
+
+def _hardware(accelerator) -> str:
+    import platform
+
+    device = accelerator.device
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} x{accelerator.num_processes}"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads) x{accelerator.num_processes}"
+
+
+def _epoch_line(row: dict) -> str:
+    parts = [f"epoch {row['epoch']}", f"train loss {row.get('train_loss', 0):.4f}",
+             f"dev acc {row['dev_accuracy']:.4f}", f"dev l_re {row['dev_l_re']:.4f}"]
+    if "dev_ratio" in row:
+        parts.append(f"dev ratio {row['dev_ratio']:.3f}")
+    parts.append(f"{row['train_samples_per_s']:.1f} samples/s")
+    return ", ".join(parts)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def _parse_float(name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number or 'schedule', got {value!r}") from exc
