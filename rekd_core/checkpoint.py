@@ -47,7 +47,9 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    # copies: a ViT backbone registers its patch embedding twice (model.patch_embed, patch_module), and
+    # safetensors refuses tensors that share memory
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in (state_dict or model.state_dict()).items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
@@ -115,7 +117,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
         raise
     except Exception as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the model ({exc})") from exc
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # strict=False still raises on tensors of the wrong shape
+        raise CheckpointError(f"{weights_path}: weights do not match config.json ({_mismatch_detail(exc)})") from exc
     if result.missing_keys or result.unexpected_keys:
         detail = (result.missing_keys or result.unexpected_keys)[:3]
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
@@ -134,7 +139,12 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
     os.replace(path, old / "previous")
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old / "previous", path)  # put the previous checkpoint back
+        shutil.rmtree(old, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -148,6 +158,12 @@ def _json_default(value):
     if isinstance(value, torch.Tensor):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint config")
+
+
+def _mismatch_detail(exc: Exception) -> str:
+    """The first specific line of a load_state_dict error (its first line only says that it failed)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
 
 
 def _fsync_tree(directory: Path) -> None:

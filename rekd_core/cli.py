@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     eval_p.set_defaults(handler=cmd_eval)
 
+    sweep_p = sub.add_parser("sweep", help="run a recipe of many trainings (resumable) into a results file")
+    sweep_p.add_argument("recipe", help="YAML recipe (see configs/)")
+    sweep_p.add_argument("--only", help="run only the runs whose name contains this text")
+    sweep_p.add_argument("--dry-run", action="store_true", help="list the runs still to do")
+    sweep_p.set_defaults(handler=cmd_sweep)
+
     explain_p = sub.add_parser("explain", help="explain one review or image")
     explain_p.add_argument("checkpoint")
     explain_p.add_argument("--teacher", help="also explain with this teacher and compare")
@@ -123,6 +129,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     config_file = options.pop("config", None)
     merged = {**(load_config_file(config_file) if config_file else {}), **options}
     train(TrainConfig(**merged))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+
+    print(f"results: {run_sweep(args.recipe, only=args.only, dry_run=args.dry_run)}")
     return 0
 
 

@@ -27,6 +27,8 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     """
     from tqdm.auto import tqdm
 
+    if accelerator is not None:  # a DDP wrapper hides the model's attributes; no gradients are needed here
+        model = accelerator.unwrap_model(model)
     model.eval()
     ratio = model.ratio if ratio is None else ratio
     grid_length = model.num_features

@@ -140,10 +140,15 @@ def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int = 8000, lowe
 
 
 def load_tokenizer(source: str):
-    """The tokenizer of a Hugging Face hub id or local directory."""
+    """The tokenizer of a rekd checkpoint directory, a tokenizer directory or a Hugging Face hub id."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    if (Path(source) / "tokenizer").is_dir():
+        source = str(Path(source) / "tokenizer")
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        raise DataError(f"cannot load a tokenizer from {source!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

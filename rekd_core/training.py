@@ -60,6 +60,7 @@ class TrainConfig:
     image_size: int | None = None
     patch_size: int | None = None
     vocab_size: int | None = None  # WordPiece vocabulary trained for a text preset
+    tokenizer: str | None = None  # text: a checkpoint or tokenizer directory (or hub id) whose tokenizer to use
     train_limit: int | None = None  # stratified subset of the training split
     eval_limit: int | None = None  # stratified subset of the test split
     dev_fraction: float = 0.2  # stratified dev split carved from train (unless the data ships one)
@@ -296,11 +297,14 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
                 tokenizer_source: RationaleModel | None = None) -> RationaleModel:
     """The model to train, with its processor. A text preset takes the tokenizer of
     ``tokenizer_source`` (the teacher, or the --init-from model: their grids must match), else a
-    WordPiece vocabulary trained on the training texts; other backbones bring their own."""
+    WordPiece vocabulary trained on the training texts; other backbones bring their own. An explicit
+    ``cfg.tokenizer`` wins (to share one vocabulary between the runs of a recipe)."""
     processor = None
     vocab_size = None
     if cfg.task == "text":
-        if cfg.backbone in PRESETS:
+        if cfg.tokenizer:
+            tokenizer = load_tokenizer(cfg.tokenizer)
+        elif cfg.backbone in PRESETS:
             if tokenizer_source is not None:
                 tokenizer = tokenizer_source.processor.tokenizer
             else:
@@ -376,8 +380,9 @@ def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleM
     return description
 
 
-def load_config_file(path: str) -> dict:
-    """A YAML or JSON file of TrainConfig fields (dashes or underscores)."""
+def load_config_file(path: str, known: set[str] | None | bool = True) -> dict:
+    """A YAML or JSON mapping; keys use dashes or underscores. With ``known`` left at True, only
+    TrainConfig fields are allowed; ``None`` accepts any key (recipes)."""
     import yaml
 
     try:
@@ -390,9 +395,10 @@ def load_config_file(path: str) -> dict:
         raise ConfigError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of options")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
     data = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - known)
+    if known is True:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known) if known else []
     if unknown:
         raise ConfigError(f"config file {path}: unknown options {unknown}")
     return data

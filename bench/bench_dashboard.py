@@ -1,0 +1,216 @@
+"""Benchmark the dashboard's interactive path: once the models are loaded, how long does one
+teacher + student explanation and its rendering take for a review of 256 word pieces and for one
+32x32 image? (The issue's budget: under 0.5 s on the CPU.)
+
+    python bench/bench_dashboard.py                  # the shipped checkpoints, else preset-sized stand-ins
+    python bench/bench_dashboard.py --text-pair T S --vision-pair T S --runs 30
+    python bench/bench_dashboard.py --apptest        # also time whole Streamlit reruns (slider moves)
+
+Checkpoints are found under checkpoints/ (or $REKD_CHECKPOINTS) and paired as the dashboard pairs
+them. A task with none gets untrained stand-ins of the preset sizes given (their speed is that of
+trained models of the same size): a 256-word-piece BERT pair and a 32x32-pixel ViT pair with 4-pixel
+patches (an 8x8 grid). The timed work is exactly what a rerun of the compare view does: both
+explanations, the highlighted review (or the patch overlays, PNG-encoded as st.image does) and the
+agreement view. Prints the median, 90th percentile and minimum of --runs runs after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from dashboard import backend as B  # noqa: E402
+from dashboard import render as R  # noqa: E402
+
+
+def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, str]:
+    """Untrained teacher and student checkpoints of the given presets (text: 256 word pieces, a
+    WordPiece vocabulary trained on the bundled reviews; vision: 32x32 images, 4px patches)."""
+    from rekd_core.checkpoint import load_checkpoint, save_checkpoint
+    from rekd_core.data import RawSplit
+    from rekd_core.training import TrainConfig, build_model
+
+    if task == "text":
+        reviews = [item.value for item in B.load_examples("text")]
+        split = RawSplit(reviews * 4, [0, 1] * (2 * len(reviews)))
+        labels = ["neg", "pos"]
+        extra = dict(max_length=256, vocab_size=2000, ratio=0.1)
+    else:
+        split = RawSplit([], [])
+        labels = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        extra = dict(image_size=32, patch_size=4, ratio=0.15)
+    paths = []
+    source = None
+    for role, preset in zip(("teacher", "student"), presets):
+        cfg = TrainConfig(task=task, mode="re" if role == "teacher" else "rekd", backbone=preset, dataset="bench",
+                          out=str(workdir / task / role), teacher="bench" if role == "student" else None, **extra).resolved()
+        model = build_model(cfg, labels, split, tokenizer_source=source)
+        # Copies of the tensors: a timm ViT's state dict holds the patch embedding twice (shared
+        # storage), which safetensors refuses to save as is.
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_checkpoint(model, cfg.out, state_dict=state,
+                        extra_config={"dataset": "stand-in (untrained)", "status": "complete"})
+        source = load_checkpoint(cfg.out)
+        paths.append(cfg.out)
+    return paths[0], paths[1]
+
+
+def pick_pair(task: str, given: list[str] | None, presets: list[str], workdir: Path) -> tuple[str, str, str]:
+    if given:
+        return given[0], given[1], "given"
+    infos = [i for i in B.discover_checkpoints(B.checkpoints_root())[0] if i.task == task]
+    t, s = B.default_pair(infos)
+    if t is not None and s is not None and t != s:
+        return infos[t].path, infos[s].path, "shipped"
+    return (*stand_in_pair(task, presets, workdir), f"untrained stand-ins ({' / '.join(presets)})")
+
+
+def long_review(tokenizer_model) -> B.InputItem:
+    """The bundled long review, repeated if needed so that the model reads a full 256 word pieces."""
+    text = B.load_examples("text")[2].value
+    while len(tokenizer_model.processor.tokenizer(text)["input_ids"]) < tokenizer_model.processor.max_length:
+        text += " " + text
+    return B.prepare_review(text, "long review")
+
+
+def render_text(item, result, max_length):
+    R.probs_html(result.teacher, R.TEACHER)
+    R.probs_html(result.student, R.STUDENT)
+    R.word_counts(item.value, result.teacher)
+    R.word_counts(item.value, result.student)
+    R.highlight_html(item.value, result.teacher, R.TEACHER, max_length)
+    R.highlight_html(item.value, result.student, R.STUDENT, max_length)
+    if result.comparison is not None:
+        R.agreement_html(item.value, result.teacher, result.comparison, max_length)
+
+
+def render_image(item, result, teacher):
+    R.probs_html(result.teacher, R.TEACHER)
+    R.probs_html(result.student, R.STUDENT)
+    view = teacher.processor.resized(item.value)
+    images = [R.display_image(item.value), R.patch_overlay(view, result.teacher.selected, result.teacher.grid_side, R.TEACHER),
+              R.patch_overlay(view, result.student.selected, result.student.grid_side, R.STUDENT)]
+    if result.comparison is not None:
+        images.append(R.agreement_overlay(view, result.comparison, result.teacher.grid_side))
+    for image in images:  # st.image sends each as a PNG
+        R.png_bytes(image)
+
+
+def time_task(task: str, teacher_path: str, student_path: str, device, runs: int) -> dict:
+    started = time.perf_counter()
+    teacher, student = B.load_model(teacher_path, device), B.load_model(student_path, device)
+    load_s = time.perf_counter() - started
+    check = B.check_pair(teacher, student, task)
+    if check.fatal:
+        raise SystemExit(f"{task}: {check.fatal}")
+    if task == "text":
+        item = long_review(teacher)
+    else:
+        item = B.load_examples("vision")[0]  # a 32x32 CIFAR-10 image
+    ratio = student.ratio
+    explain_times, render_times = [], []
+    for run in range(runs + 2):
+        t0 = time.perf_counter()
+        result = B.explain_pair(teacher, student, item, ratio, agreement=check.agreement)
+        t1 = time.perf_counter()
+        if task == "text":
+            render_text(item, result, teacher.processor.max_length)
+        else:
+            render_image(item, result, teacher)
+        t2 = time.perf_counter()
+        if run >= 2:  # two warm-up runs
+            explain_times.append(t1 - t0)
+            render_times.append(t2 - t1)
+    totals = [e + r for e, r in zip(explain_times, render_times)]
+    features = result.teacher.num_features
+    return {"task": task, "teacher": teacher_path, "student": student_path, "features": features,
+            "load_s": round(load_s, 3), "runs": runs,
+            "median_s": round(statistics.median(totals), 4), "p90_s": round(sorted(totals)[int(0.9 * (len(totals) - 1))], 4),
+            "min_s": round(min(totals), 4), "explain_median_s": round(statistics.median(explain_times), 4),
+            "render_median_s": round(statistics.median(render_times), 4)}
+
+
+def time_apptest(root: Path, runs: int) -> dict:
+    """Whole Streamlit reruns (script + both explanations + rendering), moving the ratio slider."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["REKD_CHECKPOINTS"] = str(root)
+    out = {}
+    for task in ("text", "vision"):
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.run()
+        at.sidebar.radio(key="task").set_value(task).run()
+        if task == "text":
+            at.radio(key="source_text").set_value("Bundled example").run()
+            at.selectbox(key="example_text").set_value(2).run()  # the long review
+        times = []
+        for run in range(runs):
+            at.sidebar.slider(key="ratio").set_value(0.05 + 0.01 * (run % 20))
+            t0 = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - t0)
+            assert not at.exception, [e.value for e in at.exception]
+        out[task] = {"rerun_median_s": round(statistics.median(times), 4), "rerun_min_s": round(min(times), 4)}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text-pair", nargs=2, metavar=("TEACHER", "STUDENT"))
+    parser.add_argument("--vision-pair", nargs=2, metavar=("TEACHER", "STUDENT"))
+    parser.add_argument("--text-presets", default="bert-4x256,bert-1x64", help="stand-in sizes when no text checkpoints")
+    parser.add_argument("--vision-presets", default="vit-6x192,vit-2x64", help="stand-in sizes when no vision checkpoints")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--apptest", action="store_true", help="also time whole Streamlit reruns through AppTest")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    device, warning = B.pick_device(args.device)
+    if warning:
+        print(warning, file=sys.stderr)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        workdir = Path(tmp)
+        for task, given, presets in (("text", args.text_pair, args.text_presets), ("vision", args.vision_pair, args.vision_presets)):
+            teacher, student, origin = pick_pair(task, given, presets.split(","), workdir)
+            row = time_task(task, teacher, student, device, args.runs)
+            row["models"] = origin
+            rows.append(row)
+        apptest = time_apptest(workdir if any("stand-in" in r["models"] for r in rows) else B.checkpoints_root(),
+                               max(5, args.runs // 2)) if args.apptest else None
+    report = {"device": B.device_description(device), "torch_threads": torch.get_num_threads(), "results": rows,
+              "budget_s": 0.5}
+    if apptest:
+        report["apptest_reruns"] = apptest
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"device: {report['device']}; {args.runs} runs after 2 warm-up runs; budget 0.5 s")
+    for row in rows:
+        what = f"{row['features']} word pieces" if row["task"] == "text" else f"32x32 image, {row['features']} patches"
+        verdict = "OK" if row["median_s"] < 0.5 else "OVER BUDGET"
+        print(f"{row['task']:>6} ({what}; {row['models']}): median {1000 * row['median_s']:.0f} ms "
+              f"(explain {1000 * row['explain_median_s']:.0f} ms + render {1000 * row['render_median_s']:.0f} ms), "
+              f"p90 {1000 * row['p90_s']:.0f} ms, min {1000 * row['min_s']:.0f} ms; model load {row['load_s']:.2f} s [{verdict}]")
+    if apptest:
+        for task, times in apptest.items():
+            print(f"{task:>6} whole Streamlit rerun (AppTest): median {1000 * times['rerun_median_s']:.0f} ms, "
+                  f"min {1000 * times['rerun_min_s']:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

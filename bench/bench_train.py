@@ -1,0 +1,100 @@
+"""Training throughput of text REKD on the CPU (samples per second).
+
+Setting of the rekd_core issue: teacher BERT 2 layers x 128 hidden, student 1 layer x 64 hidden
+(from-scratch presets bert-2x128 and bert-1x64, WordPiece vocabulary of 8k trained on the
+reviews), max length 256, batch 32, IMDB reviews from the aclImdb tarball.
+
+Variants, each the same objective (the loss values of one step are printed to show it):
+- reference: the paper's loop: eager attention, full padded length, the teacher generator run
+  at every step;
+- optimized: fused SDPA attention, padding trimmed per batch, teacher generator logits cached
+  per example (they are deterministic: frozen teacher in eval mode, text is never augmented).
+
+Steady state is timed: the first pass over the examples fills the cache and is not counted.
+
+    python bench/bench_train.py --data ../shared/data/aclImdb_v1.tar.gz
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from rekd_core.data import load_dataset_spec, stratified_subset
+from rekd_core.processing import FeatureDataset, collate
+from rekd_core.training import TeacherCache, TrainConfig, build_model, training_loss
+
+
+def make_models(split, max_length: int):
+    teacher_cfg = TrainConfig(task="text", mode="re", backbone="bert-2x128", dataset="-", out="-",
+                              max_length=max_length).resolved()
+    teacher = build_model(teacher_cfg, ["neg", "pos"], split).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student_cfg = TrainConfig(task="text", mode="rekd", backbone="bert-1x64", dataset="-", out="-", teacher="-",
+                              max_length=max_length).resolved()
+    student = build_model(student_cfg, ["neg", "pos"], split, tokenizer_source=teacher)
+    return teacher, student, student_cfg
+
+
+def set_attention(model, implementation: str) -> None:
+    for module in (model.generator.backbone.encoder, model.predictor.backbone.encoder):
+        module.set_attn_implementation(implementation)
+
+
+def run_variant(name: str, split, args) -> dict:
+    torch.manual_seed(0)
+    teacher, student, cfg = make_models(split, args.max_length)
+    optimized = name == "optimized"
+    for model in (teacher, student):
+        set_attention(model, "sdpa" if optimized else "eager")
+    dataset = FeatureDataset(split, student.processor)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
+                                         collate_fn=lambda b: collate(b, trim_padding=optimized))
+    cache = TeacherCache(len(dataset), student.num_features) if optimized else None
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=5e-4)
+    student.train()
+    timings, first_loss = [], None
+    for epoch in range(args.passes):
+        for batch in loader:
+            start = time.perf_counter()
+            loss, parts = training_loss(student, batch, cfg, tau=1.0, grid_length=student.num_features,
+                                        teacher=teacher, teacher_cache=cache)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if epoch > 0:
+                timings.append((time.perf_counter() - start) / len(batch["label"]))
+            elif first_loss is None:
+                first_loss = parts
+    per_sample = statistics.median(timings)
+    return {"variant": name, "samples_per_s": 1.0 / per_sample, "steps_timed": len(timings), "first_step": first_loss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data/aclImdb_v1.tar.gz", help="aclImdb folder or tarball")
+    parser.add_argument("--examples", type=int, default=320, help="reviews per pass (a multiple of the batch size)")
+    parser.add_argument("--passes", type=int, default=3, help="passes over the examples; the first is not timed")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--variants", default="reference,optimized")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    bundle = load_dataset_spec(f"aclimdb:{args.data}")
+    split = bundle.train.subset(stratified_subset(bundle.train.targets, args.examples, seed=0))
+    print(f"text REKD, teacher bert-2x128, student bert-1x64, length {args.max_length}, batch {args.batch_size}, "
+          f"{args.examples} reviews x {args.passes - 1} timed passes, {args.threads} threads, torch {torch.__version__}")
+    results = [run_variant(name, split, args) for name in args.variants.split(",")]
+    for r in results:
+        print(f"{r['variant']:<10} {r['samples_per_s']:7.1f} samples/s  (median over {r['steps_timed']} steps; "
+              f"first-step loss {r['first_step']['loss']:.5f})")
+    if len(results) == 2:
+        print(f"speed-up: {results[1]['samples_per_s'] / results[0]['samples_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
