@@ -5,6 +5,7 @@ teacher + student explanation and its rendering take for a review of 256 word pi
     python bench/bench_dashboard.py                  # the shipped checkpoints, else preset-sized stand-ins
     python bench/bench_dashboard.py --text-pair T S --vision-pair T S --runs 30
     python bench/bench_dashboard.py --apptest        # also time whole Streamlit reruns (slider moves)
+    python bench/bench_dashboard.py --threads 2      # torch threads (default: the dashboard's, half the cores)
 
 Checkpoints are found under checkpoints/ (or $REKD_CHECKPOINTS) and paired as the dashboard pairs
 them. A task with none gets untrained stand-ins of the preset sizes given (their speed is that of
@@ -55,11 +56,7 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
         cfg = TrainConfig(task=task, mode="re" if role == "teacher" else "rekd", backbone=preset, dataset="bench",
                           out=str(workdir / task / role), teacher="bench" if role == "student" else None, **extra).resolved()
         model = build_model(cfg, labels, split, tokenizer_source=source)
-        # Copies of the tensors: a timm ViT's state dict holds the patch embedding twice (shared
-        # storage), which safetensors refuses to save as is.
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_checkpoint(model, cfg.out, state_dict=state,
-                        extra_config={"dataset": "stand-in (untrained)", "status": "complete"})
+        save_checkpoint(model, cfg.out, extra_config={"dataset": "stand-in (untrained)", "status": "complete"})
         source = load_checkpoint(cfg.out)
         paths.append(cfg.out)
     return paths[0], paths[1]
@@ -172,12 +169,16 @@ def main(argv=None) -> int:
     parser.add_argument("--vision-presets", default="vit-6x192,vit-2x64", help="stand-in sizes when no vision checkpoints")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the dashboard's, half the cores)")
     parser.add_argument("--apptest", action="store_true", help="also time whole Streamlit reruns through AppTest")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     import torch
 
+    if args.threads:
+        os.environ["REKD_DASHBOARD_THREADS"] = str(args.threads)
+    B.configure_torch_threads()
     device, warning = B.pick_device(args.device)
     if warning:
         print(warning, file=sys.stderr)

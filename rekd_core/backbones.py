@@ -55,8 +55,12 @@ class TextBackbone(nn.Module):
 class VisionBackbone(nn.Module):
     """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask."""
 
-    patch_module: nn.Module
     num_patches: int
+
+    @property
+    def patch_module(self) -> nn.Module:
+        """The module whose output is the (B, N, D) patch embeddings (not registered twice)."""
+        raise NotImplementedError
 
     def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
         pixels = inputs["pixel_values"]
@@ -92,9 +96,12 @@ class TimmViTBackbone(VisionBackbone):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.patch_module = model.patch_embed
         self.num_patches = model.patch_embed.num_patches
         self.hidden_size = model.num_features
+
+    @property
+    def patch_module(self) -> nn.Module:
+        return self.model.patch_embed
 
     def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.model.forward_features(inputs["pixel_values"])[:, self.model.num_prefix_tokens:]
@@ -107,9 +114,12 @@ class HFViTBackbone(VisionBackbone):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.patch_module = model.embeddings.patch_embeddings
         self.num_patches = model.embeddings.patch_embeddings.num_patches
         self.hidden_size = model.config.hidden_size
+
+    @property
+    def patch_module(self) -> nn.Module:
+        return self.model.embeddings.patch_embeddings
 
     def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.model(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 1:]

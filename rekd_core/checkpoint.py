@@ -47,9 +47,7 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
-    # copies: a ViT backbone registers its patch embedding twice (model.patch_embed, patch_module), and
-    # safetensors refuses tensors that share memory
-    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})

@@ -165,6 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
+    if bundle.task != model.task:
+        raise DataError(f"dataset {args.dataset!r} is a {bundle.task} dataset, but the model is a {model.task} model")
     split = _pick_split(bundle, args.split, args.seed)
     if args.limit:
         split = split.subset(stratified_subset(split.targets, args.limit, args.seed))

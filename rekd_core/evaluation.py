@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import ConfigError
 from .losses import argmax_mask
 from .metrics import (MetricAccumulator, classification_metrics, faithfulness, mask_agreement, plausibility,
                       prediction_agreement, random_mask_like, selection_ratio)
@@ -30,6 +31,8 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     if accelerator is not None:  # a DDP wrapper hides the model's attributes; no gradients are needed here
         model = accelerator.unwrap_model(model)
     model.eval()
+    if ratio is not None and not 0.0 < ratio <= 1.0:
+        raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
     ratio = model.ratio if ratio is None else ratio
     grid_length = model.num_features
     acc = MetricAccumulator()

@@ -105,6 +105,8 @@ class TrainConfig:
             if getattr(cfg, name) is None:
                 setattr(cfg, name, defaults[name])
         preset = PRESETS.get(cfg.backbone)
+        if preset and preset.task != cfg.task:
+            raise ConfigError(f"backbone {cfg.backbone!r} is a {preset.task} backbone, but the task is {cfg.task}")
         if cfg.lr is None:
             cfg.lr = preset.lr if preset else PAPER_LR
         if cfg.vocab_size is None and preset and preset.task == "text":
@@ -135,6 +137,8 @@ def train(config: TrainConfig) -> Path:
     train_split, dev_split, test_split = make_splits(bundle, cfg)
     teacher = load_teacher(cfg, accelerator.device) if cfg.mode == "rekd" else None
     init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    if init_source is not None and init_source.task != cfg.task:
+        raise ConfigError(f"--init-from {cfg.init_from} is a {init_source.task} model, but --task is {cfg.task}")
     model = build_model(cfg, bundle.labels, train_split, tokenizer_source=teacher or init_source)
     if teacher is not None:
         check_teacher_compatible(teacher, model)
@@ -333,6 +337,8 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
 
 def load_teacher(cfg: TrainConfig, device) -> RationaleModel:
     teacher = load_checkpoint(cfg.teacher, device)
+    if teacher.task != cfg.task:
+        raise ConfigError(f"teacher {cfg.teacher} is a {teacher.task} model, but --task is {cfg.task}")
     if teacher.generator is None:
         raise ConfigError(f"teacher {cfg.teacher} is a CLS model; REKD needs an RE (or REKD) teacher")
     for p in teacher.parameters():
@@ -389,10 +395,17 @@ def load_config_file(path: str, known: set[str] | None | bool = True) -> dict:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from exc
     try:
         data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+    except yaml.YAMLError as exc:  # its message spans several lines, with a drawing of the spot
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {reason}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of options")
     data = {k.replace("-", "_"): v for k, v in data.items()}

@@ -1,0 +1,585 @@
+"""REKD dashboard: compare a teacher's and a student's rationales on reviews and images.
+
+Run from the repository root: ``streamlit run dashboard/app.py``. Checkpoints are looked for under
+``checkpoints/`` (or ``$REKD_CHECKPOINTS``); the ratios view reads ``checkpoints/results.csv`` (or
+``$REKD_RESULTS``). Nothing here reaches the network: models load from their directories, and
+``.streamlit/config.toml`` turns off Streamlit's usage statistics and first-run prompt.
+
+This file only lays out widgets; the work is in ``backend.py`` and the drawing in ``render.py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+
+for _name, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_HUB_DISABLE_TELEMETRY", "1"),
+                      ("HF_DATASETS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+    os.environ.setdefault(_name, _value)
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import backend as B  # noqa: E402
+from dashboard import render as R  # noqa: E402
+from rekd_core.errors import RekdError  # noqa: E402
+
+TYPE_PATH = "__type_a_path__"
+FROM_BROWSER = "From the dataset browser"
+VIEWS = ["Compare", "Ratios", "Dataset browser"]
+EVAL_RATIOS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Caches: models load once per (path, device, weights mtime); checkpoint discovery is refreshed
+# every few seconds; datasets and the results file are read once per spec / modification.
+# ----------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def cached_model(path: str, device: str, mtime: float):
+    model = B.load_model(path, device)
+    B.warm_up(model)
+    return model
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def cached_discovery(root: str):
+    return B.discover_checkpoints(root)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the dataset…")
+def cached_dataset(spec: str):
+    return B.load_dataset(spec)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_results(path: str, mtime: float):
+    return B.load_results(path)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_upload(task: str, name: str, data: bytes) -> list:
+    """Uploads are decoded once, not on every rerun (failures are not cached: they raise again)."""
+    return B.parse_text_upload(name, data) if task == "text" else [B.parse_image_upload(name, data)]
+
+
+@st.cache_resource(show_spinner=False)
+def cached_examples(task: str):
+    return B.load_examples(task)
+
+
+@st.cache_resource(show_spinner=False)
+def explanation_store() -> tuple[OrderedDict, threading.Lock]:
+    """Recent explanations, so that a rerun caused by another widget does not run the models again
+    (shared by all sessions: an explanation depends only on the models, the input and the ratio)."""
+    return OrderedDict(), threading.Lock()
+
+
+def explain_cached(ctx, item: B.InputItem, ratio: float, agreement: bool) -> B.PairResult:
+    if item.kind == "text":
+        digest = hashlib.sha1(item.value.encode("utf-8", "surrogatepass")).hexdigest()
+    else:
+        digest = hashlib.sha1(item.value.tobytes()).hexdigest() + f"{item.value.size}"
+    key = (ctx["pair_key"], str(ctx["device"]), B.weights_mtime(ctx["teacher_path"]),
+           B.weights_mtime(ctx["student_path"]), ratio, agreement, item.kind, digest)
+    store, lock = explanation_store()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    result = B.explain_pair(ctx["teacher"], ctx["student"], item, ratio, agreement=agreement)
+    with lock:
+        store[key] = result
+        while len(store) > 64:
+            store.popitem(last=False)
+    return result
+
+
+@contextlib.contextmanager
+def guard(what: str):
+    """Show any failure of one part of the page as a message; the rest of the page keeps working."""
+    try:
+        yield
+    except RekdError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # a bug, not a user error: say so, with the details folded away
+        st.error(f"{what}: unexpected error ({type(exc).__name__}: {exc})")
+        with st.expander("Details"):
+            st.code(traceback.format_exc())
+
+
+# ----------------------------------------------------------------------------------------------
+# Sidebar: task, device, checkpoints, ratio
+# ----------------------------------------------------------------------------------------------
+
+
+def pick_checkpoint(role: str, task: str, infos: list, default: int | None) -> str:
+    """A selectbox of the discovered checkpoints and a "type a path" choice; the chosen path."""
+    key = f"{role}_{task}"
+    if infos:
+        options = [info.path for info in infos] + [TYPE_PATH]
+        labels = {info.path: info.option_label for info in infos}
+        labels[TYPE_PATH] = "Other directory (type a path)…"
+        choice = st.selectbox(f"{role.title()} checkpoint", options, index=default or 0, key=key,
+                              format_func=lambda p: labels.get(p, p))
+        if choice != TYPE_PATH:
+            return choice
+    return st.text_input(f"{role.title()} checkpoint directory", key=f"{key}_path",
+                         placeholder="/path/to/checkpoint (a folder with config.json)").strip()
+
+
+def load(path: str, device) -> tuple[object | None, str | None]:
+    if not path:
+        return None, None
+    try:
+        return cached_model(path, str(device), B.weights_mtime(path)), None
+    except RekdError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - never let a broken checkpoint take the page down
+        return None, f"{path}: cannot load this checkpoint ({type(exc).__name__}: {exc})"
+
+
+def sidebar():
+    with st.sidebar:
+        return _sidebar()
+
+
+def _sidebar():
+    st.title("REKD dashboard")
+    task = st.radio("Task", list(B.TASKS), format_func=B.TASKS.get, key="task")
+    choice = st.selectbox("Device", ["auto", "cuda", "mps", "cpu"], key="device",
+                          help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
+    device, warning = B.pick_device(choice)
+    st.caption(f"In use: **{B.device_description(device)}**")
+    if warning:
+        st.warning(warning)
+
+    root = B.checkpoints_root()
+    infos, problems = cached_discovery(str(root))
+    task_infos = [info for info in infos if info.task == task]
+    st.subheader("Models")
+    if not task_infos:
+        st.info(f"No {task} checkpoints found under `{root}`. Type checkpoint directories below, "
+                "or set REKD_CHECKPOINTS to a folder of checkpoints.")
+    if problems:
+        with st.expander(f"{len(problems)} folder(s) under the checkpoints root skipped"):
+            for line in problems:
+                st.caption(line)
+    t_default, s_default = B.default_pair(task_infos)
+    teacher_path = pick_checkpoint("teacher", task, task_infos, t_default)
+    student_path = pick_checkpoint("student", task, task_infos, s_default)
+    teacher, t_error = load(teacher_path, device)
+    student, s_error = load(student_path, device)
+
+    trained = [m.ratio for m in (student, teacher) if m is not None and m.generator is not None]
+    default_ratio = round(trained[0], 2) if trained else 0.1
+    pair_key = (teacher_path, student_path)
+    if st.session_state.get("_pair") != pair_key:
+        st.session_state["_pair"] = pair_key
+        st.session_state["ratio"] = min(max(default_ratio, 0.01), 1.0)
+    ratio = st.slider("Rationale ratio (top-k at inference)", 0.01, 1.0, step=0.01, key="ratio",
+                      help="Each model re-selects its top-k features, k = ratio x the input's features")
+    notes = [f"{role} trained at {m.ratio:g}" if m.generator is not None else f"{role} is CLS (reads everything)"
+             for role, m in (("teacher", teacher), ("student", student)) if m is not None]
+    if notes:
+        st.caption("; ".join(notes))
+    names = {"teacher": Path(teacher_path).name, "student": Path(student_path).name}
+    return dict(task=task, device=device, names=names, teacher_path=teacher_path, student_path=student_path,
+                teacher=teacher, student=student, errors={"teacher": t_error, "student": s_error}, ratio=float(ratio), pair_key=pair_key)
+
+
+def model_cards(ctx) -> B.PairCheck | None:
+    columns = st.columns(2)
+    for column, role, colour in zip(columns, ("teacher", "student"), (R.TEACHER, R.STUDENT)):
+        with column:
+            path, error = ctx[f"{role}_path"], ctx["errors"][role]
+            if not path:
+                st.info(f"No {role} picked: choose one in the sidebar or type its directory.")
+                continue
+            if error:
+                st.error(f"{role.title()}: {error}")
+                continue
+            with guard(f"{role} card"):
+                info = B.describe_checkpoint(path, B.checkpoints_root())
+                if not Path(info.name).is_absolute():  # under the checkpoints root: its short name
+                    ctx["names"][role] = info.name
+                st.html(R.model_card_html(info, role.title(), colour))
+    teacher, student = ctx["teacher"], ctx["student"]
+    if teacher is None or student is None:
+        return None
+    check = B.check_pair(teacher, student, ctx["task"])
+    if check.fatal:
+        st.error(check.fatal)
+    for note in check.notes:
+        st.warning(note)
+    return check
+
+
+# ----------------------------------------------------------------------------------------------
+# Compare view
+# ----------------------------------------------------------------------------------------------
+
+
+def gather_inputs(task: str) -> tuple[list[B.InputItem], list[str]]:
+    """The input widgets of the compare view; the items to explain and one message per bad input."""
+    items: list[B.InputItem] = []
+    errors: list[str] = []
+    picked = st.session_state.get("browser_pick")
+    options = ["Type or paste", "Upload .txt / .csv files", "Bundled example"] if task == "text" else \
+              ["Upload images", "Bundled example"]
+    if picked is not None and picked.task == task:
+        options.append(FROM_BROWSER)
+    key = f"source_{task}"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = "Bundled example"
+    source = st.radio("Input", options, horizontal=True, key=key)
+    if source == "Type or paste":
+        text = st.text_area("Review", key="review_text", height=170,
+                            placeholder="Type or paste a movie review, then press Ctrl+Enter (or click outside).")
+        if text.strip():
+            try:
+                items.append(B.prepare_review(text, "typed review"))
+            except RekdError as exc:
+                errors.append(str(exc))
+        elif text:
+            errors.append("The review is empty (only white space): there is nothing to explain.")
+    elif source.startswith("Upload"):
+        types = list(B.TEXT_UPLOAD_TYPES if task == "text" else B.IMAGE_UPLOAD_TYPES)
+        label = ("Reviews: .txt files (one review each) or .csv files (a text/review column)" if task == "text" else
+                 "Images: PNG, JPEG, WebP or BMP, any size or colour mode")
+        files = st.file_uploader(label, type=types, accept_multiple_files=True, key=f"upload_{task}") or []
+        for upload in files:
+            try:
+                items += cached_upload(task, upload.name, upload.getvalue())
+            except RekdError as exc:
+                errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{upload.name}: cannot be read ({type(exc).__name__}: {exc})")
+    elif source == "Bundled example":
+        examples = cached_examples(task)
+        index = st.selectbox("Example", range(len(examples)), format_func=lambda i: examples[i].name,
+                             key=f"example_{task}")
+        items.append(examples[index or 0])
+    elif source == FROM_BROWSER:
+        items.append(picked)
+    return items, errors
+
+
+def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, model, max_length) -> dict:
+    """One model's prediction and rationale; returns the images drawn (for the downloads)."""
+    drawn = {}
+    st.markdown(f"#### :{'blue' if role == 'Teacher' else 'orange'}[{role}]: {name}")
+    st.html(R.probs_html(exp, colour, true_label=item.label))
+    if item.kind == "text":
+        words, total = R.word_counts(item.value, exp)
+        if exp.scores:
+            st.caption(f"Selected {len(exp.selected)} of {exp.num_features} word pieces (ratio {exp.ratio:.3f}), "
+                       f"{words} of {total} words highlighted.")
+        else:
+            st.caption("CLS model: it reads every word piece, so it has no rationale to highlight.")
+        st.html(R.highlight_html(item.value, exp, colour, max_length))
+    else:
+        view = model.processor.resized(item.value)
+        selected = exp.selected if exp.scores else range(exp.grid_side ** 2)
+        drawn["overlay"] = R.patch_overlay(view, selected, exp.grid_side, colour)
+        drawn["original"] = R.display_image(item.value)
+        drawn["view"] = view
+        if exp.scores:
+            st.caption(f"Selected {len(exp.selected)} of {exp.num_features} patches (ratio {exp.ratio:.3f}) on a "
+                       f"{exp.grid_side}x{exp.grid_side} grid of {exp.patch_size}px patches.")
+        else:
+            st.caption("CLS model: it reads every patch, so it has no rationale to show.")
+        left, right = st.columns(2)
+        left.image(drawn["original"], caption=f"original ({item.value.width}x{item.value.height})")
+        right.image(drawn["overlay"], caption=f"{role.lower()}'s patches (unselected dimmed)")
+    return drawn
+
+
+def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
+    task = ctx["task"]
+    items, errors = gather_inputs(task)
+    for message in errors:
+        st.error(message)
+    notices = [item.notice for item in items if item.notice]
+    for notice in notices[:5]:
+        st.warning(notice)
+    if len(notices) > 5:
+        st.warning(f"… and {len(notices) - 5} more notices like these.")
+    if not items:
+        if not errors:
+            st.info("Give an input above: " + ("type or paste a review, upload .txt or .csv files, or pick a bundled "
+                                               "example." if task == "text" else "upload images or pick a bundled example."))
+        return
+    if len(items) > 1:
+        index = st.selectbox(f"Show input ({len(items)} read)", range(len(items)),
+                             format_func=lambda i: f"{i + 1}. {items[i].preview(80)}", key=f"pick_{task}")
+        item = items[index or 0]
+    else:
+        item = items[0]
+    teacher, student = ctx["teacher"], ctx["student"]
+    if teacher is None or student is None or check is None or check.fatal:
+        st.info("The comparison needs a working teacher and student of this task: see the messages above.")
+        return
+    if not is_open:
+        return
+    ratio = ctx["ratio"]
+    result = explain_cached(ctx, item, ratio, check.agreement)
+    max_length = teacher.processor.max_length if task == "text" else None
+    if task == "text" and (result.teacher.truncated or result.student.truncated):
+        st.info(f"The review is longer than the models read ({max_length} word pieces): the rest is greyed out below.")
+    names = {"Teacher": ctx["names"]["teacher"], "Student": ctx["names"]["student"]}
+    columns = st.columns(2)
+    drawn = {}
+    for column, role, exp, colour, model in zip(columns, ("Teacher", "Student"), (result.teacher, result.student),
+                                                (R.TEACHER, R.STUDENT), (teacher, student)):
+        with column:
+            drawn[role] = explanation_column(role, names[role], exp, colour, item, model, max_length)
+
+    st.subheader("Agreement")
+    cmp = result.comparison
+    agreement_image = None
+    if check.same_labels:
+        agree = result.teacher.label.lower() == result.student.label.lower()
+        m = st.columns(4)
+        m[0].metric("Predictions", "agree" if agree else "disagree",
+                    f"teacher {result.teacher.label}, student {result.student.label}", delta_color="off",
+                    delta_arrow="off")
+    if cmp is None:
+        st.info("The rationale agreement view needs a teacher and a student that both select features (no CLS "
+                "model), with the same labels and feature grid.")
+    else:
+        m[1].metric("Mask IoU", f"{cmp['iou']:.3f}")
+        m[2].metric("Mask F1", f"{cmp['f1']:.3f}")
+        m[3].metric("Both / teacher only / student only",
+                    f"{len(cmp['both'])} / {len(cmp['teacher_only'])} / {len(cmp['student_only'])}")
+        st.html(R.legend_html(f"teacher ({names['Teacher']})", f"student ({names['Student']})"))
+        if task == "text":
+            st.html(R.agreement_html(item.value, result.teacher, cmp, max_length))
+        else:
+            agreement_image = R.agreement_overlay(drawn["Teacher"]["view"], cmp, result.teacher.grid_side)
+            left, right, _ = st.columns([1, 1, 2])
+            left.image(drawn["Teacher"]["original"], caption="original")
+            right.image(agreement_image, caption="agreement: both, teacher only, student only")
+    st.caption(f"Both explanations took {1000 * result.seconds:.0f} ms on {B.device_description(ctx['device'])}.")
+
+    view = R.ComparisonView(
+        input_name=item.name, kind=item.kind, teacher_name=names["Teacher"], student_name=names["Student"],
+        teacher_exp=result.teacher, student_exp=result.student, comparison=cmp, ratio=ratio,
+        text=item.value if item.kind == "text" else None, true_label=item.label, max_length=max_length,
+        original=drawn["Teacher"].get("original"), teacher_overlay=drawn["Teacher"].get("overlay"),
+        student_overlay=drawn["Student"].get("overlay"), agreement_image=agreement_image,
+        notes=[n for n in (item.notice,) if n])
+    stem = "comparison_" + "".join(c if c.isalnum() else "_" for c in item.name)[:40]
+    left, right, _ = st.columns([1, 1, 2])
+    left.download_button("Download comparison (PNG)", data=lambda: R.comparison_png(view), file_name=f"{stem}.png",
+                         mime="image/png", key="download_png", on_click="ignore")
+    right.download_button("Download comparison (HTML)", data=lambda: R.comparison_html(view).encode("utf-8"),
+                          file_name=f"{stem}.html", mime="text/html", key="download_html", on_click="ignore")
+
+
+# ----------------------------------------------------------------------------------------------
+# Ratios view
+# ----------------------------------------------------------------------------------------------
+
+
+def ratios_view(ctx, check):
+    st.subheader("Accuracy and sparsity across rationale ratios")
+    default = str(B.default_results_path())
+    path = st.text_input("Results file (one row per run)", value=default, key="results_path").strip()
+    try:
+        mtime = os.path.getmtime(path) if path and os.path.isfile(path) else 0.0
+        frame = cached_results(path, mtime)
+    except RekdError as exc:
+        if path and not os.path.exists(path):
+            st.info(f"No results file at `{path}` yet: it is written when the checkpoints are trained and evaluated "
+                    "across ratios. Type another path above, or evaluate the loaded pair live below.")
+        else:
+            st.error(str(exc))
+    else:
+        with guard("Results"):
+            results_section(ctx, frame)
+    st.divider()
+    with guard("Live evaluation"):
+        live_evaluation(ctx, check)
+
+
+def results_section(ctx, frame):
+    tasks = sorted(frame["task"].astype(str).unique())
+    default = B.results_task_for(tasks, ctx["task"]) or tasks[0]
+    left, middle, right = st.columns(3)
+    chosen = left.selectbox("Task in the results file", tasks, index=tasks.index(default),
+                           key=f"results_task_{ctx['task']}")
+    part = frame[frame["task"] == chosen]
+    modes = sorted(part["mode"].unique(), key=lambda m: list(B.MODES).index(m) if m in B.MODES else 9)
+    picked_modes = middle.multiselect("Modes", modes, default=modes, format_func=lambda m: B.MODES.get(m, m.upper()),
+                                      key="results_modes")
+    roles = sorted(part["role"].unique())
+    picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
+    part = part[part["mode"].isin(picked_modes) & part["role"].isin(picked_roles)]
+    if part.empty:
+        st.info("No run matches these filters.")
+        return
+    agg = B.aggregate_results(part)
+    seeds = int(agg["runs"].max())
+    st.caption(f"{len(part)} runs; points are means over up to {seeds} seeds, bars one standard deviation. "
+               "A CLS model reads everything: it is drawn as a dashed line.")
+    st.plotly_chart(R.results_figure(agg, "accuracy"), key="results_accuracy")
+    if (agg["mode"] != "cls").any():
+        st.plotly_chart(R.achieved_ratio_figure(agg), key="results_sparsity")
+    else:
+        st.caption("No RE or REKD run among these: no sparsity to plot (a CLS model reads everything).")
+    students = agg[agg["role"] == "student"]
+    for metric, title in (("teacher_agreement", "students: prediction agreement with the teacher"),
+                          ("teacher_mask_iou", "students: rationale (mask) IoU with the teacher")):
+        if f"{metric}_mean" in agg and students[f"{metric}_mean"].notna().any():
+            st.plotly_chart(R.results_figure(students, metric, title), key=f"results_{metric}")
+    st.dataframe(agg, hide_index=True, key="results_table")
+    left, right, _ = st.columns([1, 1, 3])
+    left.download_button("Download summary (CSV)", R.csv_bytes(agg), "results_summary.csv", "text/csv",
+                         key="download_results_summary", on_click="ignore")
+    right.download_button("Download runs (CSV)", R.csv_bytes(part), "results_runs.csv", "text/csv",
+                          key="download_results_runs", on_click="ignore")
+
+
+def dataset_inputs(ctx, prefix: str, default_n: int):
+    """Dataset spec, split, sample size and seed widgets (the student's training data by default)."""
+    default_spec = ""
+    if ctx["student_path"]:
+        with contextlib.suppress(RekdError):
+            default_spec = B.local_dataset_spec(B.describe_checkpoint(ctx["student_path"]).dataset)
+    a, b, c, d = st.columns([3, 1, 1, 1])
+    spec = a.text_input("Dataset (csv:DIR, jsonl:DIR, imagefolder:DIR, aclimdb:PATH, cifar10:PATH, …)",
+                        value=default_spec, key=f"{prefix}_spec").strip()
+    split = b.selectbox("Split", ["test", "dev", "train"], key=f"{prefix}_split")
+    n = c.number_input("Sample size", 1, B.MAX_SAMPLE, default_n, key=f"{prefix}_n")
+    seed = d.number_input("Seed", 0, 2**31 - 1, 2026, key=f"{prefix}_seed")
+    return spec, split, int(n), int(seed)
+
+
+def live_evaluation(ctx, check):
+    st.subheader("Evaluate the loaded pair live")
+    st.caption("Accuracy, achieved ratio and agreement of the teacher and the student on a stratified sample of a "
+               "dataset, with the top-k selection re-done at each ratio.")
+    spec, split, n, seed = dataset_inputs(ctx, "eval", 200)
+    ratios = st.multiselect("Rationale ratios", EVAL_RATIOS, default=[0.05, 0.1, 0.2, 0.5, 1.0], key="eval_ratios")
+    ready = ctx["teacher"] is not None and ctx["student"] is not None and check is not None and not check.fatal
+    if st.button("Evaluate", key="eval_run", disabled=not ready, type="primary"):
+        bundle = cached_dataset(spec)
+        B.check_dataset_labels(bundle, ctx["student"])
+        sample = B.sample_split(bundle, split, n, seed)
+        bar = st.progress(0.0, text="Evaluating…")
+        started = time.perf_counter()
+        frame = B.evaluate_pair(ctx["teacher"], ctx["student"], sample, ratios,
+                                agreement=check.same_grid and check.same_labels,
+                                progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+        bar.progress(1.0, text=f"Done: {len(sample)} examples x {len(ratios)} ratios in {time.perf_counter() - started:.1f} s")
+        st.session_state["live_eval"] = {"frame": frame, "pair": ctx["pair_key"], "what": f"{spec} ({split}, n={len(sample)})"}
+    if not ready:
+        st.caption("Load a compatible teacher and student to evaluate them.")
+    result = st.session_state.get("live_eval")
+    if result is not None:
+        if result["pair"] != ctx["pair_key"]:
+            st.caption("These numbers are for the previously loaded pair: evaluate again for the current one.")
+        st.markdown(f"**Live evaluation** on {result['what']}")
+        st.plotly_chart(R.live_eval_figure(result["frame"]), key="live_eval_chart")
+        st.dataframe(result["frame"], hide_index=True, key="live_eval_table")
+        st.download_button("Download live evaluation (CSV)", R.csv_bytes(result["frame"]), "live_evaluation.csv",
+                           "text/csv", key="download_live_eval", on_click="ignore")
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset browser
+# ----------------------------------------------------------------------------------------------
+
+
+def open_in_comparison(item: B.InputItem):
+    st.session_state["browser_pick"] = item
+    st.session_state[f"source_{item.task}"] = FROM_BROWSER
+    st.session_state["view"] = "Compare"
+
+
+def browser_view(ctx, check):
+    st.subheader("Browse a sample, sorted by teacher-student disagreement")
+    task = ctx["task"]
+    source = st.radio("Sample from", ["Bundled examples", "A local dataset"], horizontal=True, key="browse_source")
+    if source == "A local dataset":
+        spec, split, n, seed = dataset_inputs(ctx, "browse", 50)
+    ready = ctx["teacher"] is not None and ctx["student"] is not None and check is not None and not check.fatal
+    if st.button("Rank by disagreement", key="browse_run", disabled=not ready, type="primary"):
+        if source == "Bundled examples":
+            items, what = cached_examples(task), "the bundled examples"
+        else:
+            bundle = cached_dataset(spec)
+            if bundle.task != task:
+                raise RekdError(f"{spec} is a {bundle.task} dataset, but the task picked is {task}")
+            items, what = B.dataset_items(bundle, split, n, seed), f"{spec} ({split}, n={n}, seed {seed})"
+        bar = st.progress(0.0, text="Explaining…")
+        frame = B.rank_by_disagreement(ctx["teacher"], ctx["student"], items, ctx["ratio"], agreement=check.agreement,
+                                       progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+        bar.empty()
+        st.session_state["browser"] = {"items": items, "frame": frame, "pair": ctx["pair_key"], "ratio": ctx["ratio"],
+                                       "what": what, "task": task}
+    if not ready:
+        st.caption("Load a compatible teacher and student to rank a sample.")
+    state = st.session_state.get("browser")
+    if state is None or state["task"] != task:
+        return
+    if state["pair"] != ctx["pair_key"] or state["ratio"] != ctx["ratio"]:
+        st.caption("Ranked with another pair or ratio: rank again to refresh.")
+    frame, items = state["frame"], state["items"]
+    st.markdown(f"**{len(frame)} inputs** from {state['what']}, at ratio {state['ratio']:g}: rows where the predictions "
+                "differ first, then by lowest mask IoU.")
+    def table_clicked():
+        rows = st.session_state["browser_table"].selection.rows
+        if rows:
+            st.session_state["browser_row"] = rows[0]
+
+    st.caption("Click a row (or pick it below) to choose what to open in the comparison.")
+    st.dataframe(frame.drop(columns=["disagreement"]), hide_index=True, key="browser_table", on_select=table_clicked,
+                 selection_mode="single-row", column_config={"p(teacher)": st.column_config.NumberColumn(format="%.3f"),
+                                "p(student)": st.column_config.NumberColumn(format="%.3f"),
+                                "mask IoU": st.column_config.NumberColumn(format="%.3f")})
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    rank = left.selectbox("Row to open", range(len(frame)), key="browser_row",
+                          format_func=lambda k: f"{k + 1}. {frame.loc[k, 'input']} (teacher {frame.loc[k, 'teacher']}, "
+                                                f"student {frame.loc[k, 'student']})")
+    right.button("Open in comparison", key="browser_open", on_click=open_in_comparison,
+                 args=(items[int(frame.loc[rank or 0, "row"])],))
+    st.download_button("Download table (CSV)", R.csv_bytes(frame), "disagreement.csv", "text/csv",
+                       key="download_browser", on_click="ignore")
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main():
+    st.set_page_config(page_title="REKD: teacher vs student rationales", page_icon="🔍", layout="wide")
+    B.configure_torch_threads()
+    ctx = sidebar()
+    st.title("Teacher vs student rationales")
+    st.caption("A select-predict model highlights the features (word pieces or image patches) it bases its prediction "
+               "on. Compare what a REKD student learned to select with its teacher's rationale.")
+    check = None
+    with guard("Models"):
+        check = model_cards(ctx)
+    if st.session_state.get("view") not in VIEWS:
+        st.session_state["view"] = VIEWS[0]
+    tabs = st.tabs(VIEWS, key="view", on_change="rerun")
+    with tabs[0], guard("Compare"):
+        compare_view(ctx, check, tabs[0].open is not False)
+    with tabs[1], guard("Ratios"):
+        ratios_view(ctx, check)
+    with tabs[2], guard("Dataset browser"):
+        browser_view(ctx, check)
+
+
+main()

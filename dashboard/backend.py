@@ -1,0 +1,714 @@
+"""Everything the dashboard does that is not drawing: finding checkpoints and describing them,
+reading the user's inputs (typed reviews, uploaded files, bundled examples, dataset samples),
+running a teacher and a student on them, ranking a sample by disagreement, evaluating the pair
+over rationale ratios, and reading the results file of the ratios view.
+
+No Streamlit here: ``app.py`` wraps these functions in widgets and caches, and the tests call them
+directly. Every problem the user can fix raises a ``RekdError`` with one clear line.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
+from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError
+from rekd_core.explain import Explanation, compare, explain
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+TASKS = {"text": "Movie reviews (text)", "vision": "Images (vision)"}
+MODES = {"cls": "CLS", "re": "RE", "rekd": "REKD"}
+TEXT_UPLOAD_TYPES = ("txt", "csv")
+IMAGE_UPLOAD_TYPES = ("png", "jpg", "jpeg", "webp", "bmp")
+
+MAX_REVIEW_CHARS = 50_000  # a review is cut here before tokenizing (a 256-piece model reads ~1,500)
+MAX_CSV_REVIEWS = 1_000  # reviews read from one uploaded CSV file
+MAX_IMAGE_PIXELS = 40_000_000  # larger uploads are refused before they are decoded
+MAX_IMAGE_SIDE = 2048  # decoded images are shrunk to this for display (models resize anyway)
+MAX_SAMPLE = 2_000  # rows of a dataset sample (browser, live evaluation)
+
+TEXT_COLUMNS = ("text", "review", "content", "sentence", "body")
+LABEL_COLUMNS = ("label", "sentiment", "polarity", "class")
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths and devices
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoints_root() -> Path:
+    """Where checkpoints are looked for: ``$REKD_CHECKPOINTS``, else the repository's ``checkpoints/``."""
+    value = os.environ.get("REKD_CHECKPOINTS", "").strip()
+    return Path(value).expanduser() if value else REPO_ROOT / "checkpoints"
+
+
+def default_results_path() -> Path:
+    """The results file of the ratios view: ``$REKD_RESULTS``, else ``<checkpoints root>/results.csv``."""
+    value = os.environ.get("REKD_RESULTS", "").strip()
+    return Path(value).expanduser() if value else checkpoints_root() / "results.csv"
+
+
+def pick_device(choice: str):
+    """``(torch.device, warning or None)``: the device asked for, or the CPU when it is absent here."""
+    import torch
+
+    from rekd_core.cli import resolve_device
+
+    try:
+        return resolve_device(choice), None
+    except ConfigError as exc:
+        return torch.device("cpu"), f"{exc}; running on the CPU instead"
+
+
+def configure_torch_threads() -> int:
+    """Set torch's CPU threads for interactive use: ``$REKD_DASHBOARD_THREADS``, else half the cores.
+
+    One explanation is a batch of one, which gains little from many threads, while a thread per
+    core stalls badly as soon as anything else runs (on a busy 2-core machine, 2 threads made one
+    explanation 5 to 40 times slower than 1). Half the cores leaves room for the server and others.
+    """
+    import torch
+
+    value = os.environ.get("REKD_DASHBOARD_THREADS", "").strip()
+    threads = int(value) if value.isdigit() and int(value) > 0 else max(1, (os.cpu_count() or 2) // 2)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def device_description(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckpointInfo:
+    """What a model card shows, read from ``config.json`` and ``metrics.json`` (no weights loaded)."""
+
+    path: str
+    name: str
+    task: str
+    mode: str
+    ratio: float
+    labels: list[str]
+    backbone: str
+    parameters: int | None = None  # generator + predictor
+    parameters_detail: dict = field(default_factory=dict)
+    test_accuracy: float | None = None
+    test_ratio: float | None = None
+    dataset: str = ""
+    teacher: str | None = None
+    status: str = ""
+    grid: dict = field(default_factory=dict)
+
+    @property
+    def mode_name(self) -> str:
+        return MODES.get(self.mode, self.mode.upper())
+
+    @property
+    def option_label(self) -> str:
+        accuracy = f", test acc {self.test_accuracy:.3f}" if self.test_accuracy is not None else ""
+        return f"{self.name} ({self.mode_name}, {self.backbone}{accuracy})"
+
+
+def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> CheckpointInfo:
+    """The model card of the checkpoint directory ``path``; ``CheckpointError`` if it is not one."""
+    path = Path(path).expanduser()
+    config = read_config(path)
+    metrics = read_metrics(path)
+    test = metrics.get("test", {}) if isinstance(metrics.get("test"), dict) else {}
+    params = config.get("parameters") if isinstance(config.get("parameters"), dict) else {}
+    total = sum(v for v in params.values() if isinstance(v, (int, float))) if params else None
+    backbone = config.get("backbone", {})
+    backbone_name = (backbone.get("source") or backbone.get("name") or backbone.get("type", "?")) if isinstance(backbone, dict) else str(backbone)
+    teacher = config.get("teacher")
+    name = str(path)
+    if root is not None:
+        try:
+            name = str(path.resolve().relative_to(Path(root).resolve())) or path.name
+        except ValueError:
+            name = str(path)
+    return CheckpointInfo(
+        path=str(path), name=name, task=str(config["task"]), mode=str(config["mode"]),
+        ratio=float(config["ratio"]), labels=[str(label) for label in config["labels"]], backbone=str(backbone_name),
+        parameters=int(total) if total is not None else None, parameters_detail=params,
+        test_accuracy=_number(test.get("accuracy")), test_ratio=_number(test.get("ratio")),
+        dataset=str(config.get("dataset", "")),
+        teacher=str(teacher.get("path")) if isinstance(teacher, dict) and teacher.get("path") else None,
+        status=str(config.get("status", "")), grid=config.get("feature_grid") or {})
+
+
+def discover_checkpoints(root: str | Path) -> tuple[list[CheckpointInfo], list[str]]:
+    """Every checkpoint directory (one with a ``config.json``) under ``root``, recursively, and one
+    line per directory that has a ``config.json`` but is not a readable rekd checkpoint."""
+    root = Path(root).expanduser()
+    found: list[CheckpointInfo] = []
+    problems: list[str] = []
+    if not root.is_dir():
+        return found, problems
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # skips half-written .tmp dirs
+        if "config.json" in filenames:
+            dirnames[:] = []  # a checkpoint's own sub-folders (tokenizer/) hold no models
+            try:
+                found.append(describe_checkpoint(dirpath, root))
+            except RekdError as exc:
+                problems.append(str(exc))
+    found.sort(key=lambda info: (info.task, info.name))
+    return found, problems
+
+
+def default_pair(infos: Sequence[CheckpointInfo]) -> tuple[int | None, int | None]:
+    """Indices of a sensible default teacher and student among the checkpoints of one task.
+
+    The teacher is a selecting model (not CLS), preferably named "teacher", preferably RE, the
+    largest; the student, among the others, preferably named "student", preferably REKD, a
+    selecting model, the smallest."""
+    if not infos:
+        return None, None
+    size = lambda i: infos[i].parameters or 0  # noqa: E731
+    name = lambda i: Path(infos[i].name).name.lower()  # noqa: E731
+    teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", "teacher" in name(i),
+                                                    infos[i].mode == "re", size(i)))
+    others = [i for i in range(len(infos)) if i != teacher] or [teacher]
+    student = max(others, key=lambda i: ("student" in name(i), infos[i].mode == "rekd", infos[i].mode != "cls", -size(i)))
+    return teacher, student
+
+
+def weights_mtime(path: str | Path) -> float:
+    """Modification time of the checkpoint's weights (0 when absent): part of the model cache key."""
+    try:
+        return (Path(path).expanduser() / "model.safetensors").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def load_model(path: str | Path, device="cpu"):
+    """Load a checkpoint for inference; every failure is a ``CheckpointError`` with one line."""
+    path = Path(str(path).strip()).expanduser()
+    if not str(path).strip() or str(path) == ".":
+        raise CheckpointError("no checkpoint directory given")
+    try:
+        return load_checkpoint(path, device)
+    except RekdError:
+        raise
+    except Exception as exc:  # a broken file can fail deep inside torch, safetensors or tokenizers
+        raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def warm_up(model) -> None:
+    """One throw-away explanation, so that the user's first one does not pay torch's first-call costs."""
+    if model.task == "text":
+        explain(model, ["warm up"])
+    else:
+        size = model.processor.image_size
+        explain(model, [Image.new("RGB", (size, size))])
+
+
+@dataclass
+class PairCheck:
+    """What of a teacher and a student can be shown together."""
+
+    fatal: str | None = None  # nothing can be compared (different tasks)
+    notes: list[str] = field(default_factory=list)  # shown as warnings
+    same_labels: bool = True  # their predictions can be compared
+    same_grid: bool = True  # they read the same features (one featurisation serves both)
+    both_select: bool = True  # neither is a CLS model (which reads everything: no rationale)
+
+    @property
+    def agreement(self) -> bool:
+        """Whether their rationales (masks) can be compared feature by feature."""
+        return self.same_labels and self.same_grid and self.both_select
+
+
+def check_pair(teacher, student, task: str | None = None) -> PairCheck:
+    """Tasks must match (and match the task picked); different label sets or feature grids, or a CLS
+    model, still show each model's own explanation, without (all of) the agreement view."""
+    check = PairCheck()
+    for role, model in (("teacher", teacher), ("student", student)):
+        if task is not None and model.task != task:
+            check.fatal = (f"The {role} is a {model.task} model ({TASKS[model.task].lower()}), but the task picked is "
+                           f"{TASKS[task].lower()}: pick a {task} checkpoint.")
+            return check
+    if teacher.task != student.task:
+        check.fatal = (f"The teacher is a {teacher.task} model but the student is a {student.task} model: "
+                       "pick two models of the same task.")
+        return check
+    if [l.lower() for l in teacher.labels] != [l.lower() for l in student.labels]:
+        check.same_labels = False
+        check.notes.append(f"The teacher's labels ({', '.join(teacher.labels)}) differ from the student's "
+                           f"({', '.join(student.labels)}): each model's prediction is shown, but their agreement is not.")
+    t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
+    if t_grid != s_grid:
+        check.same_grid = False
+        diff = ", ".join(f"{k}: {t_grid.get(k)} vs {s_grid.get(k)}" for k in sorted(set(t_grid) | set(s_grid))
+                         if t_grid.get(k) != s_grid.get(k))
+        check.notes.append(f"The teacher and the student select over different feature grids ({diff}): "
+                           "their rationales cannot be compared feature by feature.")
+    for role, model in (("teacher", teacher), ("student", student)):
+        if model.generator is None:
+            check.both_select = False
+            check.notes.append(f"The {role} is a CLS model: it reads every feature, so it has no rationale to "
+                               "compare; only the predictions are compared.")
+    return check
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InputItem:
+    """One thing to explain: a review (``str``) or an RGB image."""
+
+    name: str
+    kind: str  # "text" | "image"
+    value: object  # str or PIL.Image.Image
+    label: str | None = None  # the true label, when known
+    source: str = ""
+    notice: str | None = None  # e.g. "the review was cut at 50,000 characters"
+
+    @property
+    def task(self) -> str:
+        return "text" if self.kind == "text" else "vision"
+
+    def preview(self, width: int = 90) -> str:
+        if self.kind != "text":
+            return f"{self.name} ({self.value.width}x{self.value.height})"
+        text = " ".join(str(self.value).split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def prepare_review(text: str, name: str = "review", source: str = "typed", label: str | None = None) -> InputItem:
+    """A review ready to explain: non-empty, cut at ``MAX_REVIEW_CHARS`` with a notice."""
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{name}: the review is empty; there is nothing to explain")
+    notice = None
+    if len(text) > MAX_REVIEW_CHARS:
+        notice = (f"{name}: the review is {len(text):,} characters long; only its first {MAX_REVIEW_CHARS:,} "
+                  "characters are used (the models read far fewer word pieces than that anyway).")
+        text = text[:MAX_REVIEW_CHARS]
+    return InputItem(name, "text", text, label=label, source=source, notice=notice)
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Uploaded bytes as text: UTF-8 (with or without BOM); one clear error otherwise."""
+    if not data or not data.strip():
+        raise DataError(f"{name}: the file is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: not UTF-8 text (byte {exc.start} is not valid UTF-8); save it as UTF-8 and "
+                        "upload it again") from exc
+    if "\x00" in text:
+        raise DataError(f"{name}: this looks like a binary file, not text")
+    if not text.strip():
+        raise DataError(f"{name}: the file holds only white space")
+    return text
+
+
+def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
+    """A ``.txt`` file is one review; a ``.csv`` file holds one review per row in a column named
+    text/review/content (or its only column), with an optional label/sentiment column."""
+    text = decode_text(data, name)
+    if not name.lower().endswith(".csv"):
+        return [prepare_review(text, name, source=name)]
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="error")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
+        raise DataError(f"{name}: not a readable CSV file ({_first_line(exc)})") from exc
+    columns = {str(c).strip().lower(): c for c in frame.columns}
+    text_column = next((columns[c] for c in TEXT_COLUMNS if c in columns), None)
+    if text_column is None:
+        if len(frame.columns) != 1:
+            raise DataError(f"{name}: no review column: name one of {', '.join(TEXT_COLUMNS)} "
+                            f"(columns found: {', '.join(map(str, frame.columns))})")
+        text_column = frame.columns[0]
+    label_column = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
+    items: list[InputItem] = []
+    skipped = 0
+    texts = frame[text_column].tolist()
+    labels = frame[label_column].tolist() if label_column is not None else [""] * len(texts)
+    for number, (review, label) in enumerate(zip(texts, labels), start=1):
+        if not str(review).strip():
+            skipped += 1
+            continue
+        if len(items) >= MAX_CSV_REVIEWS:
+            break
+        items.append(prepare_review(str(review), f"{name} row {number}", source=name, label=str(label).strip() or None))
+    if not items:
+        raise DataError(f"{name}: no review in the file (every row of column {text_column!r} is empty)")
+    notes = []
+    if len(frame) > MAX_CSV_REVIEWS:
+        notes.append(f"only its first {MAX_CSV_REVIEWS:,} reviews are read")
+    if skipped:
+        notes.append(f"{skipped} empty row(s) skipped")
+    if notes:
+        items[0].notice = "; ".join(filter(None, [items[0].notice, f"{name}: " + ", ".join(notes)]))
+    return items
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: transparency composited on white, 16-bit and float images rescaled."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I;16"):
+        array = np.asarray(image, dtype=np.float32) / 257.0
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        finite = array[np.isfinite(array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        scaled = (np.nan_to_num(array, nan=low) - low) / max(high - low, 1e-12) * 255.0
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def read_image_bytes(data: bytes, name: str) -> Image.Image:
+    """An uploaded image as RGB, any format PIL reads, any size up to ``MAX_IMAGE_PIXELS``; EXIF
+    rotation applied; shrunk to ``MAX_IMAGE_SIDE`` for display. One clear error otherwise."""
+    if not data:
+        raise DataError(f"{name}: the file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            width, height = opened.size
+            if width < 1 or height < 1:
+                raise DataError(f"{name}: the image has no pixels ({width}x{height})")
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{name}: the image is {width:,}x{height:,} pixels ({width * height / 1e6:.0f} megapixels); "
+                                f"the dashboard takes at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: downscale it first")
+            if opened.format == "JPEG":
+                opened.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # decode big JPEGs at a reduced scale
+            opened.load()
+            image = ImageOps.exif_transpose(opened) or opened
+            image = to_rgb(image)
+    except DataError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{name}: the image is too large to open safely ({_first_line(exc)})") from exc
+    except Exception as exc:  # PIL raises many types for corrupt or truncated files
+        kind = ("not an image file (or not in a format this dashboard reads: PNG, JPEG, WebP, BMP)"
+                if "cannot identify" in str(exc) else f"a corrupt or truncated image ({_first_line(exc)})")
+        raise DataError(f"{name}: {kind}") from exc
+    if max(image.size) > MAX_IMAGE_SIDE:
+        image = image.copy()
+        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), Image.LANCZOS)
+    return image
+
+
+def parse_image_upload(name: str, data: bytes) -> InputItem:
+    image = read_image_bytes(data, name)
+    return InputItem(name, "image", image, source=name)
+
+
+def load_examples(task: str) -> list[InputItem]:
+    """The bundled examples of a task (``examples/index.csv``), with their true labels."""
+    items = []
+    with open(EXAMPLES_DIR / "index.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["task"] != task:
+                continue
+            path = EXAMPLES_DIR / row["file"]
+            if task == "text":
+                item = prepare_review(decode_text(path.read_bytes(), row["file"]), row["title"], source="example",
+                                      label=row["label"])
+            else:
+                item = InputItem(row["title"], "image", read_image_bytes(path.read_bytes(), row["file"]),
+                                 label=row["label"], source="example")
+            items.append(item)
+    return items
+
+
+def sample_split(bundle, split_name: str, n: int, seed: int = 2026):
+    """A seeded stratified sample of ``n`` examples (a ``RawSplit``) of one split of a ``DatasetBundle``;
+    ``dev`` is carved from train (20%, as in training) when the source ships none."""
+    from rekd_core.data import stratified_split, stratified_subset
+
+    if split_name == "dev" and bundle.dev is None:
+        _, held_out = stratified_split(bundle.train.targets, 0.2, seed)
+        split = bundle.train.subset(held_out)
+    else:
+        split = getattr(bundle, split_name, None)
+    if split is None or len(split) == 0:
+        raise DataError(f"{bundle.name}: no {split_name} split")
+    n = max(1, min(int(n), MAX_SAMPLE))
+    return split.subset(stratified_subset(split.targets, n, seed))
+
+
+def dataset_items(bundle, split_name: str, n: int, seed: int = 2026) -> list[InputItem]:
+    """``sample_split`` as input items, with their true labels."""
+    split = sample_split(bundle, split_name, n, seed)
+    items = []
+    for i in range(len(split)):
+        label = bundle.labels[split.targets[i]]
+        name = f"{bundle.name} {split_name} #{i + 1}"
+        if bundle.task == "text":
+            items.append(prepare_review(split.inputs[i], name, source=bundle.name, label=label))
+        else:
+            items.append(InputItem(name, "image", to_rgb(split.inputs[i]), label=label, source=bundle.name))
+    return items
+
+
+def check_dataset_labels(bundle, model) -> None:
+    """A dataset can only score a model whose labels it shares (case-insensitive, same order)."""
+    if bundle.task != model.task:
+        raise DataError(f"{bundle.name} is a {bundle.task} dataset, but the models are {model.task} models")
+    if [l.lower() for l in bundle.labels] != [l.lower() for l in model.labels]:
+        raise DataError(f"the labels of {bundle.name} ({_short(bundle.labels)}) differ from the models' "
+                        f"({_short(model.labels)})")
+
+
+def _short(values: Sequence[str], limit: int = 6) -> str:
+    return ", ".join(values[:limit]) + (", …" if len(values) > limit else "")
+
+
+def load_dataset(spec: str):
+    """``load_dataset_spec`` with every failure as a ``DataError``."""
+    from rekd_core.data import load_dataset_spec
+
+    spec = spec.strip()
+    if not spec:
+        raise DataError("no dataset given: type a spec such as csv:DIR, imagefolder:DIR, aclimdb:PATH or cifar10:PATH")
+    try:
+        return load_dataset_spec(spec)
+    except RekdError:
+        raise
+    except Exception as exc:
+        raise DataError(f"dataset {spec!r}: cannot be read ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the models
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PairResult:
+    teacher: Explanation
+    student: Explanation
+    comparison: dict | None  # compare(); None when the pair has no agreement view
+    seconds: float
+
+
+def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreement: bool = True) -> PairResult:
+    """Both models' explanations of one input at the rationale ratio ``ratio`` (None: each model's own)."""
+    want = "text" if teacher.task == "text" else "image"
+    if item.kind != want:
+        raise DataError(f"{item.name}: a {teacher.task} model cannot read {'a review' if item.kind == 'text' else 'an image'}")
+    started = time.perf_counter()
+    t_exp = explain(teacher, [item.value], ratio=ratio)[0]
+    s_exp = explain(student, [item.value], ratio=ratio)[0]
+    comparison = compare(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
+    return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started)
+
+
+ProgressFn = Callable[[float, str], None]
+
+
+def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: float | None, agreement: bool = True,
+                         progress: ProgressFn | None = None, batch_size: int = 16) -> pd.DataFrame:
+    """Explain every item with both models; one row per item, most disagreeing first: rows whose
+    predictions differ, then by lowest mask IoU, then by the largest gap in the teacher label's
+    probability. ``row`` indexes ``items``."""
+    values = [item.value for item in items]
+    t_exps: list[Explanation] = []
+    s_exps: list[Explanation] = []
+    total = max(1, 2 * len(values))
+    for start in range(0, len(values), batch_size):
+        chunk = values[start:start + batch_size]
+        t_exps += explain(teacher, chunk, ratio=ratio, batch_size=batch_size)
+        if progress:
+            progress((len(t_exps) + len(s_exps)) / total, f"teacher: {len(t_exps)}/{len(values)}")
+        s_exps += explain(student, chunk, ratio=ratio, batch_size=batch_size)
+        if progress:
+            progress((len(t_exps) + len(s_exps)) / total, f"student: {len(s_exps)}/{len(values)}")
+    rows = []
+    for i, (item, t_exp, s_exp) in enumerate(zip(items, t_exps, s_exps)):
+        cmp = compare(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
+        labels_agree = t_exp.label.lower() == s_exp.label.lower()
+        gap = abs(t_exp.probs.get(t_exp.label, 0.0) - s_exp.probs.get(t_exp.label, s_exp.probs.get(s_exp.label, 0.0)))
+        iou = cmp["iou"] if cmp else float("nan")
+        rows.append({"row": i, "input": item.preview(70), "true label": item.label or "",
+                     "teacher": t_exp.label, "p(teacher)": t_exp.probs[t_exp.label],
+                     "student": s_exp.label, "p(student)": s_exp.probs[s_exp.label],
+                     "agree": labels_agree, "mask IoU": iou,
+                     "disagreement": (0.0 if labels_agree else 1.0) + (1.0 - iou if cmp else 0.0) + 0.1 * gap})
+    frame = pd.DataFrame(rows, columns=["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
+                                        "agree", "mask IoU", "disagreement"])
+    return frame.sort_values(["disagreement", "row"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+class _Tracked:
+    """A loader whose batches land on ``device`` and that reports each finished batch."""
+
+    def __init__(self, loader, device, tick: Callable[[], None]):
+        self.loader, self.device, self.tick = loader, device, tick
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield {k: v.to(self.device) for k, v in batch.items()}
+            self.tick()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def evaluate_pair(teacher, student, split, ratios: Sequence[float], agreement: bool = True,
+                  progress: ProgressFn | None = None, batch_size: int = 32) -> pd.DataFrame:
+    """Accuracy, F1 and achieved ratio of the teacher and the student on ``split`` (a ``RawSplit``) at
+    each rationale ratio, with the student's mask IoU and prediction agreement with the teacher.
+
+    ``agreement``: the two share labels and feature grid, so one featurisation serves both and the
+    student is scored against the teacher (mask IoU only where both select)."""
+    import torch
+
+    from rekd_core.evaluation import evaluate
+    from rekd_core.processing import FeatureDataset, collate
+
+    ratios = sorted({float(r) for r in ratios})
+    if not ratios:
+        raise ConfigError("pick at least one rationale ratio to evaluate")
+    datasets = {"student": FeatureDataset(split, student.processor, train=False)}
+    datasets["teacher"] = datasets["student"] if agreement else FeatureDataset(split, teacher.processor, train=False)
+    loaders = {role: torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+               for role, ds in datasets.items()}
+    total = sum(len(loader) for loader in loaders.values()) * len(ratios)
+    done = [0]
+    rows = []
+    for ratio in ratios:
+        for role, model in (("teacher", teacher), ("student", student)):
+            def tick(role=role, ratio=ratio):
+                done[0] += 1
+                if progress:
+                    progress(done[0] / max(total, 1), f"{role} at ratio {ratio:.2f}: batch {done[0]}/{total}")
+
+            loader = _Tracked(loaders[role], model.device, tick)
+            metrics = evaluate(model, loader, teacher=teacher if role == "student" and agreement else None, ratio=ratio)
+            rows.append({"model": role, "mode": MODES.get(model.config["mode"], model.config["mode"]),
+                         "backbone": str(model.config["backbone"].get("source", "")), "ratio": ratio,
+                         "accuracy": metrics["accuracy"], "f1": metrics.get("f1", float("nan")),
+                         "achieved_ratio": metrics.get("ratio", 1.0),
+                         "mask_iou_with_teacher": metrics.get("teacher_mask_iou", float("nan")),
+                         "teacher_agreement": metrics.get("teacher_agreement", float("nan")), "n": metrics["n"]})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# The results file (ratios view)
+# ----------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = ("task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
+                  "teacher_agreement", "wall_time_s")
+REQUIRED_RESULT_COLUMNS = ("mode", "ratio", "accuracy")
+NUMERIC_RESULT_COLUMNS = ("ratio", "seed", "accuracy", "f1", "achieved_ratio", "teacher_agreement", "teacher_mask_iou",
+                          "sufficiency", "comprehensiveness", "wall_time_s")
+TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser", "sst"),
+                "vision": ("vision", "image", "cifar", "imagenet", "mnist")}
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
+    ``role`` are lower-cased; numbers that do not parse become NaN and rows without an accuracy
+    are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
+    path = Path(str(path).strip()).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: no results file there")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the results file is empty") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)})") from exc
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if "task" not in frame.columns and "modality" in frame.columns:
+        frame["task"] = frame["modality"]
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: the results file lacks column(s) {', '.join(missing)} "
+                        f"(expected: {', '.join(RESULT_COLUMNS)})")
+    for column, default in (("task", "all"), ("role", "model"), ("backbone", "")):
+        if column not in frame.columns:
+            frame[column] = default
+        frame[column] = frame[column].fillna(default).astype(str).str.strip()
+    for column in NUMERIC_RESULT_COLUMNS:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
+    frame["role"] = frame["role"].str.lower()
+    frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
+    if frame.empty:
+        raise DataError(f"{path}: the results file has no row with an accuracy")
+    return frame
+
+
+def results_task_for(values: Sequence[str], task: str) -> str | None:
+    """The value of the results file's task column that belongs to the dashboard task (None if none)."""
+    for value in values:
+        if any(alias in str(value).lower() for alias in TASK_ALIASES.get(task, ())):
+            return value
+    return None
+
+
+def aggregate_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds per (task, role, mode, backbone, ratio)."""
+    keys = ["task", "role", "mode", "backbone", "ratio"]
+    metrics = [c for c in ("accuracy", "f1", "achieved_ratio", "teacher_agreement", "teacher_mask_iou")
+               if c in frame.columns]
+    grouped = frame.groupby(keys, dropna=False)
+    out = grouped[metrics].agg(["mean", "std"])
+    out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]
+    out["runs"] = grouped.size()
+    return out.reset_index()
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def local_dataset_spec(spec: str | None) -> str:
+    """``spec`` when it names a dataset on this machine (``prefix:PATH`` with an existing path), else
+    "" (hub specs such as ``imdb`` would need the network)."""
+    if not spec or ":" not in spec:
+        return ""
+    _, _, raw = spec.partition(":")
+    return spec if raw.strip() and Path(raw.strip()).expanduser().exists() else ""

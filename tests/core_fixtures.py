@@ -1,0 +1,104 @@
+"""Shared fixtures of the rekd_core tests, registered as a plugin by each test module that uses them
+(``pytest_plugins = ["tests.core_fixtures"]``): tiny synthetic datasets written once per session, and tiny
+trained checkpoints shared between test modules (each trains for one epoch on a few hundred examples)."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Everything here is offline and tiny; keep the tests off any GPU and off the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread: these models are tiny, and on a shared 2-core machine two OpenMP threads per
+# process make training 3-5x SLOWER as soon as other processes compete for the cores (measured:
+# the text learning test took 43 s with 1 thread and 204 s with 2 under the same load).
+# REKD_TEST_THREADS overrides it; subprocesses inherit OMP_NUM_THREADS.
+TEST_THREADS = int(os.environ.get("REKD_TEST_THREADS", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
+torch.set_num_threads(TEST_THREADS)
+
+TEXT_MAX_LENGTH = 32  # 20 words + [CLS] + [SEP] = 22 word pieces, padded to 32
+IMAGE_SIZE, PATCH_SIZE = 16, 4  # a 4 x 4 grid of 16 patches
+
+
+def tiny_train(dataset: str, out: Path, task: str = "text", **options) -> Path:
+    """Train a tiny model in-process (one epoch unless told otherwise) and return its checkpoint."""
+    from rekd_core.training import TrainConfig, train
+
+    defaults = dict(mode="re", epochs=1, batch_size=16, device="cpu", progress=False, seed=2026)
+    if task == "text":
+        defaults.update(backbone="bert-1x32", max_length=TEXT_MAX_LENGTH)
+    else:
+        defaults.update(backbone="vit-1x32", image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    return train(TrainConfig(task=task, dataset=dataset, out=str(out), **{**defaults, **options}))
+
+
+def write_three_class_csv(directory: Path, n_train: int = 60, n_test: int = 15) -> Path:
+    """A text csv task with the labels a, b and c."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(directory / f"{name}.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["text", "label"])
+            for i in range(n):
+                label = "abc"[i % 3]
+                writer.writerow([f"word{label} filler{i % 7} filler{i % 5} other words here", label])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def trainer():
+    """``tiny_train`` for test modules (importing it from here would defeat pytest's assert rewriting)."""
+    return tiny_train
+
+
+@pytest.fixture(scope="session")
+def text_task(tmp_path_factory) -> Path:
+    """The planted-token text task, small: 200 train / 40 test reviews of 20 words (csv layout)."""
+    from rekd_core.synthetic import write_text_task
+
+    return write_text_task(tmp_path_factory.mktemp("data") / "text", n_train=200, n_test=40, length=20)
+
+
+@pytest.fixture(scope="session")
+def image_task(tmp_path_factory) -> Path:
+    """The planted-patch image task, small: 80 train / 20 test 16x16 images (imagefolder layout)."""
+    from rekd_core.synthetic import write_image_task
+
+    return write_image_task(tmp_path_factory.mktemp("data") / "image", n_train=80, n_test=20, size=IMAGE_SIZE,
+                            patch=PATCH_SIZE)
+
+
+@pytest.fixture(scope="session")
+def three_class_task(tmp_path_factory) -> Path:
+    return write_three_class_csv(tmp_path_factory.mktemp("data") / "three")
+
+
+@pytest.fixture(scope="session")
+def text_re_ckpt(text_task, tmp_path_factory) -> Path:
+    """A tiny RE text model (bert-1x32, one epoch). Treat as read-only: copy it before changing it."""
+    return tiny_train(f"csv:{text_task}", tmp_path_factory.mktemp("ckpt") / "text-re")
+
+
+@pytest.fixture(scope="session")
+def text_rekd_ckpt(text_task, text_re_ckpt, tmp_path_factory) -> Path:
+    """A tiny REKD student distilled from ``text_re_ckpt`` (self-distillation, one epoch)."""
+    return tiny_train(f"csv:{text_task}", tmp_path_factory.mktemp("ckpt") / "text-rekd", mode="rekd",
+                      teacher=str(text_re_ckpt))
+
+
+@pytest.fixture(scope="session")
+def vision_re_ckpt(image_task, tmp_path_factory) -> Path:
+    """A tiny RE vision model (vit-1x32 on 16x16 images, 4x4 patches, one epoch)."""
+    return tiny_train(f"imagefolder:{image_task}", tmp_path_factory.mktemp("ckpt") / "vision-re", task="vision")
+
+
+@pytest.fixture(scope="session")
+def text_cls_ckpt(text_task, tmp_path_factory) -> Path:
+    """A tiny CLS text baseline (no generator)."""
+    return tiny_train(f"csv:{text_task}", tmp_path_factory.mktemp("ckpt") / "text-cls", mode="cls")

@@ -1,0 +1,89 @@
+"""Fixtures of the dashboard tests, registered as a plugin by each dashboard test module
+(``pytest_plugins = ["tests.dashboard_fixtures"]``), so the tiny checkpoints are trained once per
+session and shared by tests/test_dashboard.py and tests/test_dashboard_e2e.py."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TEXT_MAX_LENGTH = 40  # long enough for the typed test reviews, short enough that a real review is cut
+
+
+def write_results(path: Path) -> None:
+    """A results file in the layout of checkpoints/results.csv: 2 tasks x CLS/RE/REKD x 3 seeds."""
+    rows = []
+    for task, teacher, student in (("text", "bert-4x256", "bert-1x64"), ("vision", "vit-6x192", "vit-2x64")):
+        for seed in (1, 2, 3):
+            rows.append(dict(task=task, role="teacher", mode="cls", backbone=teacher, ratio=1.0, seed=seed,
+                             accuracy=0.90 + 0.005 * seed, f1=0.9, achieved_ratio=1.0, teacher_agreement="", wall_time_s=10))
+            for ratio in (0.05, 0.1, 0.2, 0.5):
+                rows.append(dict(task=task, role="teacher", mode="re", backbone=teacher, ratio=ratio, seed=seed,
+                                 accuracy=0.80 + 0.1 * ratio + 0.004 * seed, f1=0.8, achieved_ratio=ratio * 1.02,
+                                 teacher_agreement="", wall_time_s=10))
+                for mode, base in (("re", 0.65), ("rekd", 0.75)):
+                    rows.append(dict(task=task, role="student", mode=mode, backbone=student, ratio=ratio, seed=seed,
+                                     accuracy=base + 0.2 * ratio + 0.003 * seed, f1=0.7, achieved_ratio=ratio * 0.98,
+                                     teacher_agreement=0.7 if mode == "re" else 0.8,
+                                     teacher_mask_iou=0.3 if mode == "re" else 0.6, wall_time_s=5))
+    fields = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
+              "teacher_agreement", "teacher_mask_iou", "wall_time_s"]  # as rekd sweep writes them (and more)
+    for number, row in enumerate(rows):
+        row["run"] = f"{row['task']}/{row['role']}-{row['mode']}-{number}"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
+    """``checkpoints/{text,vision}/{teacher,student}`` (an RE teacher and its REKD student),
+    ``checkpoints/text/cls``, ``checkpoints/results.csv``, the toy datasets they were trained on
+    (one epoch each: seconds), and a folder of broken checkpoints beside them."""
+    from rekd_core.synthetic import write_image_task, write_text_task
+    from rekd_core.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("dashboard")
+    text_data = write_text_task(root / "textdata", n_train=160, n_test=40, length=20)
+    image_data = write_image_task(root / "imgdata", n_train=96, n_test=32)
+    ckpt = root / "checkpoints"
+    common = dict(epochs=1, batch_size=32, progress=False, tau_every=10, faithfulness=False, device="cpu")
+    text = dict(task="text", backbone="bert-1x32", dataset=f"csv:{text_data}", max_length=TEXT_MAX_LENGTH, ratio=0.1,
+                lambda_sel=1e-3, **common)
+    vision = dict(task="vision", backbone="vit-1x32", image_size=16, patch_size=4, dataset=f"imagefolder:{image_data}",
+                  lambda_sel=1e-2, **common)
+    train(TrainConfig(mode="re", out=str(ckpt / "text" / "teacher"), **text))
+    train(TrainConfig(mode="rekd", teacher=str(ckpt / "text" / "teacher"), out=str(ckpt / "text" / "student"), **text))
+    train(TrainConfig(mode="cls", out=str(ckpt / "text" / "cls"), **text))
+    train(TrainConfig(mode="re", out=str(ckpt / "vision" / "teacher"), **vision))
+    train(TrainConfig(mode="rekd", teacher=str(ckpt / "vision" / "teacher"), out=str(ckpt / "vision" / "student"), **vision))
+    write_results(ckpt / "results.csv")
+
+    # Broken or odd checkpoints, outside the discovered root so that the default pickers stay clean.
+    broken = root / "broken"
+    relabelled = broken / "relabelled"  # the student's weights and grid, other class names
+    shutil.copytree(ckpt / "text" / "student", relabelled)
+    config = json.loads((relabelled / "config.json").read_text())
+    config["labels"] = ["negative", "positive"]
+    (relabelled / "config.json").write_text(json.dumps(config))
+    bad_weights = broken / "bad_weights"
+    shutil.copytree(ckpt / "text" / "student", bad_weights)
+    (bad_weights / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    bad_config = broken / "bad_config"
+    bad_config.mkdir(parents=True)
+    (bad_config / "config.json").write_text("{ not json")
+    return SimpleNamespace(root=ckpt, results=ckpt / "results.csv", text_data=text_data, image_data=image_data,
+                           text_teacher=ckpt / "text" / "teacher", text_student=ckpt / "text" / "student",
+                           text_cls=ckpt / "text" / "cls", vision_teacher=ckpt / "vision" / "teacher",
+                           vision_student=ckpt / "vision" / "student", relabelled=relabelled, bad_weights=bad_weights,
+                           bad_config=bad_config, broken=broken, max_length=TEXT_MAX_LENGTH)

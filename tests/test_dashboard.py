@@ -1,0 +1,731 @@
+"""The dashboard, driven through Streamlit's AppTest on tiny trained checkpoints (tests/dashboard_fixtures.py),
+and its drawing and input functions on their own.
+
+Every flow of the issue is driven here: model selection and cards, device choice, typed, uploaded
+and bundled inputs, the ratio slider, the ratios view (results file and live evaluation), the
+dataset browser, the downloads, and the bad inputs that must each give one clear message while
+the rest of the page keeps working. The checks read what is rendered (HTML, metrics, captions,
+chart specs, tables), not only that no exception was raised.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dashboard import backend as B
+from dashboard import render as R
+from rekd_core.errors import DataError
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+pytest_plugins = ["tests.dashboard_fixtures"]
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TEXT_BOX = "font-family:Georgia"
+TEACHER_MARK = f"border-bottom:2px solid {R.TEACHER}"
+STUDENT_MARK = f"border-bottom:2px solid {R.STUDENT}"
+BOTH_MARK = f"border-bottom:2px solid {R.BOTH}"
+REVIEW = "fillerab splendid fillerac fillerad unknownword! fillerae dreadful fillerba fillerbb."
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_app(tiny_checkpoints, monkeypatch):
+    """A function that starts the app on the tiny checkpoints (env overrides allowed) and runs it once."""
+    import torch
+
+    monkeypatch.setenv("REKD_CHECKPOINTS", str(tiny_checkpoints.root))
+    monkeypatch.delenv("REKD_RESULTS", raising=False)
+    threads = torch.get_num_threads()  # the app sets torch's threads: the next tests get theirs back
+
+    def make(**env) -> AppTest:
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        assert_clean(at)
+        return at
+
+    yield make
+    torch.set_num_threads(threads)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    unexpected = [e.value for e in at.error if "unexpected error" in e.value]
+    assert not unexpected, unexpected
+
+
+def values(elements) -> list:
+    return [e.value for e in elements]
+
+
+def text_boxes(at: AppTest) -> list[str]:
+    """The highlighted reviews, in page order: teacher, student, agreement."""
+    return [h.value for h in at.html if TEXT_BOX in h.value]
+
+
+def prob_blocks(at: AppTest) -> list[str]:
+    return [h.value for h in at.html if "font-size:20px;font-weight:600" in h.value]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def use_text(at: AppTest, text: str) -> AppTest:
+    at.radio(key="source_text").set_value("Type or paste").run()
+    at.text_area(key="review_text").set_value(text).run()
+    assert_clean(at)
+    return at
+
+
+def upload(at: AppTest, key: str, files: list[tuple[str, bytes, str]]) -> AppTest:
+    at.file_uploader(key=key).set_value(files).run()
+    assert_clean(at)
+    return at
+
+
+def selected_pieces(at: AppTest) -> list[int]:
+    """'Selected k of N ...' captions of the two models, as k."""
+    return [int(m.group(1)) for c in at.caption if (m := re.match(r"Selected (\d+) of (\d+)", c.value))]
+
+
+def image_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb stand-in)."""
+    data = bytearray(image_bytes(Image.new("L", (1, 1)), "PNG"))
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The (last) table shown that has ``column``."""
+    tables = [d.value for d in at.dataframe if column in d.value.columns]
+    assert tables, f"no table with a {column!r} column"
+    return tables[-1]
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+# ----------------------------------------------------------------------------------------------
+# Models: discovery, cards, device, typed paths, broken and mismatched checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def test_default_pair_cards_and_first_comparison(make_app, tiny_checkpoints):
+    at = make_app()
+    assert at.sidebar.radio(key="task").value == "text"
+    assert at.sidebar.selectbox(key="teacher_text").value == str(tiny_checkpoints.text_teacher)
+    assert at.sidebar.selectbox(key="student_text").value == str(tiny_checkpoints.text_student)
+    cards = [h.value for h in at.html if "feature grid" in h.value]
+    assert len(cards) == 2
+    teacher_card, student_card = cards
+    for card in cards:
+        assert "bert-1x32" in card and "test accuracy" in card and "parameters" in card
+        assert f"{tiny_checkpoints.max_length} word pieces" in card
+    assert "Teacher: text/teacher" in teacher_card and ">RE<" in teacher_card
+    assert "Student: text/student" in student_card and ">REKD<" in student_card
+    assert "distilled from" in student_card and "rationale ratio" in student_card
+    # A fresh page already compares the two models on a bundled review.
+    assert at.radio(key="source_text").value == "Bundled example"
+    assert len(prob_blocks(at)) == 2 and len(text_boxes(at)) == 3
+    assert set(metrics(at)) == {"Predictions", "Mask IoU", "Mask F1", "Both / teacher only / student only"}
+    assert [t.label for t in at.tabs] == ["Compare", "Ratios", "Dataset browser"]
+    assert any("In use: **cpu" in c.value for c in at.sidebar.caption)
+
+
+def test_device_choice_falls_back_to_cpu_with_a_message(make_app):
+    at = make_app()
+    at.sidebar.selectbox(key="device").set_value("cuda").run()
+    assert_clean(at)
+    import torch
+
+    if torch.cuda.is_available():
+        assert any("In use: **cuda" in c.value for c in at.sidebar.caption)
+    else:
+        assert any("not available here; running on the CPU instead" in w.value for w in at.sidebar.warning)
+        assert any("In use: **cpu" in c.value for c in at.sidebar.caption)
+        assert len(text_boxes(at)) == 3  # the comparison still runs
+
+
+def test_switching_student_to_a_cls_model(make_app, tiny_checkpoints):
+    at = make_app()
+    at.sidebar.selectbox(key="student_text").set_value(str(tiny_checkpoints.text_cls)).run()
+    assert_clean(at)
+    student_card = [h.value for h in at.html if "feature grid" in h.value][1]
+    assert ">CLS<" in student_card and "reads everything" in student_card
+    assert any("CLS model: it reads every word piece" in c.value for c in at.caption)
+    student_box = text_boxes(at)[1]
+    assert STUDENT_MARK not in student_box  # nothing highlighted: a CLS model has no rationale
+    assert any("The student is a CLS model" in w.value for w in at.warning)
+    assert set(metrics(at)) == {"Predictions"}  # predictions are compared, rationales are not
+    assert len(text_boxes(at)) == 2 and any("rationale agreement view needs" in i.value for i in at.info)
+    # The browser and the live evaluation still work, on predictions only.
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    assert table_with(at, "mask IoU")["mask IoU"].isna().all()
+    at.number_input(key="eval_n").set_value(10)
+    at.multiselect(key="eval_ratios").set_value([0.2])
+    at.button(key="eval_run").click().run()
+    assert_clean(at)
+    student = table_with(at, "mask_iou_with_teacher").iloc[1]
+    assert student["mode"] == "CLS" and student["achieved_ratio"] == 1.0
+    # This CLS model trained its own vocabulary: a different grid, so no scoring against the teacher.
+    assert any("different feature grids (vocab_sha256" in w.value for w in at.warning)
+
+
+def test_no_checkpoints_found_then_typed_paths(make_app, tiny_checkpoints, tmp_path):
+    at = make_app(REKD_CHECKPOINTS=tmp_path / "empty")
+    assert any("No text checkpoints found" in i.value for i in at.sidebar.info)
+    assert all(s.key != "teacher_text" for s in at.sidebar.selectbox)  # nothing to pick from: a path box instead
+    assert any("No teacher picked" in i.value for i in at.info)
+    assert [t.label for t in at.tabs] == ["Compare", "Ratios", "Dataset browser"]  # the page still works
+    at.sidebar.text_input(key="teacher_text_path").set_value(str(tiny_checkpoints.text_teacher)).run()
+    at.sidebar.text_input(key="student_text_path").set_value(str(tiny_checkpoints.text_student)).run()
+    assert_clean(at)
+    assert len(text_boxes(at)) == 3 and "Mask IoU" in metrics(at)
+
+
+def test_broken_and_missing_checkpoints_give_clear_messages(make_app, tiny_checkpoints):
+    at = make_app(REKD_CHECKPOINTS=tiny_checkpoints.broken)
+    # bad_config is discovered but skipped, with its reason; the two others are listed.
+    skipped = [c.value for c in at.sidebar.caption if "not a rekd checkpoint" in c.value or "corrupt JSON" in c.value]
+    assert skipped and "bad_config" in skipped[0]
+    at.sidebar.selectbox(key="teacher_text").set_value("__type_a_path__").run()
+    at.sidebar.text_input(key="teacher_text_path").set_value("/nonexistent/checkpoint").run()
+    assert_clean(at)
+    assert any("no checkpoint directory there" in e.value for e in at.error)
+    at.sidebar.text_input(key="teacher_text_path").set_value(str(tiny_checkpoints.bad_weights)).run()
+    assert_clean(at)
+    assert any("corrupt weights file" in e.value for e in at.error)
+    assert any("needs a working teacher and student" in i.value for i in at.info)
+    # The rest of the page keeps working: the ratios view reads its file.
+    at.text_input(key="results_path").set_value(str(tiny_checkpoints.results)).run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 2
+
+
+def test_teacher_and_student_of_different_tasks(make_app, tiny_checkpoints):
+    at = make_app()
+    at.sidebar.selectbox(key="student_text").set_value("__type_a_path__").run()
+    at.sidebar.text_input(key="student_text_path").set_value(str(tiny_checkpoints.vision_student)).run()
+    assert_clean(at)
+    assert any("The student is a vision model" in e.value for e in at.error)
+    assert not text_boxes(at) and not metrics(at)
+    assert any("needs a working teacher and student" in i.value for i in at.info)
+
+
+def test_teacher_and_student_with_different_label_sets(make_app, tiny_checkpoints):
+    at = make_app()
+    at.sidebar.selectbox(key="student_text").set_value("__type_a_path__").run()
+    at.sidebar.text_input(key="student_text_path").set_value(str(tiny_checkpoints.relabelled)).run()
+    assert_clean(at)
+    assert any("labels (neg, pos) differ from the student's (negative, positive)" in w.value for w in at.warning)
+    assert len(prob_blocks(at)) == 2  # each model's own prediction is still shown
+    assert not metrics(at)
+    assert any("rationale agreement view needs" in i.value for i in at.info)
+
+
+def test_models_load_once_not_on_every_rerun(make_app, monkeypatch):
+    import streamlit as st
+
+    calls = []
+    original = B.load_model
+    monkeypatch.setattr(B, "load_model", lambda path, device="cpu": calls.append(path) or original(path, device))
+    st.cache_resource.clear()
+    at = make_app()
+    for ratio in (0.2, 0.3, 0.4):
+        at.sidebar.slider(key="ratio").set_value(ratio).run()
+        assert_clean(at)
+    assert len(calls) == 2  # teacher and student, once each
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs: typing, uploads, examples, slider
+# ----------------------------------------------------------------------------------------------
+
+
+def test_typed_review_is_highlighted_word_by_word(make_app):
+    at = use_text(make_app(), REVIEW)
+    teacher_box, student_box, agreement_box = text_boxes(at)
+    # Every word of the review is shown whole: "unknownword" is many word pieces but one word.
+    for box in (teacher_box, student_box, agreement_box):
+        assert re.search(r">unknownword<", box), "word pieces were not merged back into the word"
+        assert "fillerab" in box and "dreadful" in box
+    assert TEACHER_MARK in teacher_box and STUDENT_MARK in student_box
+    assert any(mark in agreement_box for mark in (TEACHER_MARK, STUDENT_MARK, BOTH_MARK))
+    assert "title=\"u ##n" in teacher_box or "##" in teacher_box  # the pieces are in the tooltip
+    assert metrics(at)["Predictions"] in ("agree", "disagree")
+    assert float(metrics(at)["Mask IoU"]) >= 0.0
+    assert any("Both explanations took" in c.value for c in at.caption)
+
+
+def test_ratio_slider_reselects_features(make_app):
+    at = use_text(make_app(), REVIEW)
+    at.sidebar.slider(key="ratio").set_value(0.1).run()
+    low = selected_pieces(at)
+    low_marks = text_boxes(at)[0].count(TEACHER_MARK)
+    at.sidebar.slider(key="ratio").set_value(0.8).run()
+    assert_clean(at)
+    high = selected_pieces(at)
+    assert len(low) == 2 and len(high) == 2
+    assert all(h > l for h, l in zip(high, low))
+    assert text_boxes(at)[0].count(TEACHER_MARK) > low_marks
+    iou_high = float(metrics(at)["Mask IoU"])
+    assert iou_high > 0.5  # at 0.8 both models select most of a short review
+
+
+def test_enormous_review_is_truncated_with_notices(make_app, tiny_checkpoints):
+    text = "fillerab splendid " * 20_000  # 360,000 characters
+    at = use_text(make_app(), text)
+    assert any("only its first 50,000 characters" in w.value for w in at.warning)
+    assert any(f"longer than the models read ({tiny_checkpoints.max_length} word pieces)" in i.value for i in at.info)
+    teacher_box = text_boxes(at)[0]
+    assert "the model stops reading here" in teacher_box and "more characters" in teacher_box
+    assert len(teacher_box) < 20_000  # the unread tail is cut for display
+
+
+def test_empty_typed_review(make_app):
+    at = use_text(make_app(), "   \n  ")
+    assert any("empty" in e.value for e in at.error)
+    assert not text_boxes(at)
+
+
+def test_uploaded_txt_and_csv_reviews(make_app):
+    at = make_app()
+    at.radio(key="source_text").set_value("Upload .txt / .csv files").run()
+    csv_text = "text,label\n\"fillerab splendid fillerac, one\",pos\n\"filleraa dreadful fillerbb two\",neg\n,neg\n"
+    upload(at, "upload_text", [("one.txt", REVIEW.encode("utf-8"), "text/plain"),
+                               ("many.csv", csv_text.encode("utf-8"), "text/csv")])
+    pick = at.selectbox(key="pick_text")
+    assert pick.label == "Show input (3 read)"
+    assert any("1 empty row(s) skipped" in w.value for w in at.warning)
+    assert ">unknownword<" in text_boxes(at)[0]
+    pick.set_value(2).run()
+    assert_clean(at)
+    assert "dreadful" in text_boxes(at)[0]
+    assert "true label: neg" in prob_blocks(at)[0]
+
+
+def test_bad_text_uploads_each_get_a_message(make_app):
+    at = make_app()
+    at.radio(key="source_text").set_value("Upload .txt / .csv files").run()
+    upload(at, "upload_text", [
+        ("empty.txt", b"", "text/plain"),
+        ("latin1.txt", "caf\xe9 tr\xe8s bien".encode("latin-1"), "text/plain"),
+        ("binary.txt", b"\x00\x01\x02 abc", "text/plain"),
+        ("nocolumn.csv", b"a,b\n1,2\n", "text/csv"),
+        ("good.txt", REVIEW.encode("utf-8"), "text/plain"),
+    ])
+    errors = " | ".join(values(at.error))
+    assert "empty.txt: the file is empty" in errors
+    assert "latin1.txt: not UTF-8 text" in errors
+    assert "binary.txt: this looks like a binary file" in errors
+    assert "nocolumn.csv: no review column" in errors
+    assert len(text_boxes(at)) == 3  # the good file is still compared
+
+
+def test_bundled_examples(make_app):
+    at = make_app()
+    example = at.selectbox(key="example_text")
+    assert len(example.options) == 3
+    example.set_value(2).run()  # the long review: more than 40 word pieces
+    assert_clean(at)
+    assert "the model stops reading here" in text_boxes(at)[0]
+    assert "true label: neg" in prob_blocks(at)[0]
+    at.sidebar.radio(key="task").set_value("vision").run()
+    assert_clean(at)
+    assert len(at.selectbox(key="example_vision").options) == 4
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any("teacher's patches" in c for c in captions) and any("agreement" in c for c in captions)
+
+
+def test_uploaded_images_of_many_formats_and_modes(make_app):
+    at = make_app()
+    at.sidebar.radio(key="task").set_value("vision").run()
+    at.radio(key="source_vision").set_value("Upload images").run()
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    files = [
+        ("rgba.png", image_bytes(rgb.convert("RGBA"), "PNG"), "image/png"),
+        ("grey16.png", image_bytes(Image.fromarray((rng.integers(0, 65535, (20, 20))).astype(np.uint16)), "PNG"), "image/png"),
+        ("palette.bmp", image_bytes(rgb.convert("P"), "BMP"), "image/bmp"),
+        ("cmyk.jpg", image_bytes(rgb.convert("CMYK"), "JPEG"), "image/jpeg"),
+        ("photo.webp", image_bytes(rgb, "WEBP"), "image/webp"),
+        ("big.jpg", image_bytes(Image.new("RGB", (3000, 2500), (200, 30, 30)), "JPEG"), "image/jpeg"),
+    ]
+    upload(at, "upload_vision", files)
+    assert not at.error, values(at.error)
+    pick = at.selectbox(key="pick_vision")
+    assert pick.label == "Show input (6 read)"
+    for index in range(6):
+        pick.set_value(index).run()
+        assert_clean(at)
+        captions = [c for img in at.get("image") for c in img.captions]
+        assert any("teacher's patches" in c for c in captions), files[index][0]
+        assert "Mask IoU" in metrics(at)
+    assert any("original (2048x1707)" in c for img in at.get("image") for c in img.captions)  # shrunk for display
+
+
+def test_bad_image_uploads_each_get_a_message(make_app):
+    at = make_app()
+    at.sidebar.radio(key="task").set_value("vision").run()
+    at.radio(key="source_vision").set_value("Upload images").run()
+    good = image_bytes(Image.new("RGB", (32, 32), (10, 200, 10)), "PNG")
+    noisy = image_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)), "PNG")
+    upload(at, "upload_vision", [
+        ("corrupt.png", noisy[: len(noisy) // 2], "image/png"),
+        ("notes.png", b"these are my notes, not an image", "image/png"),
+        ("empty.jpg", b"", "image/jpeg"),
+        ("huge.png", png_claiming(9000, 9000), "image/png"),
+        ("bomb.png", png_claiming(30000, 30000), "image/png"),
+        ("good.png", good, "image/png"),
+    ])
+    errors = " | ".join(values(at.error))
+    assert "corrupt.png: a corrupt or truncated image" in errors
+    assert "notes.png: not an image file" in errors
+    assert "empty.jpg: the file is empty" in errors
+    assert "huge.png: the image is 9,000x9,000 pixels (81 megapixels)" in errors
+    assert "bomb.png:" in errors
+    assert len(at.error) == 5
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert any("teacher's patches" in c for c in captions)  # good.png is still compared
+
+
+# ----------------------------------------------------------------------------------------------
+# Ratios view
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
+    at = make_app()
+    assert at.text_input(key="results_path").value == str(tiny_checkpoints.results)
+    assert at.selectbox(key="results_task_text").value == "text"
+    specs = plotly_specs(at)
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert titles == ["accuracy across rationale ratios", "achieved sparsity: selected / real features",
+                      "students: prediction agreement with the teacher", "students: rationale (mask) IoU with the teacher"]
+    names = {trace["name"] for trace in specs[0]["data"]}
+    assert names == {"teacher · CLS · bert-4x256", "teacher · RE · bert-4x256", "student · RE · bert-1x64",
+                     "student · REKD · bert-1x64"}
+    rekd = next(t for t in specs[0]["data"] if t["name"] == "student · REKD · bert-1x64")
+    assert rekd["x"] == [0.05, 0.1, 0.2, 0.5]
+    assert rekd["y"][1] == pytest.approx(0.75 + 0.02 + 0.006)  # mean over 3 seeds
+    cls = next(t for t in specs[0]["data"] if "CLS" in t["name"])
+    assert cls["line"]["dash"] == "dash"
+    summary = table_with(at, "accuracy_mean")
+    assert {"accuracy_mean", "accuracy_std", "achieved_ratio_mean", "runs"} <= set(summary.columns)
+    assert set(summary["runs"]) == {3}
+    # Filters: drop CLS, switch to the vision rows.
+    at.multiselect(key="results_modes").set_value(["re", "rekd"]).run()
+    assert all("CLS" not in t["name"] for t in plotly_specs(at)[0]["data"])
+    at.selectbox(key="results_task_text").set_value("vision").run()
+    assert_clean(at)
+    assert any("vit-2x64" in t["name"] for t in plotly_specs(at)[0]["data"])
+    at.sidebar.radio(key="task").set_value("vision").run()  # the vision rows are the vision task's default
+    assert at.selectbox(key="results_task_vision").value == "vision"
+    at.multiselect(key="results_modes").set_value(["cls"]).run()  # only CLS runs: nothing sparse to plot
+    assert_clean(at)
+    specs = plotly_specs(at)
+    assert len(specs) == 1 and specs[0]["layout"]["yaxis"]["range"] == pytest.approx([0.86, 0.96])
+    assert any("No RE or REKD run among these" in c.value for c in at.caption)
+
+
+def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
+    at = make_app(REKD_RESULTS=tmp_path / "missing.csv")
+    assert any("No results file at" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("mode,ratio\nre,0.1\n")
+    at.text_input(key="results_path").set_value(str(bad)).run()
+    assert_clean(at)
+    assert any("lacks column(s) accuracy" in e.value for e in at.error)
+    assert len(text_boxes(at)) == 3  # the compare view is unaffected
+
+
+def test_live_evaluation_with_progress(make_app, tiny_checkpoints):
+    at = make_app()
+    assert at.text_input(key="eval_spec").value == f"csv:{tiny_checkpoints.text_data}"  # the student's data
+    at.number_input(key="eval_n").set_value(20)
+    at.multiselect(key="eval_ratios").set_value([0.1, 0.5])
+    at.button(key="eval_run").click().run()
+    assert_clean(at)
+    progress = at.get("progress")
+    assert progress and progress[-1].value == 100 and progress[-1].text.startswith("Done: 20 examples x 2 ratios")
+    frame = table_with(at, "mask_iou_with_teacher")
+    assert list(frame["model"]) == ["teacher", "student", "teacher", "student"]
+    assert list(frame["ratio"]) == [0.1, 0.1, 0.5, 0.5]
+    assert set(frame["n"]) == {20}
+    assert frame["achieved_ratio"].iloc[-1] == pytest.approx(0.5, abs=0.05)
+    spec = next(s for s in plotly_specs(at) if any(t["name"] == "student accuracy" for t in s["data"]))
+    assert {t["name"] for t in spec["data"]} >= {"teacher accuracy", "mask IoU with teacher", "prediction agreement"}
+
+
+def test_live_evaluation_bad_dataset(make_app, tiny_checkpoints):
+    at = make_app()
+    at.text_input(key="eval_spec").set_value("csv:/no/such/dir")
+    at.button(key="eval_run").click().run()
+    assert_clean(at)
+    assert any("path not found" in e.value for e in at.error)
+    at.text_input(key="eval_spec").set_value(f"imagefolder:{tiny_checkpoints.image_data}")
+    at.button(key="eval_run").click().run()
+    assert_clean(at)
+    assert any("is a vision dataset, but the models are text models" in e.value for e in at.error)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset browser
+# ----------------------------------------------------------------------------------------------
+
+
+def test_browser_ranks_bundled_examples_and_opens_a_row(make_app):
+    at = make_app()
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    table = at.dataframe(key="browser_table").value
+    assert len(table) == 3
+    assert list(table.columns) == ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
+                                   "agree", "mask IoU"]
+    keys = list(zip(table["agree"], table["mask IoU"]))
+    assert keys == sorted(keys, key=lambda k: (k[0], k[1]))  # disagreements first, then lowest IoU
+    at.selectbox(key="browser_row").set_value(1).run()
+    at.button(key="browser_open").click().run()
+    assert_clean(at)
+    assert at.session_state["view"] == "Compare"
+    assert at.radio(key="source_text").value == "From the dataset browser"
+    opened = B.load_examples("text")[int(table.loc[1, "row"])]
+    words = opened.value.split()[:3]
+    assert all(w.strip(".,'\"") in text_boxes(at)[0] for w in words)
+    assert f"true label: {opened.label}" in prob_blocks(at)[0]
+
+
+def test_browser_on_a_local_dataset(make_app, tiny_checkpoints):
+    at = make_app()
+    at.sidebar.radio(key="task").set_value("vision").run()
+    at.radio(key="browse_source").set_value("A local dataset").run()
+    assert at.text_input(key="browse_spec").value == f"imagefolder:{tiny_checkpoints.image_data}"
+    at.number_input(key="browse_n").set_value(12)
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    table = at.dataframe(key="browser_table").value
+    assert len(table) == 12 and set(table["true label"]) == {"neg", "pos"}
+    at.button(key="browser_open").click().run()
+    assert_clean(at)
+    assert at.radio(key="source_vision").value == "From the dataset browser"
+    assert any("teacher's patches" in c for img in at.get("image") for c in img.captions)
+
+
+def test_downloads_are_offered(make_app):
+    at = make_app()
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Download comparison (PNG)", "Download comparison (HTML)", "Download summary (CSV)",
+            "Download runs (CSV)"} <= labels
+    at.button(key="browse_run").click().run()
+    assert "Download table (CSV)" in {b.label for b in at.get("download_button")}
+
+
+# ----------------------------------------------------------------------------------------------
+# render.py and backend.py on their own
+# ----------------------------------------------------------------------------------------------
+
+
+class FakeExp:
+    def __init__(self, tokens, offsets, selected, scores=None, truncated=False, label="pos"):
+        self.tokens, self.offsets, self.selected, self.truncated = tokens, offsets, selected, truncated
+        self.scores = scores if scores is not None else [0.0] * len(tokens)
+        self.label, self.probs = label, {"neg": 0.3, "pos": 0.7}
+        self.num_features, self.ratio = len(tokens), len(selected) / len(tokens)
+
+
+def test_merge_word_pieces_groups_pieces_and_keeps_punctuation_apart():
+    text = "Unbelievable, it's great!"
+    offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25), (0, 0)]
+    words, specials = R.merge_word_pieces(text, offsets)
+    assert [text[w.start:w.end] for w in words] == ["Unbelievable", ",", "it", "'", "s", "great", "!"]
+    assert words[0].pieces == [1, 2, 3]
+    assert specials == [0, 10]
+
+
+def test_highlight_marks_whole_words_and_special_tokens():
+    text = "Unbelievable, it's great!"
+    tokens = ["[CLS]", "un", "##believ", "##able", ",", "it", "'", "s", "great", "!", "[SEP]"]
+    offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25), (0, 0)]
+    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 2, 8]), R.TEACHER)
+    assert re.search(r'title="un ##believ ##able[^"]*">Unbelievable</span>', html_text)
+    assert re.search(r'">great</span>', html_text)
+    assert html_text.count(TEACHER_MARK) == 2  # two words; [CLS] is a badge
+    assert ">[CLS]</span>" in html_text and "[SEP]" not in html_text
+    cmp = {"both": [8], "teacher_only": [2], "student_only": [10], "iou": 0.33, "f1": 0.5, "labels_agree": True}
+    agreement = R.agreement_html(text, FakeExp(tokens, offsets, [2, 8]), cmp)
+    assert BOTH_MARK in agreement and TEACHER_MARK in agreement and ">[SEP]</span>" in agreement
+
+
+def test_highlight_turns_br_tags_into_line_breaks_and_escapes_html():
+    text = "Good<br /><br />film & <b>cast</b>"
+    tokens = ["good", "<", "br", "/", ">", "<", "br", "/", ">", "film", "&", "<", "b", ">", "cast", "<", "/", "b", ">"]
+    offsets = [(0, 4), (4, 5), (5, 7), (8, 9), (9, 10), (10, 11), (11, 13), (14, 15), (15, 16), (16, 20), (21, 22),
+               (23, 24), (24, 25), (25, 26), (26, 30), (30, 31), (31, 32), (32, 33), (33, 34)]
+    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 9]), R.TEACHER)
+    assert html_text.count("<br>") == 2 and "br /" not in html_text
+    assert ">&amp;<" in html_text and ">&lt;<" in html_text and "<b>" not in html_text
+
+
+def test_truncated_review_shows_the_unread_part_dimmed():
+    text = "alpha beta gamma delta"
+    exp = FakeExp(["[CLS]", "alpha", "beta", "[SEP]"], [(0, 0), (0, 5), (6, 10), (0, 0)], [1], truncated=True)
+    html_text = R.highlight_html(text, exp, R.STUDENT, max_length=4)
+    assert "the model stops reading here (4 word pieces)" in html_text
+    assert html_text.index("stops reading") < html_text.index("gamma delta")
+    assert R.read_limit(text, exp.offsets, True) == 10
+
+
+def test_patch_overlays_dim_unselected_patches_and_draw_the_grid():
+    view = Image.new("RGB", (16, 16), (200, 200, 200))
+    overlay = R.patch_overlay(view, [0, 5], grid_side=4, colour=R.TEACHER, size=256)
+    assert overlay.size == (256, 256)
+    pixels = np.asarray(overlay)
+    assert pixels[32, 32].tolist() == [200, 200, 200]  # inside selected patch 0
+    assert pixels[32, 224].max() < 100  # patch 3: dimmed
+    assert tuple(pixels[0, 10]) == R._rgb(R.TEACHER)  # outline of patch 0
+    cmp = {"both": [0], "teacher_only": [1], "student_only": [2]}
+    agreement = np.asarray(R.agreement_overlay(view, cmp, grid_side=4, size=256))
+    assert agreement[32, 32, 1] > agreement[32, 32, 0]  # both: green tint
+    assert agreement[32, 96, 2] > agreement[32, 96, 0]  # teacher only: blue tint
+    assert agreement[32, 160, 0] > agreement[32, 160, 2]  # student only: orange tint
+    assert agreement[200, 200].max() < 100  # unselected: dimmed
+
+
+def test_comparison_exports(tiny_checkpoints):
+    teacher = B.load_model(tiny_checkpoints.text_teacher)
+    student = B.load_model(tiny_checkpoints.text_student)
+    item = B.prepare_review(REVIEW + " <br /><br />" + REVIEW * 3, "typed")
+    result = B.explain_pair(teacher, student, item, 0.3)
+    view = R.ComparisonView(item.name, "text", "teacher", "student", result.teacher, result.student, result.comparison,
+                            0.3, text=item.value, true_label="pos", max_length=tiny_checkpoints.max_length)
+    page = R.comparison_html(view)
+    assert page.startswith("<!DOCTYPE html>") and "Teacher: teacher" in page and "mask IoU" in page
+    assert ">unknownword<" in page and "the model stops reading here" in page
+    png = Image.open(io.BytesIO(R.comparison_png(view)))
+    assert png.width == 1400 and png.height > 300
+    assert len(np.unique(np.asarray(png.convert("L")))) > 20  # text and highlights, not a blank page
+
+    vt, vs = B.load_model(tiny_checkpoints.vision_teacher), B.load_model(tiny_checkpoints.vision_student)
+    item = B.load_examples("vision")[0]
+    result = B.explain_pair(vt, vs, item, 0.25)
+    view_image = vt.processor.resized(item.value)
+    view = R.ComparisonView(item.name, "image", "teacher", "student", result.teacher, result.student, result.comparison,
+                            0.25, original=R.display_image(item.value),
+                            teacher_overlay=R.patch_overlay(view_image, result.teacher.selected, 4),
+                            student_overlay=R.patch_overlay(view_image, result.student.selected, 4, R.STUDENT),
+                            agreement_image=R.agreement_overlay(view_image, result.comparison, 4))
+    assert page.count("<img") == 0 and R.comparison_html(view).count("<img") == 5
+    png = Image.open(io.BytesIO(R.comparison_png(view)))
+    assert png.height > 256
+
+
+def test_to_rgb_handles_colour_modes():
+    assert B.to_rgb(Image.new("RGBA", (2, 2), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)  # transparent: white
+    assert B.to_rgb(Image.new("LA", (2, 2), (0, 255))).getpixel((0, 0)) == (0, 0, 0)
+    grey16 = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16))
+    assert B.to_rgb(grey16).getpixel((0, 0)) == (255, 255, 255)
+    floats = Image.fromarray(np.array([[0.0, 1.0], [0.5, np.nan]], dtype=np.float32))
+    assert B.to_rgb(floats).getpixel((1, 0)) == (255, 255, 255)
+    assert B.to_rgb(Image.new("CMYK", (2, 2))).mode == "RGB"
+    assert B.to_rgb(Image.new("1", (2, 2))).mode == "RGB"
+
+
+def test_text_upload_parsing():
+    assert B.parse_text_upload("a.txt", "\ufeffhello world".encode("utf-8"))[0].value == "hello world"
+    items = B.parse_text_upload("r.csv", b"Review,Sentiment\nnice film,pos\nbad film,neg\n")
+    assert [(i.value, i.label) for i in items] == [("nice film", "pos"), ("bad film", "neg")]
+    single = B.parse_text_upload("s.csv", b"comments\nfirst one\nsecond one\n")
+    assert [i.value for i in single] == ["first one", "second one"]
+    with pytest.raises(DataError, match="not a readable CSV"):
+        B.parse_text_upload("bad.csv", b'text\n"unterminated\n')
+    with pytest.raises(DataError, match="no review in the file"):
+        B.parse_text_upload("blank.csv", b"text,label\n,pos\n")
+    long = B.prepare_review("x" * (B.MAX_REVIEW_CHARS + 10))
+    assert len(long.value) == B.MAX_REVIEW_CHARS and "only its first" in long.notice
+
+
+def test_results_file_reading(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("Modality,role,MODE,ratio,seed,accuracy\nimdb,student,REKD,0.1,1,0.8\nimdb,student,REKD,0.1,2,0.9\n"
+                    "imdb,student,REKD,0.1,3,oops\n")
+    frame = B.load_results(path)
+    assert list(frame["task"]) == ["imdb", "imdb"] and set(frame["mode"]) == {"rekd"}
+    agg = B.aggregate_results(frame)
+    assert agg.loc[0, "accuracy_mean"] == pytest.approx(0.85) and agg.loc[0, "runs"] == 2
+    assert B.results_task_for(["cifar10", "imdb"], "text") == "imdb"
+    assert B.results_task_for(["cifar10", "imdb"], "vision") == "cifar10"
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty"):
+        B.load_results(tmp_path / "empty.csv")
+    with pytest.raises(DataError, match="no results file"):
+        B.load_results(tmp_path / "nope.csv")
+    figure = R.results_figure(agg)
+    assert figure.data[0].name == "student · REKD"
+
+
+def test_default_pair_prefers_named_teacher_and_rekd_student():
+    info = lambda name, mode, params: B.CheckpointInfo(path=name, name=name, task="text", mode=mode, ratio=0.1,  # noqa: E731
+                                                       labels=["neg", "pos"], backbone="b", parameters=params)
+    infos = [info("cls-big", "cls", 900), info("re-small", "re", 10), info("re-big", "re", 500), info("kd", "rekd", 20)]
+    assert B.default_pair(infos) == (2, 3)
+    infos.append(info("my-teacher", "re", 100))
+    assert B.default_pair(infos)[0] == 4
+    infos.append(info("teacher-cls", "cls", 1000))  # a CLS baseline is no teacher of rationales
+    infos.append(info("student-rekd", "rekd", 30))
+    assert B.default_pair(infos) == (4, 6)
+    assert B.default_pair([]) == (None, None)
+
+
+def test_discovery_skips_hidden_and_reports_broken(tiny_checkpoints, tmp_path):
+    infos, problems = B.discover_checkpoints(tiny_checkpoints.root)
+    assert {i.name for i in infos} == {"text/teacher", "text/student", "text/cls", "vision/teacher", "vision/student"}
+    assert problems == []
+    student = next(i for i in infos if i.name == "text/student")
+    assert student.mode_name == "REKD" and student.teacher == str(tiny_checkpoints.text_teacher)
+    assert student.parameters and student.test_accuracy is not None
+    infos, problems = B.discover_checkpoints(tiny_checkpoints.broken)
+    assert len(infos) == 2 and len(problems) == 1 and "bad_config" in problems[0]
+    assert B.discover_checkpoints(tmp_path / "nothing") == ([], [])
+
+
+def test_rank_and_evaluate_pair_directly(tiny_checkpoints):
+    teacher = B.load_model(tiny_checkpoints.text_teacher)
+    student = B.load_model(tiny_checkpoints.text_student)
+    bundle = B.load_dataset(f"csv:{tiny_checkpoints.text_data}")
+    items = B.dataset_items(bundle, "test", 10)
+    seen = []
+    frame = B.rank_by_disagreement(teacher, student, items, 0.2, progress=lambda f, t: seen.append(f))
+    assert len(frame) == 10 and seen[-1] == pytest.approx(1.0)
+    assert list(frame["disagreement"]) == sorted(frame["disagreement"], reverse=True)
+    split = B.sample_split(bundle, "dev", 16)
+    assert len(split) == 16
+    result = B.evaluate_pair(teacher, student, split, [0.2], progress=lambda f, t: seen.append(f))
+    assert len(result) == 2 and seen[-1] == pytest.approx(1.0)
+    assert isinstance(result, pd.DataFrame)

@@ -1,0 +1,169 @@
+"""End to end: the real dashboard (``streamlit run dashboard/app.py``) in headless Chromium.
+
+Types a review, uploads an image, and saves a screenshot of each; checks that they are not blank,
+that the page shows the comparison, and that the browser made no request beyond the local server.
+Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python package
+(driven with that Chromium: no browser download); skipped when either is missing. Set
+``REKD_E2E_SCREENSHOTS=DIR`` to keep the screenshots.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest_plugins = ["tests.dashboard_fixtures"]
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+REVIEW = ("fillerab splendid fillerac fillerad marvellousword fillerae dreadful fillerba fillerbb, "
+          "fillerbc fillerbd splendid fillerbe.")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"),
+]
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tiny_checkpoints, tmp_path):
+    """``streamlit run dashboard/app.py`` on a free port, on the tiny checkpoints; its base URL."""
+    port = free_port()
+    env = dict(os.environ, REKD_CHECKPOINTS=str(tiny_checkpoints.root), REKD_RESULTS=str(tiny_checkpoints.results),
+               PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 90
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                log.flush()
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+    output = (tmp_path / "streamlit.log").read_text()
+    assert "Traceback" not in output, output[-3000:]
+    assert "Email" not in output  # no first-run prompt
+    assert "External URL" not in output  # no external IP lookup
+
+
+def check_not_blank(path: Path) -> np.ndarray:
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    grey = pixels.mean(axis=2)
+    assert pixels.shape[0] > 600 and pixels.shape[1] >= 1200
+    assert grey.std() > 20, "the screenshot is (nearly) one colour"
+    assert len(np.unique(grey.astype(np.uint8))) > 100
+    return pixels
+
+
+def colour_pixels(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> int:
+    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(pixels.astype(int) - target).max(axis=2) <= tolerance).sum())
+
+
+def test_dashboard_in_headless_chromium(server, tmp_path):
+    out = Path(os.environ.get("REKD_E2E_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    image_path = tmp_path / "upload.png"
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(60, 140, (64, 64, 3), dtype=np.uint8)
+    pixels[16:32, 32:48] = (230, 30, 30)
+    Image.fromarray(pixels).save(image_path)
+
+    requests: list[str] = []
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            page.on("request", lambda request: requests.append(request.url))
+            page.set_default_timeout(90_000)
+            page.goto(server)
+            page.get_by_text("Teacher vs student rationales").first.wait_for()
+            # A fresh page compares the models on a bundled review.
+            page.get_by_text("Both explanations took").first.wait_for()
+
+            # Type a review.
+            page.get_by_text("Type or paste", exact=True).click()
+            area = page.locator("textarea").first
+            area.wait_for()
+            area.fill(REVIEW)
+            area.press("Control+Enter")
+            page.locator("span", has_text="marvellousword").first.wait_for()
+            page.get_by_text("Mask IoU").first.wait_for()
+            page.get_by_role("button", name="Download comparison (PNG)").wait_for()
+            page.wait_for_timeout(1500)
+            text_shot = out / "dashboard_text.png"
+            page.screenshot(path=str(text_shot), full_page=True)
+            body = page.inner_text("body")
+            assert "Teacher" in body and "Student" in body and "Agreement" in body
+            assert "selected by both" in body
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Download comparison (PNG)").click()
+            png_path = out / "comparison_text.png"
+            download.value.save_as(str(png_path))
+
+            # Upload an image.
+            page.get_by_text("Images (vision)", exact=True).click()
+            page.get_by_text("Upload images", exact=True).click()
+            page.locator("input[type=file]").first.set_input_files(str(image_path))
+            page.get_by_text("teacher's patches (unselected dimmed)").first.wait_for()
+            page.get_by_text("Mask IoU").first.wait_for()
+            page.get_by_role("button", name="Download comparison (HTML)").wait_for()
+            page.wait_for_timeout(2000)
+            image_shot = out / "dashboard_image.png"
+            page.screenshot(path=str(image_shot), full_page=True)
+            assert "original (64x64)" in page.inner_text("body")
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Download comparison (HTML)").click()
+            html_path = out / "comparison_image.html"
+            download.value.save_as(str(html_path))
+        finally:
+            browser.close()
+
+    exported = Image.open(png_path)
+    assert exported.format == "PNG" and exported.width == 1400
+    page_html = html_path.read_text()
+    assert page_html.startswith("<!DOCTYPE html>") and page_html.count("<img") == 5 and "upload.png" in page_html
+    text_pixels = check_not_blank(text_shot)
+    image_pixels = check_not_blank(image_shot)
+    # The highlights and overlays are drawn in the teacher's and student's colours.
+    assert colour_pixels(text_pixels, "#0072B2") > 50  # teacher underlines, legend
+    assert colour_pixels(image_pixels, "#0072B2") > 200  # teacher patch outlines
+    assert colour_pixels(image_pixels, "#E69F00") > 200  # student patch outlines
+    # No request left this machine: only the local server (and data:/blob: URLs).
+    outside = [u for u in requests if not u.startswith((server, "data:", "blob:", "about:"))]
+    assert not outside, outside[:10]

@@ -1,0 +1,393 @@
+"""Models and checkpoints: the save/load round trip (identical logits and masks), what config.json
+records, the safetensors weights, every broken checkpoint as one CheckpointError naming the file,
+atomic saving under simulated crashes, the inference-time ratio override, deterministic evaluation."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from rekd_core import checkpoint as ckpt_module
+from rekd_core.checkpoint import load_checkpoint, read_config, read_log, read_metrics, save_checkpoint
+from rekd_core.data import load_dataset_spec
+from rekd_core.errors import CheckpointError, ConfigError, DataError
+from rekd_core.evaluation import evaluate_split
+from rekd_core.explain import explain
+from rekd_core.training import TrainConfig, build_model
+
+pytest_plugins = ["tests.core_fixtures"]
+
+
+def _build(task: str, dataset: str):
+    """A freshly initialised (untrained) tiny model and its bundle, via training.build_model."""
+    if task == "text":
+        cfg = TrainConfig(task="text", backbone="bert-1x32", dataset=dataset, out="unused", max_length=32)
+    else:
+        cfg = TrainConfig(task="vision", backbone="vit-1x32", dataset=dataset, out="unused", image_size=16, patch_size=4)
+    cfg = cfg.resolved()
+    bundle = load_dataset_spec(dataset)
+    torch.manual_seed(0)
+    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+
+
+@pytest.fixture(scope="module")
+def text_model(text_task):
+    return _build("text", f"csv:{text_task}")
+
+
+@pytest.fixture(scope="module")
+def vision_model(image_task):
+    return _build("vision", f"imagefolder:{image_task}")
+
+
+def _copy(src: Path, tmp_path: Path, name: str = "ckpt") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _outputs(model, inputs: list, selection: str = "topk"):
+    features = model.processor(inputs)
+    with torch.no_grad():
+        out = model(features, selection=selection)
+    return out
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------------
+# round trip
+
+
+@pytest.mark.parametrize("task", ["text", "vision"])
+def test_save_load_round_trip_gives_identical_outputs(task, text_model, vision_model, tmp_path):
+    model, bundle = text_model if task == "text" else vision_model
+    inputs = [bundle.test.inputs[i] for i in range(6)]
+    path = save_checkpoint(model, tmp_path / f"{task}-ckpt")
+    loaded = load_checkpoint(path)
+    assert not loaded.training and loaded.task == task and loaded.labels == ["neg", "pos"]
+    assert loaded.processor.grid() == model.processor.grid()
+    for selection in ("topk", "argmax"):
+        a, b = _outputs(model, inputs, selection), _outputs(loaded, inputs, selection)
+        assert torch.equal(a.logits, b.logits)
+        assert torch.equal(a.gen_logits, b.gen_logits)
+        assert torch.equal(a.mask, b.mask)
+        assert torch.equal(a.feature_mask, b.feature_mask)
+    # the state dicts are identical tensor by tensor
+    sa, sb = model.state_dict(), loaded.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_trained_checkpoints_load_and_agree_with_themselves(text_re_ckpt, vision_re_ckpt, text_task, image_task):
+    for path, inputs in ((text_re_ckpt, load_dataset_spec(f"csv:{text_task}").test.inputs[:5]),
+                         (vision_re_ckpt, [load_dataset_spec(f"imagefolder:{image_task}").test.inputs[i] for i in range(5)])):
+        a, b = load_checkpoint(path), load_checkpoint(path)
+        oa, ob = _outputs(a, list(inputs)), _outputs(b, list(inputs))
+        assert torch.equal(oa.logits, ob.logits) and torch.equal(oa.mask, ob.mask)
+
+
+def test_config_records_the_run(text_re_ckpt, text_rekd_ckpt, vision_re_ckpt):
+    config = read_config(text_re_ckpt)
+    assert config["format"] == "rekd-checkpoint" and config["version"] == 1
+    assert config["task"] == "text" and config["mode"] == "re" and config["ratio"] == 0.1
+    assert config["labels"] == ["neg", "pos"]
+    assert config["backbone"]["type"] == "hf_text" and config["backbone"]["source"] == "bert-1x32"
+    assert config["backbone"]["hf_config"]["hidden_size"] == 32
+    grid = config["feature_grid"]
+    assert grid["type"] == "text" and grid["max_length"] == 32 and grid["vocab_size"] > 0 and grid["vocab_sha256"]
+    training = config["training"]
+    for key, value in {"epochs": 1, "batch_size": 16, "lr": 5e-4, "seed": 2026, "tau0": 5.0, "lambda_sel": 1e-4,
+                       "max_length": 32, "eval_selection": "topk"}.items():
+        assert training[key] == value, key
+    assert config["status"] == "complete"
+    assert "teacher" not in config
+    assert (text_re_ckpt / "tokenizer").is_dir()
+
+    rekd = read_config(text_rekd_ckpt)
+    assert rekd["mode"] == "rekd"
+    assert rekd["teacher"]["path"] == str(text_re_ckpt) and rekd["teacher"]["mode"] == "re"
+    assert rekd["teacher"]["backbone"] == "bert-1x32" and rekd["teacher"]["parameters"] > 0
+    assert rekd["training"]["alpha"] == 0.5 and rekd["training"]["lambda_r"] == 0.5
+    assert rekd["training"]["teacher"] == str(text_re_ckpt)
+
+    vision = read_config(vision_re_ckpt)
+    assert vision["task"] == "vision" and vision["backbone"]["type"] == "timm"
+    assert vision["feature_grid"] == {"type": "vision", "image_size": 16, "patch_size": 4, "num_patches": 16}
+
+    metrics = read_metrics(text_re_ckpt)
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["best_epoch"] == 1
+    assert [row["epoch"] for row in read_log(text_re_ckpt)] == [1]
+
+
+def test_weights_are_safetensors_not_pickle(text_re_ckpt):
+    raw = (text_re_ckpt / "model.safetensors").read_bytes()
+    assert not raw.startswith(b"PK") and not raw.startswith(b"\x80")  # neither a torch zip nor a pickle
+    # safetensors: an 8-byte little-endian header length, then a JSON header naming every tensor
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + header_len])
+    assert any(k.startswith("predictor.") for k in header) and any(k.startswith("generator.") for k in header)
+    assert not list(text_re_ckpt.glob("*.bin")) and not list(text_re_ckpt.glob("*.pt"))
+
+
+# ---------------------------------------------------------------------------------------------
+# broken checkpoints: one CheckpointError naming the file
+
+
+def _raises(path, fragment: str) -> str:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert fragment in message, message
+    assert "\n" not in message
+    return message
+
+
+def test_corrupt_config_json(text_re_ckpt, tmp_path):
+    path = _copy(text_re_ckpt, tmp_path)
+    (path / "config.json").write_text('{"task": "text", "mode": ')
+    _raises(path, str(path / "config.json"))
+    (path / "config.json").write_bytes(b"\xff\xfe\x00garbage")
+    _raises(path, "config.json")
+    (path / "config.json").write_text("[1, 2]")  # valid JSON, not a config
+    _raises(path, "config.json")
+    (path / "config.json").write_text(json.dumps({"task": "text"}))
+    assert "missing" in _raises(path, "config.json")
+
+
+def test_missing_config_json(text_re_ckpt, tmp_path):
+    path = _copy(text_re_ckpt, tmp_path)
+    (path / "config.json").unlink()
+    _raises(path, "config.json")
+
+
+def test_missing_weights(text_re_ckpt, tmp_path):
+    path = _copy(text_re_ckpt, tmp_path)
+    (path / "model.safetensors").unlink()
+    _raises(path, str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("keep", [0, 5, 100, -64])
+def test_truncated_weights(text_re_ckpt, tmp_path, keep):
+    path = _copy(text_re_ckpt, tmp_path)
+    raw = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(raw[:keep])
+    _raises(path, str(path / "model.safetensors"))
+
+
+def test_weights_of_another_model(text_re_ckpt, vision_re_ckpt, tmp_path):
+    path = _copy(text_re_ckpt, tmp_path)
+    shutil.copy(vision_re_ckpt / "model.safetensors", path / "model.safetensors")
+    assert "do not match config.json" in _raises(path, str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("edit", ["labels", "hidden", "layers"])
+def test_config_edited_so_that_weights_no_longer_fit(text_re_ckpt, tmp_path, edit):
+    path = _copy(text_re_ckpt, tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    if edit == "labels":  # a 3-way classifier for 2-way weights: a shape mismatch
+        config["labels"] = ["a", "b", "c"]
+    elif edit == "hidden":
+        config["backbone"]["hf_config"]["hidden_size"] = 64
+        config["backbone"]["hf_config"]["intermediate_size"] = 256
+    else:  # two layers: the second one's weights are missing
+        config["backbone"]["hf_config"]["num_hidden_layers"] = 2
+    (path / "config.json").write_text(json.dumps(config))
+    _raises(path, "model.safetensors")
+
+
+def test_missing_tokenizer(text_re_ckpt, tmp_path):
+    path = _copy(text_re_ckpt, tmp_path)
+    shutil.rmtree(path / "tokenizer")
+    _raises(path, "tokenizer")
+
+
+def test_not_a_directory(tmp_path):
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"x")
+    _raises(file, str(file))
+    _raises(tmp_path / "nowhere", str(tmp_path / "nowhere"))
+    _raises(tmp_path, "config.json")  # a directory, but not a checkpoint
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic save
+
+
+def _crash_in(monkeypatch, target: str):
+    """Make one step inside save_checkpoint fail, as a crash would."""
+    real_replace = os.replace
+    calls = {"replace": 0}
+
+    def boom(*args, **kwargs):
+        raise OSError("simulated crash")
+
+    if target == "weights":
+        monkeypatch.setattr(ckpt_module, "save_file", boom)
+    elif target == "metrics":
+        real_write = ckpt_module._write_json
+
+        def write(path, data):
+            if path.name == "metrics.json":
+                raise KeyboardInterrupt  # a BaseException: Ctrl-C mid-save
+            real_write(path, data)
+
+        monkeypatch.setattr(ckpt_module, "_write_json", write)
+    elif target == "fsync":
+        monkeypatch.setattr(ckpt_module, "_fsync_tree", boom)
+    elif target == "swap":  # the rename of the new directory into place fails, after the old one moved aside
+        def replace(src, dst):
+            calls["replace"] += 1
+            if calls["replace"] == 2:
+                raise OSError("simulated crash")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(ckpt_module.os, "replace", replace)
+
+
+@pytest.mark.parametrize("target", ["weights", "metrics", "fsync", "swap"])
+def test_crash_mid_save_keeps_the_previous_checkpoint(text_model, tmp_path, monkeypatch, target):
+    model, bundle = text_model
+    inputs = list(bundle.test.inputs[:4])
+    path = save_checkpoint(model, tmp_path / "ckpt", metrics={"version": "first"})
+    before = {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    expected = _outputs(load_checkpoint(path), inputs)
+
+    other = build_model(TrainConfig(task="text", backbone="bert-1x32", dataset=f"csv:{bundle.name.split(':', 1)[1]}",
+                                    out="unused", max_length=32).resolved(), bundle.labels, bundle.train)
+    _crash_in(monkeypatch, target)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        save_checkpoint(other, path, metrics={"version": "second"})
+    monkeypatch.undo()
+
+    assert {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+    assert read_metrics(path) == {"version": "first"}
+    got = _outputs(load_checkpoint(path), inputs)
+    assert torch.equal(got.logits, expected.logits) and torch.equal(got.mask, expected.mask)
+    assert _leftovers(tmp_path) == []  # no hidden temporary or old directory left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_crash_on_first_save_leaves_nothing(text_model, tmp_path, monkeypatch):
+    model, _ = text_model
+    _crash_in(monkeypatch, "fsync")
+    with pytest.raises(OSError):
+        save_checkpoint(model, tmp_path / "ckpt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_replaces_a_checkpoint_and_fills_an_empty_directory(text_model, tmp_path):
+    model, _ = text_model
+    save_checkpoint(model, tmp_path / "ckpt", metrics={"n": 1})
+    save_checkpoint(model, tmp_path / "ckpt", metrics={"n": 2})
+    assert read_metrics(tmp_path / "ckpt") == {"n": 2}
+    (tmp_path / "empty").mkdir()
+    save_checkpoint(model, tmp_path / "empty")
+    load_checkpoint(tmp_path / "empty")
+    assert _leftovers(tmp_path) == []
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_checkpoint(text_model, tmp_path):
+    model, _ = text_model
+    target = tmp_path / "my-files"
+    target.mkdir()
+    (target / "thesis.tex").write_text("precious")
+    with pytest.raises(CheckpointError, match="refusing to overwrite"):
+        save_checkpoint(model, target)
+    assert [p.name for p in target.iterdir()] == ["thesis.tex"]
+    assert (target / "thesis.tex").read_text() == "precious"
+    file = tmp_path / "a-file"
+    file.write_text("precious")
+    with pytest.raises(CheckpointError):
+        save_checkpoint(model, file)
+    assert file.read_text() == "precious"
+    assert _leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# inference-time ratio override, selections, deterministic evaluation
+
+
+def test_explain_ratio_override_text(text_re_ckpt, text_task):
+    model = load_checkpoint(text_re_ckpt)
+    texts = list(load_dataset_spec(f"csv:{text_task}").test.inputs[:4]) + ["splendid", "a b c d e f g h i j k l"]
+    for exp in explain(model, texts, ratio=0.3):
+        # n = real word pieces incl. [CLS]/[SEP]; 22 for the 20-word reviews -> round(6.6) = 7
+        assert len(exp.selected) == round(0.3 * exp.num_features)
+        assert all(0 <= i < exp.num_features for i in exp.selected)
+        assert exp.ratio == pytest.approx(len(exp.selected) / exp.num_features)
+        assert len(exp.tokens) == exp.num_features and len(exp.scores) == exp.num_features
+    default = explain(model, texts[:1])[0]
+    assert len(default.selected) == round(0.1 * default.num_features)  # the training ratio
+    assert len(explain(model, texts[:1], ratio=1.0)[0].selected) == default.num_features
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(ConfigError):
+            explain(model, texts[:1], ratio=bad)
+
+
+def test_explain_ratio_override_vision(vision_re_ckpt, image_task):
+    model = load_checkpoint(vision_re_ckpt)
+    image = Image.open(next((image_task / "test" / "pos").glob("*.png")))
+    exp = explain(model, [image], ratio=0.3)[0]
+    assert exp.num_features == 16 and exp.grid_side == 4 and exp.patch_size == 4
+    assert len(exp.selected) == round(0.3 * 16) == 5
+    assert len(explain(model, [image])[0].selected) == round(0.1 * 16) == 2
+    assert abs(sum(exp.probs.values()) - 1.0) < 1e-5
+
+
+def test_explain_rejects_the_wrong_kind_of_input(text_re_ckpt, vision_re_ckpt):
+    with pytest.raises(DataError):
+        explain(load_checkpoint(text_re_ckpt), [Image.new("RGB", (16, 16))])
+    with pytest.raises(DataError):
+        explain(load_checkpoint(vision_re_ckpt), ["some text"])
+    with pytest.raises(DataError):
+        explain(load_checkpoint(text_re_ckpt), [])
+
+
+def test_evaluation_is_deterministic_and_gumbel_is_available(text_re_ckpt, text_task):
+    model = load_checkpoint(text_re_ckpt)
+    split = load_dataset_spec(f"csv:{text_task}").test
+    first = evaluate_split(model, split, batch_size=16, with_faithfulness=True)
+    second = evaluate_split(model, split, batch_size=16, with_faithfulness=True)
+    assert first == second
+    assert first["n"] == 40 and first["ratio"] == pytest.approx(2 / 22)  # round(0.1 * 22) = 2 of 22
+    argmax = evaluate_split(model, split, selection="argmax")
+    assert argmax == evaluate_split(model, split, selection="argmax")
+    assert argmax["ratio"] == pytest.approx(first["ratio_argmax"])
+    # the reference code's noisy evaluation: Gumbel samples at tau 1, a 0/1 mask of real features only
+    torch.manual_seed(0)
+    gumbel = evaluate_split(model, split, selection="gumbel")
+    assert 0.0 <= gumbel["ratio"] <= 1.0 and 0.0 <= gumbel["accuracy"] <= 1.0
+    features = model.processor(list(split.inputs[:8]))
+    out = model(features, selection="gumbel", tau=0.5)
+    assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
+    assert (out.mask * ~out.feature_mask).sum() == 0
+    with pytest.raises(ConfigError):
+        model(features, selection="random")
+
+
+def test_evaluation_with_a_ratio_override_and_a_teacher(text_rekd_ckpt, text_re_ckpt, text_task):
+    student, teacher = load_checkpoint(text_rekd_ckpt), load_checkpoint(text_re_ckpt)
+    split = load_dataset_spec(f"csv:{text_task}").test
+    metrics = evaluate_split(student, split, teacher=teacher, ratio=0.5)
+    assert metrics["ratio"] == pytest.approx(11 / 22)  # round(0.5 * 22) = 11
+    assert 0.0 <= metrics["teacher_mask_iou"] <= 1.0 and 0.0 <= metrics["teacher_agreement"] <= 1.0
+    # a model is its own perfect teacher
+    self_metrics = evaluate_split(teacher, split, teacher=teacher)
+    assert self_metrics["teacher_mask_iou"] == 1.0 and self_metrics["teacher_agreement"] == 1.0
+
+
+def test_cls_model_reads_everything(text_cls_ckpt, text_task):
+    model = load_checkpoint(text_cls_ckpt)
+    assert model.generator is None and model.ratio == 1.0
+    exp = explain(model, ["fillerab splendid fillerac"])[0]
+    assert exp.ratio == 1.0 and len(exp.selected) == exp.num_features and exp.scores == []
+    metrics = evaluate_split(model, load_dataset_spec(f"csv:{text_task}").test)
+    assert "ratio" not in metrics and 0.0 <= metrics["accuracy"] <= 1.0

@@ -1,0 +1,54 @@
+"""The training loop's speed-ups must not change what is computed: trimmed padding gives the same
+outputs as the full padded length, and the teacher cache returns exactly the fresh teacher logits."""
+from __future__ import annotations
+
+import torch
+
+from rekd_core.processing import FeatureDataset, collate, model_inputs
+from rekd_core.training import TeacherCache, TrainConfig, build_model
+
+pytest_plugins = ["tests.core_fixtures"]
+
+
+def _text_model(text_task, max_length=48):
+    from rekd_core.data import load_dataset_spec
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+    cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", dataset="-", out="-",
+                      max_length=max_length).resolved()
+    torch.manual_seed(0)
+    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+
+
+def _batch(model, split, trim):
+    dataset = FeatureDataset(split.subset(list(range(8))), model.processor)
+    return collate([dataset[i] for i in range(len(dataset))], trim_padding=trim)
+
+
+def test_trimmed_padding_gives_identical_outputs(text_task):
+    model, bundle = _text_model(text_task)
+    full, trimmed = _batch(model, bundle.test, False), _batch(model, bundle.test, True)
+    assert trimmed["input_ids"].shape[1] < full["input_ids"].shape[1]  # there was padding to cut
+    with torch.no_grad():
+        a = model(model_inputs(full), selection="topk")
+        b = model(model_inputs(trimmed), selection="topk")
+    length = trimmed["input_ids"].shape[1]
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.gen_logits[:, :length], b.gen_logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(a.mask[:, :length], b.mask) and a.mask[:, length:].sum() == 0
+
+
+def test_teacher_cache_returns_the_fresh_teacher_logits(text_task):
+    teacher, bundle = _text_model(text_task)
+    batch = _batch(teacher, bundle.train, True)
+    inputs = model_inputs(batch)
+    cache = TeacherCache(num_examples=8, grid_length=teacher.num_features)
+    with torch.no_grad():
+        fresh = teacher.generator(inputs)
+        first = cache.get(batch["index"], inputs, teacher, fresh.shape[1])
+        assert cache.filled.all()
+        # the second call must come from the cache: poison the generator to prove it is not run
+        teacher.generator.head[-1].bias.add_(100.0)
+        second = cache.get(batch["index"], inputs, teacher, fresh.shape[1])
+    torch.testing.assert_close(first, fresh)
+    torch.testing.assert_close(second, fresh)
