@@ -10,7 +10,8 @@ Variants, each the same objective (the loss values of one step are printed to sh
 - optimized: fused SDPA attention, padding trimmed per batch, teacher generator logits cached
   per example (they are deterministic: frozen teacher in eval mode, text is never augmented).
 
-Steady state is timed: the first pass over the examples fills the cache and is not counted.
+Steady state is timed: the first pass over the examples fills the cache and is not counted; the
+variants then alternate step by step, so that machine load drifts hit both alike.
 
     python bench/bench_train.py --data ../shared/data/aclImdb_v1.tar.gz
 """
@@ -44,7 +45,9 @@ def set_attention(model, implementation: str) -> None:
         module.set_attn_implementation(implementation)
 
 
-def run_variant(name: str, split, args) -> dict:
+def setup_variant(name: str, split, args):
+    """Models, data and optimizer of one variant; returns a function that runs one training step
+    on the next batch and returns (seconds per sample, loss parts)."""
     torch.manual_seed(0)
     teacher, student, cfg = make_models(split, args.max_length)
     optimized = name == "optimized"
@@ -56,21 +59,23 @@ def run_variant(name: str, split, args) -> dict:
     cache = TeacherCache(len(dataset), student.num_features) if optimized else None
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=5e-4)
     student.train()
-    timings, first_loss = [], None
-    for epoch in range(args.passes):
-        for batch in loader:
-            start = time.perf_counter()
-            loss, parts = training_loss(student, batch, cfg, tau=1.0, grid_length=student.num_features,
-                                        teacher=teacher, teacher_cache=cache)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if epoch > 0:
-                timings.append((time.perf_counter() - start) / len(batch["label"]))
-            elif first_loss is None:
-                first_loss = parts
-    per_sample = statistics.median(timings)
-    return {"variant": name, "samples_per_s": 1.0 / per_sample, "steps_timed": len(timings), "first_step": first_loss}
+    batches = iter(())
+
+    def step():
+        nonlocal batches
+        batch = next(batches, None)
+        if batch is None:
+            batches = iter(loader)
+            batch = next(batches)
+        start = time.perf_counter()
+        loss, parts = training_loss(student, batch, cfg, tau=1.0, grid_length=student.num_features,
+                                    teacher=teacher, teacher_cache=cache)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return (time.perf_counter() - start) / len(batch["label"]), parts
+
+    return step, len(loader)
 
 
 def main() -> None:
@@ -88,12 +93,26 @@ def main() -> None:
     split = bundle.train.subset(stratified_subset(bundle.train.targets, args.examples, seed=0))
     print(f"text REKD, teacher bert-2x128, student bert-1x64, length {args.max_length}, batch {args.batch_size}, "
           f"{args.examples} reviews x {args.passes - 1} timed passes, {args.threads} threads, torch {torch.__version__}")
-    results = [run_variant(name, split, args) for name in args.variants.split(",")]
-    for r in results:
-        print(f"{r['variant']:<10} {r['samples_per_s']:7.1f} samples/s  (median over {r['steps_timed']} steps; "
-              f"first-step loss {r['first_step']['loss']:.5f})")
-    if len(results) == 2:
-        print(f"speed-up: {results[1]['samples_per_s'] / results[0]['samples_per_s']:.2f}x")
+    names = args.variants.split(",")
+    variants = {name: setup_variant(name, split, args) for name in names}
+    steps_per_pass = next(iter(variants.values()))[1]
+    first = {name: step()[1]["loss"] for name, (step, _) in variants.items()}
+    for _ in range(steps_per_pass - 1):  # the rest of the first pass, untimed (it fills the cache)
+        for step, _ in variants.values():
+            step()
+    # timed passes, the variants interleaved step by step so that a drifting machine load hits both
+    timings = {name: [] for name in names}
+    for _ in range((args.passes - 1) * steps_per_pass):
+        for name, (step, _) in variants.items():
+            timings[name].append(step()[0])
+    rates = {name: 1.0 / statistics.median(t) for name, t in timings.items()}
+    for name in names:
+        print(f"{name:<10} {rates[name]:7.1f} samples/s  (median over {len(timings[name])} steps; "
+              f"first-step loss {first[name]:.5f})")
+    if len(names) == 2:
+        ratios = [a / b for a, b in zip(timings[names[0]], timings[names[1]])]
+        print(f"speed-up {names[1]} / {names[0]}: {statistics.median(ratios):.2f}x "
+              f"(median of per-step ratios; ratio of medians {rates[names[1]] / rates[names[0]]:.2f}x)")
 
 
 if __name__ == "__main__":

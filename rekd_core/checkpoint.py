@@ -42,8 +42,7 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     holds anything else is refused, so nothing of the user's is overwritten.
     """
     path = Path(path)
-    if path.exists() and not _replaceable(path):
-        raise CheckpointError(f"{path} exists and is not a rekd checkpoint; refusing to overwrite it")
+    check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
@@ -61,6 +60,13 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def check_writable(path: str | Path) -> None:
+    """Refuse a destination that holds anything but a rekd checkpoint (or nothing)."""
+    path = Path(path)
+    if path.exists() and not _replaceable(path):
+        raise CheckpointError(f"{path} exists and is not a rekd checkpoint; refusing to overwrite it")
 
 
 def read_config(path: str | Path) -> dict:

@@ -49,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors, like every other error, as one line on stderr."""
+
+    def error(self, message: str):
+        self.exit(2, f"rekd: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rekd", description="Rationale extraction with knowledge distillation.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="rekd", description="Rationale extraction with knowledge distillation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train_p = sub.add_parser("train", help="train a CLS, RE or REKD model", argument_default=argparse.SUPPRESS)
     _add_train_flags(train_p)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_writable, load_checkpoint, save_checkpoint
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
 from .errors import ConfigError
 from .evaluation import evaluate
@@ -127,6 +127,7 @@ def train(config: TrainConfig) -> Path:
     from tqdm.auto import tqdm
 
     cfg = config.resolved()
+    check_writable(cfg.out)  # before any work, not at the first save
     accelerator = _make_accelerator(Accelerator, cfg.device)
     set_seed(cfg.seed)
     started = time.time()
