@@ -1,0 +1,126 @@
+"""Backbones beyond the presets: Hugging Face encoders and ViTs from local directories (as a user's
+downloaded hub checkpoint would be), timm ViTs by name; and the select-predict contract itself:
+the predictor's output does not depend on the content of features it did not select."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from rekd_core.checkpoint import load_checkpoint
+from rekd_core.data import load_dataset_spec
+from rekd_core.explain import explain
+from rekd_core.processing import train_wordpiece_tokenizer
+from rekd_core.training import TrainConfig, build_model
+
+from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH, tiny_train
+
+pytest_plugins = ["tests.core_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def hf_bert_dir(text_task, tmp_path_factory):
+    """A tiny BERT and its tokenizer saved with save_pretrained, like a downloaded hub model."""
+    from transformers import BertConfig, BertModel
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+    tokenizer = train_wordpiece_tokenizer(bundle.train.inputs, vocab_size=300)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False)
+    path = tmp_path_factory.mktemp("hub") / "tiny-bert"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hf_vit_dir(tmp_path_factory):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    model = ViTModel(ViTConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
+    path = tmp_path_factory.mktemp("hub") / "tiny-vit"
+    model.save_pretrained(path)
+    return path
+
+
+def test_hf_text_backbone_from_a_local_directory(hf_bert_dir, text_task, tmp_path):
+    from transformers import BertModel
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+    cfg = TrainConfig(task="text", mode="re", backbone=str(hf_bert_dir), dataset="-", out="-",
+                      max_length=TEXT_MAX_LENGTH).resolved()
+    model = build_model(cfg, bundle.labels, bundle.train)
+    pretrained = BertModel.from_pretrained(hf_bert_dir).state_dict()
+    for backbone in (model.generator.backbone, model.predictor.backbone):  # both start from the weights
+        torch.testing.assert_close(backbone.encoder.state_dict()["encoder.layer.0.output.dense.weight"],
+                                   pretrained["encoder.layer.0.output.dense.weight"])
+    assert not model.generator.backbone.encoder.get_input_embeddings().weight.requires_grad  # frozen (METHOD.md)
+    ckpt = tiny_train(f"csv:{text_task}", tmp_path / "ckpt", backbone=str(hf_bert_dir))
+    shutil.rmtree(hf_bert_dir.parent / "moved", ignore_errors=True)
+    shutil.move(hf_bert_dir, hf_bert_dir.parent / "moved")  # the checkpoint must not need the source any more
+    try:
+        [exp] = explain(load_checkpoint(ckpt), ["a short review"])
+        assert exp.label in ("neg", "pos") and exp.tokens[0] == "[CLS]"
+    finally:
+        shutil.move(hf_bert_dir.parent / "moved", hf_bert_dir)
+
+
+def test_hf_vit_backbone_from_a_local_directory(hf_vit_dir, image_task, tmp_path):
+    ckpt = tiny_train(f"imagefolder:{image_task}", tmp_path / "ckpt", task="vision", backbone=str(hf_vit_dir),
+                      image_size=None, patch_size=None)
+    model = load_checkpoint(ckpt)
+    assert model.processor.grid() == {"type": "vision", "image_size": 16, "patch_size": 4, "num_patches": 16}
+    bundle = load_dataset_spec(f"imagefolder:{image_task}")
+    [exp] = explain(model, [bundle.test.inputs[0]])
+    assert exp.grid_side == 4 and len(exp.selected) == round(0.15 * 16)
+
+
+def test_timm_vit_by_name_with_any_grid(image_task, tmp_path):
+    ckpt = tiny_train(f"imagefolder:{image_task}", tmp_path / "ckpt", task="vision",
+                      backbone="timm:vit_tiny_patch16_224", pretrained=False, train_limit=16, eval_limit=8,
+                      epochs=1, batch_size=8)
+    model = load_checkpoint(ckpt)
+    assert model.config["backbone"]["name"] == "vit_tiny_patch16_224"
+    assert model.processor.grid()["num_patches"] == (IMAGE_SIZE // PATCH_SIZE) ** 2
+
+
+def _untrained(task, spec):
+    bundle = load_dataset_spec(spec)
+    options = dict(max_length=TEXT_MAX_LENGTH) if task == "text" else dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    cfg = TrainConfig(task=task, mode="re", backbone="bert-1x32" if task == "text" else "vit-1x32", dataset="-",
+                      out="-", **options).resolved()
+    torch.manual_seed(0)
+    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+
+
+def test_unselected_tokens_do_not_reach_the_predictor(text_task):
+    model, bundle = _untrained("text", f"csv:{text_task}")
+    inputs = model.processor([bundle.test.inputs[0]])
+    mask = torch.zeros(1, TEXT_MAX_LENGTH)
+    mask[0, :5] = 1.0
+    changed = {k: v.clone() for k, v in inputs.items()}
+    changed["input_ids"][0, 5:8] = changed["input_ids"][0, 8:11]  # other words where nothing is selected
+    with torch.no_grad():
+        a, b = model.predictor(inputs, mask), model.predictor(changed, mask)
+        c = model.predictor(changed, torch.ones(1, TEXT_MAX_LENGTH))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)  # ...while a selected change does reach it
+
+
+def test_unselected_patches_do_not_reach_the_predictor(image_task):
+    model, bundle = _untrained("vision", f"imagefolder:{image_task}")
+    pixels = model.processor([bundle.test.inputs[0]])["pixel_values"]
+    mask = torch.zeros(1, 16)
+    mask[0, [0, 5]] = 1.0
+    changed = pixels.clone()
+    changed[..., 8:12, 8:12] = torch.randn(3, 4, 4)  # patch (2, 2) = index 10, not selected
+    with torch.no_grad():
+        a = model.predictor({"pixel_values": pixels}, mask)
+        b = model.predictor({"pixel_values": changed}, mask)
+        c = model.predictor({"pixel_values": changed}, torch.ones(1, 16))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
