@@ -31,6 +31,7 @@ import streamlit as st  # noqa: E402
 from dashboard import backend as B  # noqa: E402
 from dashboard import render as R  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
+from rekd_core.evaluation import check_dataset_fits  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
@@ -474,7 +475,7 @@ def live_evaluation(ctx, check):
     ready = ctx["teacher"] is not None and ctx["student"] is not None and check is not None and not check.fatal
     if st.button("Evaluate", key="eval_run", disabled=not ready, type="primary"):
         bundle = cached_dataset(spec)
-        B.check_dataset_labels(bundle, ctx["student"])
+        check_dataset_fits(bundle, ctx["student"])
         sample = B.sample_split(bundle, split, n, seed)
         bar = st.progress(0.0, text="Evaluating…")
         started = time.perf_counter()

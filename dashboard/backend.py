@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
-from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError
+from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def load_model(path: str | Path, device="cpu"):
     except RekdError:
         raise
     except Exception as exc:  # a broken file can fail deep inside torch, safetensors or tokenizers
-        raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {first_line(exc)})") from exc
 
 
 def warm_up(model) -> None:
@@ -340,7 +340,7 @@ def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="error")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
-        raise DataError(f"{name}: not a readable CSV file ({_first_line(exc)})") from exc
+        raise DataError(f"{name}: not a readable CSV file ({first_line(exc)})") from exc
     columns = {str(c).strip().lower(): c for c in frame.columns}
     text_column = next((columns[c] for c in TEXT_COLUMNS if c in columns), None)
     if text_column is None:
@@ -413,10 +413,10 @@ def read_image_bytes(data: bytes, name: str) -> Image.Image:
     except DataError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{name}: the image is too large to open safely ({_first_line(exc)})") from exc
+        raise DataError(f"{name}: the image is too large to open safely ({first_line(exc)})") from exc
     except Exception as exc:  # PIL raises many types for corrupt or truncated files
         kind = ("not an image file (or not in a format this dashboard reads: PNG, JPEG, WebP, BMP)"
-                if "cannot identify" in str(exc) else f"a corrupt or truncated image ({_first_line(exc)})")
+                if "cannot identify" in str(exc) else f"a corrupt or truncated image ({first_line(exc)})")
         raise DataError(f"{name}: {kind}") from exc
     if max(image.size) > MAX_IMAGE_SIDE:
         image = image.copy()
@@ -450,17 +450,9 @@ def load_examples(task: str) -> list[InputItem]:
 def sample_split(bundle, split_name: str, n: int, seed: int = 2026):
     """A seeded stratified sample of ``n`` examples (a ``RawSplit``) of one split of a ``DatasetBundle``;
     ``dev`` is carved from train (20%, as in training) when the source ships none."""
-    from rekd_core.data import stratified_split, stratified_subset
+    from rekd_core.data import pick_split
 
-    if split_name == "dev" and bundle.dev is None:
-        _, held_out = stratified_split(bundle.train.targets, 0.2, seed)
-        split = bundle.train.subset(held_out)
-    else:
-        split = getattr(bundle, split_name, None)
-    if split is None or len(split) == 0:
-        raise DataError(f"{bundle.name}: no {split_name} split")
-    n = max(1, min(int(n), MAX_SAMPLE))
-    return split.subset(stratified_subset(split.targets, n, seed))
+    return pick_split(bundle, split_name, seed, limit=max(1, min(int(n), MAX_SAMPLE)))
 
 
 def dataset_items(bundle, split_name: str, n: int, seed: int = 2026) -> list[InputItem]:
@@ -477,19 +469,6 @@ def dataset_items(bundle, split_name: str, n: int, seed: int = 2026) -> list[Inp
     return items
 
 
-def check_dataset_labels(bundle, model) -> None:
-    """A dataset can only score a model whose labels it shares (case-insensitive, same order)."""
-    if bundle.task != model.task:
-        raise DataError(f"{bundle.name} is a {bundle.task} dataset, but the models are {model.task} models")
-    if [l.lower() for l in bundle.labels] != [l.lower() for l in model.labels]:
-        raise DataError(f"the labels of {bundle.name} ({_short(bundle.labels)}) differ from the models' "
-                        f"({_short(model.labels)})")
-
-
-def _short(values: Sequence[str], limit: int = 6) -> str:
-    return ", ".join(values[:limit]) + (", …" if len(values) > limit else "")
-
-
 def load_dataset(spec: str):
     """``load_dataset_spec`` with every failure as a ``DataError``."""
     from rekd_core.data import load_dataset_spec
@@ -502,7 +481,7 @@ def load_dataset(spec: str):
     except RekdError:
         raise
     except Exception as exc:
-        raise DataError(f"dataset {spec!r}: cannot be read ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise DataError(f"dataset {spec!r}: cannot be read ({type(exc).__name__}: {first_line(exc)})") from exc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -646,7 +625,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path}: the results file is empty") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a readable CSV file ({first_line(exc)})") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     if "task" not in frame.columns and "modality" in frame.columns:
         frame["task"] = frame["modality"]
@@ -698,11 +677,6 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(number) else number
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def local_dataset_spec(spec: str | None) -> str:

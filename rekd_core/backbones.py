@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .presets import PRESETS, TIMM_BASE
 
 HF_VISION_TYPES = {"vit", "deit"}
@@ -169,7 +169,7 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
         try:
             model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **config["kwargs"])
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
-            raise ConfigError(f"cannot create timm model {config['name']!r}: {_first_line(exc)}") from exc
+            raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
         return TimmViTBackbone(model)
     from transformers import AutoConfig, AutoModel
 
@@ -177,7 +177,7 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
         try:
             model = AutoModel.from_pretrained(pretrained, attn_implementation="sdpa", **_no_pooler(config))
         except Exception as exc:
-            raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {_first_line(exc)}") from exc
+            raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {first_line(exc)}") from exc
     else:
         hf_config = dict(config["hf_config"])
         hf_config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
@@ -214,14 +214,10 @@ def _load_hf_config(spec: str):
     except Exception as exc:
         where = "local directory" if os.path.isdir(spec) else "hub id (is the hub reachable?)"
         raise ConfigError(f"unknown backbone {spec!r}: not a preset, not timm:NAME, and not a loadable "
-                          f"Hugging Face {where}: {_first_line(exc)}") from exc
+                          f"Hugging Face {where}: {first_line(exc)}") from exc
 
 
 def _check_task(spec: str, backbone_task: str, task: str) -> None:
     if backbone_task != task:
         raise ConfigError(f"backbone {spec!r} is a {backbone_task} backbone, but the task is {task}")
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

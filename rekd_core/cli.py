@@ -167,18 +167,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset_spec, stratified_subset
-    from .evaluation import evaluate_split
+    from .data import load_dataset_spec, pick_split
+    from .evaluation import check_dataset_fits, evaluate_split
 
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
-    if bundle.task != model.task:
-        raise DataError(f"dataset {args.dataset!r} is a {bundle.task} dataset, but the model is a {model.task} model")
-    split = _pick_split(bundle, args.split, args.seed)
-    if args.limit:
-        split = split.subset(stratified_subset(split.targets, args.limit, args.seed))
-    if [l.lower() for l in bundle.labels] != [l.lower() for l in model.labels]:
-        raise DataError(f"the model's labels {model.labels} differ from the dataset's {bundle.labels}")
+    check_dataset_fits(bundle, model)
+    split = pick_split(bundle, args.split, args.seed, args.limit)
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,
                              batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
     if args.json:
@@ -243,17 +238,6 @@ def resolve_device(device: str = "auto"):
     if not available.get(device, False):
         raise ConfigError(f"device {device!r} is not available here")
     return torch.device(device)
-
-
-def _pick_split(bundle, name: str, seed: int):
-    from .data import stratified_split
-
-    if name == "test":
-        return bundle.test
-    if name == "dev" and bundle.dev is not None:
-        return bundle.dev
-    kept, held_out = stratified_split(bundle.train.targets, 0.2, seed)
-    return bundle.train.subset(held_out if name == "dev" else kept)
 
 
 def _read_input(args: argparse.Namespace, task: str):

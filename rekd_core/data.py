@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from rekd_core.errors import DataError
+from .errors import DataError, first_line
 
 __all__ = [
     "RawSplit",
@@ -245,8 +245,8 @@ def _load_hf(spec: str, hub_name: str) -> Any:
     try:
         return datasets.load_dataset(hub_name)
     except Exception as exc:  # network, hub and cache errors come in many types
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"dataset spec {spec!r}: cannot load {hub_name!r} from the Hugging Face hub: {reason}") from exc
+        raise DataError(f"dataset spec {spec!r}: cannot load {hub_name!r} from the Hugging Face hub: "
+                        f"{first_line(exc)}") from exc
 
 
 def _load_imdb_hub(spec: str, path: Path | None) -> DatasetBundle:
@@ -739,3 +739,23 @@ def stratified_subset(targets: Sequence[int], n: int, seed: int) -> list[int]:
     for label in by_remainder[: n - sum(quotas.values())]:
         quotas[label] += 1
     return sorted(int(i) for label, order in permutations.items() for i in order[: quotas[label]])
+
+
+def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | None = None) -> RawSplit:
+    """One split of a bundle by name (train / dev / test), optionally a seeded stratified sample of
+    ``limit`` examples. Without a shipped dev split, dev is the stratified 20% that training holds out
+    of train (same seed, same examples), and train is the rest."""
+    if name not in ("train", "dev", "test"):
+        raise DataError(f"unknown split {name!r}: expected train, dev or test")
+    if name == "test":
+        split = bundle.test
+    elif name == "dev" and bundle.dev is not None:
+        split = bundle.dev
+    elif name == "train" and bundle.dev is not None:
+        split = bundle.train
+    else:
+        kept, held_out = stratified_split(bundle.train.targets, 0.2, seed)
+        split = bundle.train.subset(held_out if name == "dev" else kept)
+    if len(split) == 0:
+        raise DataError(f"{bundle.name}: no {name} split")
+    return split.subset(stratified_subset(split.targets, limit, seed)) if limit else split

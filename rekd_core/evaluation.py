@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .losses import argmax_mask
 from .metrics import (MetricAccumulator, classification_metrics, faithfulness, mask_agreement, plausibility,
                       prediction_agreement, random_mask_like, selection_ratio)
@@ -67,6 +67,19 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
             record = accelerator.gather_for_metrics(record)
         acc.add(**{k: v.cpu() for k, v in record.items()})
     return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, grid_length)
+
+
+def check_dataset_fits(bundle, model: RationaleModel) -> None:
+    """A dataset can only score a model of its task whose labels it shares (case-insensitive, same order)."""
+    if bundle.task != model.task:
+        raise DataError(f"{bundle.name} is a {bundle.task} dataset, but the models are {model.task} models")
+    if [label.lower() for label in bundle.labels] != [label.lower() for label in model.labels]:
+        raise DataError(f"the labels of {bundle.name} ({_short(bundle.labels)}) differ from the models' "
+                        f"({_short(model.labels)})")
+
+
+def _short(values, limit: int = 6) -> str:
+    return ", ".join(values[:limit]) + (", …" if len(values) > limit else "")
 
 
 def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwargs) -> dict:

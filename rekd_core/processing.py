@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, DataError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,7 +125,7 @@ def load_processor(config: dict, directory: Path) -> Processor:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0] if str(exc) else exc!r})") from exc
+        raise CheckpointError(f"{path}: cannot load the tokenizer ({first_line(exc)})") from exc
     return TextProcessor(tokenizer, config["max_length"])
 
 
@@ -148,7 +148,7 @@ def load_tokenizer(source: str):
     try:
         return AutoTokenizer.from_pretrained(source)
     except Exception as exc:
-        raise DataError(f"cannot load a tokenizer from {source!r}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        raise DataError(f"cannot load a tokenizer from {source!r}: {first_line(exc)}") from exc
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .backbones import count_parameters, feature_grid, resolve_backbone
 from .checkpoint import check_writable, load_checkpoint, save_checkpoint
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .evaluation import evaluate
 from .losses import prediction_kd, rationale_kd, selection_cost
 from .model import SELECTIONS, RationaleModel
@@ -371,7 +371,7 @@ def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
         if model.generator is not None:
             model.generator.backbone.load_state_dict(state)
     except RuntimeError as exc:
-        raise ConfigError(f"--init-from {path}: backbone weights do not fit ({str(exc).splitlines()[0]})") from exc
+        raise ConfigError(f"--init-from {path}: backbone weights do not fit ({first_line(exc)})") from exc
 
 
 def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleModel | None) -> dict:
