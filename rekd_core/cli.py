@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep_p = sub.add_parser("sweep", help="run a recipe of many trainings (resumable) into a results file")
     sweep_p.add_argument("recipe", help="YAML recipe (see configs/)")
-    sweep_p.add_argument("--only", help="run only the runs whose name contains this text")
+    sweep_p.add_argument("--only", help="run only the runs whose name matches this regular expression")
     sweep_p.add_argument("--dry-run", action="store_true", help="list the runs still to do")
     sweep_p.set_defaults(handler=cmd_sweep)
 

@@ -1,6 +1,9 @@
 """Run a model (and optionally its teacher) over a split and compute the metrics of METHOD.md."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,7 +19,8 @@ from .processing import FeatureDataset, collate, model_inputs
 @torch.no_grad()
 def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = None, selection: str = "topk",
              ratio: float | None = None, lambda_sel: float = 0.0, sel_length: str = "padded",
-             with_faithfulness: bool = False, accelerator=None, progress: bool = False, desc: str = "eval") -> dict:
+             with_faithfulness: bool = False, accelerator=None, progress: bool = False, desc: str = "eval",
+             teacher_cache: str | Path | None = None) -> dict:
     """Metrics of ``model`` over ``loader`` with a deterministic (or ``gumbel``) selection.
 
     Returns accuracy, macro precision/recall/F1, the cross-entropy ``loss`` and ``l_re``
@@ -25,6 +29,10 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     mask IoU/F1 and prediction agreement; with ``with_faithfulness``, sufficiency and
     comprehensiveness; where the split has human rationales, token-level plausibility beside a
     random selection of the same size.
+
+    ``teacher_cache``: a file that keeps the teacher's predictions and masks over this (unshuffled,
+    single-process) loader, written on the first call and read on later ones, so the many students
+    of a sweep that share a teacher and a test split run the teacher once.
     """
     from tqdm.auto import tqdm
 
@@ -35,6 +43,8 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
         raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
     ratio = model.ratio if ratio is None else ratio
     grid_length = model.num_features
+    cached = _read_teacher_cache(teacher_cache) if teacher is not None and teacher_cache else None
+    offset = 0
     acc = MetricAccumulator()
     random_gen = torch.Generator().manual_seed(0)
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
@@ -57,7 +67,13 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
             if "human_mask" in batch:
                 record.update(human_mask=batch["human_mask"],
                               random_mask=random_mask_like(fm.cpu(), ratio, random_gen).to(fm.device))
-        if teacher is not None:
+        if cached is not None:
+            rows = slice(offset, offset + len(targets))
+            record["teacher_preds"] = cached["preds"][rows].to(preds.device)
+            if "mask" in cached:
+                record["teacher_mask"] = cached["mask"][rows].to(preds.device, out.mask.dtype)
+            offset += len(targets)
+        elif teacher is not None:
             t_out = teacher(inputs, selection=selection, ratio=ratio)
             record["teacher_preds"] = t_out.logits.argmax(dim=-1)
             if t_out.mask is not None:
@@ -66,7 +82,37 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
         if accelerator is not None:
             record = accelerator.gather_for_metrics(record)
         acc.add(**{k: v.cpu() for k, v in record.items()})
+    if teacher is not None and teacher_cache and cached is None:
+        _write_teacher_cache(teacher_cache, acc)
+    elif cached is not None and offset != len(cached["preds"]):
+        raise DataError(f"{teacher_cache}: the cached teacher outputs are for {len(cached['preds'])} examples, "
+                        f"not {offset}; delete the file")
     return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, grid_length)
+
+
+def _read_teacher_cache(path: str | Path) -> dict | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError):
+        return None  # unreadable: recompute and overwrite
+
+
+def _write_teacher_cache(path: str | Path, acc: MetricAccumulator) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"preds": acc.cat("teacher_preds")}
+    if "teacher_mask" in acc:
+        tensors["mask"] = acc.cat("teacher_mask").to(torch.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial))
+    os.replace(partial, path)
 
 
 def check_dataset_fits(bundle, model: RationaleModel) -> None:

@@ -23,8 +23,12 @@ class Preset:
 
 
 def _bert(layers: int, hidden: int, heads: int, **kw) -> dict:
+    # No dropout on the attention probabilities: with it, PyTorch's SDPA falls back to its math
+    # kernel on the CPU and draws a Bernoulli mask of batch x heads x L x L, which made a training
+    # step of bert-1x32 at L=256 3.2x slower (0.50 s against 0.16 s, batch 32, 1 thread). The
+    # hidden-state dropout (0.1) and the heads' dropout stay.
     return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                intermediate_size=4 * hidden, max_position_embeddings=512, **kw)
+                intermediate_size=4 * hidden, max_position_embeddings=512, attention_probs_dropout_prob=0.0, **kw)
 
 
 def _vit(depth: int, dim: int, heads: int) -> dict:

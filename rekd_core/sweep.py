@@ -10,15 +10,20 @@
 
 Each entry is a TrainConfig plus ``name`` (the checkpoint directory under ``out_root``), ``role``
 (teacher / student, for the results file), ``ratios`` / ``seeds`` (expanded into one run each;
-``{ratio}`` and ``{seed}`` in the name), and ``keep: false`` to record the metrics but delete the
-weights afterwards. ``teacher`` and ``init_from`` may name another run. Runs whose result is
-already recorded (or whose checkpoint is complete) are skipped, so a recipe resumes where it stopped.
+``{ratio}`` and ``{seed}`` in the name and in ``teacher`` / ``init_from`` / ``tokenizer``),
+``keep: false`` to write the checkpoint under ``work_dir`` (default ``runs/``, not shipped) instead
+of ``out_root``, and ``plausibility: SPEC`` to score the finished model's rationales against the
+human ones of a dataset with rationales (its test split; ERASER movies). ``teacher``,
+``init_from`` and ``tokenizer`` may name another run. Runs whose result is already recorded (or
+whose checkpoint is complete) are skipped, so a recipe resumes where it stopped; several
+``rekd sweep --only ...`` processes may share one results file.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
-import shutil
+import fcntl
+import re
 import time
 from pathlib import Path
 
@@ -28,8 +33,10 @@ from .training import TrainConfig, load_config_file, train
 
 RESULT_FIELDS = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
                  "ratio_argmax", "teacher_agreement", "teacher_mask_iou", "sufficiency", "comprehensiveness",
-                 "parameters", "train_examples", "epochs", "wall_time_s", "hardware", "kept"]
-RUN_KEYS = {"name", "role", "ratios", "seeds", "keep"}
+                 "plausibility_f1", "plausibility_iou_f1", "random_plausibility_f1", "plausibility_examples",
+                 "parameters", "train_examples", "test_examples", "epochs", "wall_time_s", "hardware", "kept"]
+RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility"}
+REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name another run
 
 
 def expand_runs(recipe: dict) -> list[dict]:
@@ -43,7 +50,10 @@ def expand_runs(recipe: dict) -> list[dict]:
         for ratio in entry.get("ratios", [entry.get("ratio")]):
             for seed in entry.get("seeds", [entry.get("seed", TrainConfig.seed)]):
                 run = {k: v for k, v in entry.items() if k not in ("ratios", "seeds")}
-                run.update(ratio=ratio, seed=seed, name=entry["name"].format(ratio=ratio, seed=seed))
+                run.update(ratio=ratio, seed=seed)
+                for key in ("name", *REFERENCE_KEYS):
+                    if isinstance(run.get(key), str):
+                        run[key] = run[key].format(ratio=ratio, seed=seed)
                 runs.append(run)
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
@@ -52,27 +62,66 @@ def expand_runs(recipe: dict) -> list[dict]:
 
 
 def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) -> Path:
-    """Run every run of the recipe that is not done yet; return the results file."""
+    """Run every run of the recipe that is not done yet (``only``: those whose name matches this
+    regular expression), in the recipe's order; return the results file."""
     recipe = load_config_file(recipe_path, known=None)
-    out_root = Path(recipe.get("out_root", "checkpoints"))
-    results_path = Path(recipe.get("results", out_root / "results.csv"))
+    roots = RunRoots(Path(recipe.get("out_root", "checkpoints")), Path(recipe.get("work_dir", "runs")))
+    results_path = Path(recipe.get("results", roots.shipped / "results.csv"))
     runs = expand_runs(recipe)
     done = {row["run"] for row in read_results(results_path)}
-    todo = [r for r in runs if r["name"] not in done and (only is None or only in r["name"])]
+    todo = [r for r in runs if r["name"] not in done and (only is None or re.search(only, r["name"]))]
     print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run")
     for i, run in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {run['name']}", flush=True)
         if dry_run:
             continue
-        out = out_root / run["name"]
+        out = roots.out(run)
         if not _complete(out):
             started = time.time()
-            train(_train_config(run, out_root))
+            train(_train_config(run, roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)
-        append_result(results_path, result_row(run, out))
-        if run.get("keep", True) is False:
-            shutil.rmtree(out)
+        row = result_row(run, out)
+        if run.get("plausibility"):
+            row.update(plausibility_row(out, run["plausibility"]))
+        append_result(results_path, row)
     return results_path
+
+
+@dataclasses.dataclass
+class RunRoots:
+    """Where runs are written: shipped checkpoints under ``shipped``, ``keep: false`` runs under ``work``."""
+
+    shipped: Path
+    work: Path
+
+    def out(self, run: dict) -> Path:
+        return (self.shipped if run.get("keep", True) is not False else self.work) / run["name"]
+
+    def resolve(self, reference: str) -> str:
+        """A checkpoint path as given, else the run of that name (shipped or not)."""
+        if Path(reference).is_dir():
+            return reference
+        for root in (self.shipped, self.work):
+            if (root / reference).is_dir():
+                return str(root / reference)
+        return reference
+
+
+def plausibility_row(checkpoint: Path, dataset: str, batch_size: int = 64) -> dict:
+    """Token-level plausibility of a model's rationales (top-k at its ratio) on the test split of a
+    dataset with human rationales, beside a random selection of the same size."""
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset_spec, pick_split
+    from .evaluation import check_dataset_fits, evaluate_split
+
+    model = load_checkpoint(checkpoint)
+    if model.generator is None:
+        return {}
+    bundle = load_dataset_spec(dataset)
+    check_dataset_fits(bundle, model)
+    metrics = evaluate_split(model, pick_split(bundle, "test"), batch_size=batch_size)
+    return {"plausibility_f1": metrics.get("plausibility_f1"), "plausibility_iou_f1": metrics.get("plausibility_iou_f1"),
+            "random_plausibility_f1": metrics.get("random_plausibility_f1"), "plausibility_examples": metrics["n"]}
 
 
 def result_row(run: dict, checkpoint: Path) -> dict:
@@ -87,7 +136,7 @@ def result_row(run: dict, checkpoint: Path) -> dict:
             "teacher_agreement": test.get("teacher_agreement", ""), "teacher_mask_iou": test.get("teacher_mask_iou", ""),
             "sufficiency": test.get("sufficiency", ""), "comprehensiveness": test.get("comprehensiveness", ""),
             "parameters": params.get("generator", 0) + params.get("predictor", 0),
-            "train_examples": metrics.get("train_examples", ""), "epochs": config.get("training", {}).get("epochs", ""),
+            "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""), "epochs": config.get("training", {}).get("epochs", ""),
             "wall_time_s": metrics.get("wall_time_s", ""), "hardware": metrics.get("hardware", ""),
             "kept": run.get("keep", True) is not False}
 
@@ -103,24 +152,26 @@ def read_results(path: str | Path) -> list[dict]:
 def append_result(path: str | Path, row: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
     with open(path, "a", newline="") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # several sweep processes may append to one file
         writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
-        if new:
+        if fh.tell() == 0:
             writer.writeheader()
         writer.writerow({k: row.get(k, "") for k in RESULT_FIELDS})
+        fh.flush()
 
 
-def _train_config(run: dict, out_root: Path) -> TrainConfig:
+def _train_config(run: dict, roots: RunRoots) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(run) - fields - RUN_KEYS
     if unknown:
         raise ConfigError(f"run {run['name']}: unknown options {sorted(unknown)}")
     options = {k: v for k, v in run.items() if k in fields}
-    for key in ("teacher", "init_from", "tokenizer"):  # a reference to another run of the recipe
-        if options.get(key) and not Path(options[key]).is_dir() and (out_root / options[key]).is_dir():
-            options[key] = str(out_root / options[key])
-    options["out"] = str(out_root / run["name"])
+    for key in REFERENCE_KEYS:
+        if options.get(key):
+            options[key] = roots.resolve(options[key])
+    options["out"] = str(roots.out(run))
+    options.setdefault("cache_dir", str(roots.work / "cache"))
     return TrainConfig(**options)
 
 

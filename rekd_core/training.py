@@ -8,6 +8,7 @@ runs on one CPU, one GPU, or several processes with ``accelerate launch``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
-from .checkpoint import check_writable, load_checkpoint, save_checkpoint
+from .checkpoint import WEIGHTS_FILE, check_writable, load_checkpoint, save_checkpoint
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
 from .errors import ConfigError, first_line
 from .evaluation import evaluate
@@ -79,6 +80,7 @@ class TrainConfig:
     trim_padding: bool = True
     cache_teacher: bool = True  # compute the teacher generator's logits once per example
     faithfulness: bool = True  # sufficiency / comprehensiveness in the final test evaluation
+    cache_dir: str | None = None  # keep the teacher's test outputs here, shared by the students of a sweep
     num_workers: int = 0
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
@@ -205,7 +207,7 @@ def train(config: TrainConfig) -> Path:
     core.load_state_dict(best["state"])
     test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                     sel_length=cfg.sel_length, with_faithfulness=cfg.faithfulness and cfg.mode != "cls",
-                    accelerator=accelerator)
+                    accelerator=accelerator, teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
     wall = time.time() - started
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
                "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,
@@ -253,6 +255,21 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
     loss = alpha * l_re + (1 - alpha) * (cfg.lambda_r * kd_r + kd_y)
     parts.update(loss=loss.item(), l_re=l_re.item(), kd_r=kd_r.item(), kd_y=kd_y.item(), alpha=alpha)
     return loss, parts
+
+
+def teacher_test_cache(cfg: TrainConfig, num_examples: int, accelerator) -> Path | None:
+    """The file under ``cache_dir`` for this teacher's outputs on this run's test split, or None.
+
+    The key holds everything the outputs depend on: the teacher's weights (path, size, time), the
+    ratio and selection, and the test split (dataset, limit, seed, length, image size)."""
+    if not (cfg.cache_dir and cfg.teacher) or accelerator.num_processes > 1:
+        return None
+    weights = Path(cfg.teacher) / WEIGHTS_FILE
+    stat = weights.stat()
+    key = json.dumps([str(weights.resolve()), stat.st_size, stat.st_mtime_ns, cfg.ratio, cfg.eval_selection,
+                      cfg.dataset, cfg.eval_limit, cfg.seed if cfg.eval_limit else None, cfg.max_length,
+                      cfg.image_size, cfg.patch_size, num_examples])
+    return Path(cfg.cache_dir) / f"teacher-test-{hashlib.sha1(key.encode()).hexdigest()[:16]}.safetensors"
 
 
 class TeacherCache:

@@ -23,6 +23,7 @@ from rekd_core.data import (
     stratified_subset,
 )
 from rekd_core.errors import DataError
+from tests.core_fixtures import write_eraser
 
 # CI puts a copy of shared/ beside the clone; locally it is /work/shared.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -130,33 +131,6 @@ def write_table(root: Path, extension: str, splits: dict[str, list[dict]]) -> Pa
                 writer.writerows(rows)
         else:
             file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return root
-
-
-def write_eraser(root: Path) -> Path:
-    """A two-review ERASER movies layout (docs one sentence per line; evidence over text.split())."""
-    docs = root / "docs"
-    docs.mkdir(parents=True)
-    (docs / "negR_000.txt").write_text("this film is bad .\nreally , truly awful .\n", encoding="utf-8")
-    (docs / "posR_000.txt").write_text("a great movie !\n", encoding="utf-8")
-    (docs / "posR_001.txt").write_text("fine fun .\n", encoding="utf-8")
-
-    def evidence(docid: str, start: int, end: int) -> dict:
-        return {"docid": docid, "start_token": start, "end_token": end, "start_sentence": -1, "end_sentence": -1,
-                "text": "..."}
-
-    train = [
-        # Two groups whose spans overlap and touch: merged into (3, 8); (3, 3) is empty and dropped.
-        {"annotation_id": "negR_000.txt", "classification": "NEG", "docids": None,
-         "evidences": [[evidence("negR_000.txt", 3, 4), evidence("negR_000.txt", 3, 3)],
-                       [evidence("negR_000.txt", 6, 8), evidence("negR_000.txt", 4, 6)]]},
-        {"annotation_id": "posR_000.txt", "classification": "POS", "docids": ["posR_000.txt"],
-         "evidences": [[evidence("posR_000.txt", 1, 2)]]},
-    ]
-    val = [{"annotation_id": "posR_001.txt", "classification": "POS", "evidences": []}]
-    test = [{"annotation_id": "posR_000.txt", "classification": "POS", "evidences": [[evidence("posR_000.txt", 0, 4)]]}]
-    for name, rows in (("train", train), ("val", val), ("test", test)):
-        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return root
 
 

@@ -1,0 +1,340 @@
+"""Write docs/RESULTS.md and its plots from the results file of ``rekd sweep`` (nothing typed by hand).
+
+    python scripts/make_report.py                      # checkpoints/results.csv -> docs/RESULTS.md
+    python scripts/make_report.py --results runs/paper/results.csv --out docs/PAPER_RESULTS.md
+
+Every number in the report is read from the results file (one row per run, written by
+``rekd sweep``), from the shipped checkpoints, or from the paper's table in METHOD.md; the
+targets of issue 3 are checked against the measured numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# The first part of a run's name is its group: group -> (dataset as the paper's table names it, headline ratio).
+GROUPS = {"text": ("IMDB", 0.10), "vision": ("CIFAR-10", 0.15), "imdb": ("IMDB", 0.10),
+          "cifar10": ("CIFAR-10", 0.15), "cifar100": ("CIFAR-100 (coarse)", 0.15)}
+# The paper's students by a text in the backbone's name; any other student is set beside the
+# paper's smallest student of its dataset (our from-scratch presets are the analogue of the smallest).
+PAPER_STUDENTS = {"bert-small": "BERT-Small", "bert-mini": "BERT-Mini", "vit_small": "ViT-Small", "vit_tiny": "ViT-Tiny"}
+SMALLEST_PAPER_STUDENT = {"IMDB": "BERT-Mini", "CIFAR-10": "ViT-Tiny", "CIFAR-100 (coarse)": "ViT-Tiny"}
+TARGET_TEACHER_ACCURACY = {"text": 0.85, "vision": 0.60}  # issue 3, for the embedded recipe's groups
+FULL_TEST_SET = {"text": 25_000, "vision": 10_000}  # IMDB and CIFAR-10 test splits
+HEADLINE_BUDGET_S = 2 * 3600  # the headline models of one modality should train in about two hours
+RATIO_TOLERANCE = 0.03
+SERIES = [("teacher", "re", "teacher RE", "tab:gray"), ("student", "re", "student RE", "tab:blue"),
+          ("student", "rekd", "student REKD", "tab:red")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(REPO / "checkpoints" / "results.csv"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
+    parser.add_argument("--method", default=str(REPO.parent / "shared" / "docs" / "METHOD.md"),
+                        help="METHOD.md, for the paper's numbers (left out when missing)")
+    parser.add_argument("--recipe", default="configs/embedded.yaml", help="the recipe named in the commands")
+    args = parser.parse_args(argv)
+
+    runs = pd.read_csv(args.results)
+    runs["group"] = runs.run.str.split("/").str[0]
+    runs = runs[runs.group.isin(list(GROUPS))]
+    out = Path(args.out)
+    figures = out.parent / "results"
+    figures.mkdir(parents=True, exist_ok=True)
+    paper = paper_table(Path(args.method))
+    sections = [header(args), headline_section(runs, paper), targets_section(runs), sweep_section(runs, figures, out),
+                plausibility_section(runs), runs_section(runs), hardware_section(runs, args)]
+    out.write_text("\n\n".join(s for s in sections if s) + "\n", encoding="utf-8")
+    print(f"wrote {out} and {figures}/")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def paper_table(method: Path) -> pd.DataFrame:
+    """The paper's main table (dataset, student, CLS, RE, REKD) as METHOD.md quotes it; empty if absent."""
+    if not method.is_file():
+        return pd.DataFrame(columns=["dataset", "student", "cls", "re", "rekd"])
+    text = method.read_text(encoding="utf-8")
+    body = text.split("## The paper's main result", 1)[-1].split("\n\n", 2)[1]
+    rows = []
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and re.fullmatch(r"\.\d+", cells[2]):
+            rows.append({"dataset": cells[0], "student": cells[1], "cls": float(cells[2]), "re": float(cells[3]),
+                         "rekd": float(cells[4])})
+    return pd.DataFrame(rows)
+
+
+def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:
+    """The runs of one model at the group's headline ratio (CLS: any ratio), excluding the ratio sweeps."""
+    ratio = GROUPS[group][1]
+    rows = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode) & ~runs.run.str.contains("/sweep/")]
+    if backbone is not None:
+        rows = rows[rows.backbone == backbone]
+    return rows if mode == "cls" else rows[(rows.ratio - ratio).abs() < 1e-9]
+
+
+def paper_student(dataset: str, backbone: str) -> str:
+    return next((name for key, name in PAPER_STUDENTS.items() if key in backbone.lower()),
+                SMALLEST_PAPER_STUDENT.get(dataset, ""))
+
+
+def mean_std(values: pd.Series, digits: int = 3) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "not run"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f} ({len(values)} seeds)"
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+def header(args) -> str:
+    return ("# Results: REKD teachers and students\n\n"
+            f"Generated by `python scripts/make_report.py` from `{_rel(args.results)}` (one row per run of "
+            f"`rekd sweep {args.recipe}`). Test sets are complete unless the runs table says otherwise; "
+            "selections are top-k at the target ratio. Do not edit by hand: rerun the script.")
+
+
+def headline_section(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
+    lines = ["## Main table (the paper's shape)", "",
+             "Test accuracy, mean ± standard deviation over seeds (sample std). Beside each student, the paper's "
+             "student of that name, or for a from-scratch preset the paper's smallest student on the same dataset "
+             "(METHOD.md: mean of 10 seeds, pretrained backbones at full scale).",
+             "", "| dataset | model | CLS | RE | REKD | REKD − RE | paper: student | CLS | RE | REKD | REKD − RE |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for group in runs.group.unique():
+        dataset = GROUPS[group][0]
+        rows = runs[runs.group == group]
+        for role in ("student", "teacher"):
+            for backbone in rows[rows.role == role].backbone.unique():
+                cls, re_, rekd = (headline_runs(runs, group, role, m, backbone) for m in ("cls", "re", "rekd"))
+                gain = f"{rekd.accuracy.mean() - re_.accuracy.mean():+.3f}" if len(rekd) and len(re_) else ""
+                cells = [dataset, f"{role} {backbone}", mean_std(cls.accuracy), mean_std(re_.accuracy),
+                         mean_std(rekd.accuracy) if role == "student" else "", gain]
+                name = paper_student(dataset, backbone) if role == "student" else ""
+                p = paper[(paper.dataset == dataset) & (paper.student == name)]
+                cells += ([name, *(f"{p.iloc[0][k]:.3f}" for k in ("cls", "re", "rekd")),
+                           f"{p.iloc[0].rekd - p.iloc[0].re:+.3f}"] if len(p) else ["", "", "", "", ""])
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def targets_section(runs: pd.DataFrame) -> str:
+    lines = ["## Targets of issue 3, checked", "", "| target | measured | met |", "| --- | --- | --- |"]
+    for task in TARGET_TEACHER_ACCURACY:
+        if not (runs.group == task).any():
+            continue
+        teacher = headline_runs(runs, task, "teacher", "re")
+        goal = TARGET_TEACHER_ACCURACY[task]
+        if len(teacher):
+            value = teacher.accuracy.mean()
+            lines.append(f"| {task} teacher RE accuracy ≥ {goal:.2f} | {mean_std(teacher.accuracy, 4)} | "
+                         f"{_yes(value >= goal)} |")
+        re_, rekd = headline_runs(runs, task, "student", "re"), headline_runs(runs, task, "student", "rekd")
+        if len(re_) and len(rekd):
+            gain = rekd.accuracy.mean() - re_.accuracy.mean()
+            spread = max(re_.accuracy.std(ddof=1), rekd.accuracy.std(ddof=1)) if min(len(re_), len(rekd)) > 1 else float("nan")
+            lines.append(f"| {task} student REKD − RE > seed std | {gain:+.4f} against std {spread:.4f} "
+                         f"({len(re_)} / {len(rekd)} seeds) | {_yes(gain > spread) if spread == spread else 'needs seeds'} |")
+        headline = [headline_runs(runs, task, role, mode) for role, mode in
+                    (("teacher", "cls"), ("teacher", "re"), ("student", "cls"), ("student", "re"), ("student", "rekd"))]
+        headline = pd.concat([h[h.seed == h.seed.min()] for h in headline if len(h)])
+        hours = headline.wall_time_s.sum()
+        lines.append(f"| {task} headline models (CLS, RE, REKD; one seed) train in about {HEADLINE_BUDGET_S // 3600} h "
+                     f"| {hours / 3600:.2f} h over {len(headline)} runs | {_yes(hours <= HEADLINE_BUDGET_S)} |")
+        trio = {label: headline_runs(runs, task, role, mode).seed.nunique()
+                for role, mode, label, _colour in SERIES}
+        lines.append(f"| {task} headline trio at 3 seeds | " + ", ".join(f"{k} {v}" for k, v in trio.items())
+                     + f" | {_yes(min(trio.values()) >= 3)} |")
+        rows = runs[runs.group == task]
+        smallest = int(rows.test_examples.min())
+        lines.append(f"| {task} every run on the full test set ({FULL_TEST_SET[task]:,}) | smallest test set "
+                     f"{smallest:,} | {_yes(smallest >= FULL_TEST_SET[task])} |")
+        models = runs[(runs.group == task) & (runs["mode"] != "cls")]
+        if len(models):
+            worst = (models.achieved_ratio - models.ratio).abs().max()
+            lines.append(f"| {task} achieved ratio within {RATIO_TOLERANCE} of the target (all {len(models)} runs) | "
+                         f"largest gap {worst:.4f} | {_yes(worst <= RATIO_TOLERANCE)} |")
+    if len(lines) == 4:
+        return ""
+    params = _parameter_ratios(runs)
+    if params:
+        lines += ["", "Teacher / student parameters (generator + predictor): " + "; ".join(params) + "."]
+    return "\n".join(lines)
+
+
+def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
+    lines = ["## Accuracy and achieved ratio against the target ratio", "",
+             "Mean over the seeds at each ratio (error bars: std where there are several seeds). "
+             "Every REKD point distils from the headline teacher (trained at the headline ratio), which "
+             "selects top-k at the student's ratio."]
+    for group in runs.group.unique():
+        dataset = GROUPS[group][0]
+        models = runs[(runs.group == group) & (runs["mode"] != "cls")]
+        if models.ratio.nunique() < 2:
+            continue
+        fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
+        for role, mode, label, colour in SERIES:
+            rows = models[(models.role == role) & (models["mode"] == mode)]
+            if rows.empty:
+                continue
+            grouped = rows.groupby("ratio")
+            stats = grouped.accuracy.agg(["mean", "std", "count"]).reset_index()
+            ax_acc.errorbar(stats.ratio, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                            label=label, color=colour)
+            achieved = grouped.achieved_ratio.mean().reset_index()
+            ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker="o", label=label,
+                          color=colour)
+        for mode, style in (("cls", "--"),):
+            for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
+                cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode)]
+                if len(cls):
+                    ax_acc.axhline(cls.accuracy.mean(), linestyle=style, color=colour, linewidth=1,
+                                   label=f"{role} CLS (all features)")
+        ax_acc.set(xlabel="target ratio", ylabel="test accuracy", title=f"{dataset}: accuracy")
+        ax_acc.legend(fontsize=8)
+        grid = sorted(models.ratio.unique())
+        ax_ratio.axhline(0.0, color="black", linewidth=0.8)
+        ax_ratio.axhspan(-RATIO_TOLERANCE, RATIO_TOLERANCE, color="black", alpha=0.08, label=f"± {RATIO_TOLERANCE}")
+        ax_ratio.set(xlabel="target ratio", ylabel="achieved − target ratio (real features)",
+                     title=f"{dataset}: achieved ratio", ylim=(-2 * RATIO_TOLERANCE, 2 * RATIO_TOLERANCE))
+        ax_ratio.legend(fontsize=8)
+        for ax in (ax_acc, ax_ratio):
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = figures / f"{group}_sweep.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        lines += ["", f"### {dataset}", "", f"![{dataset} sweep]({os.path.relpath(path, out.parent)})", "",
+                  "| target ratio | " + " | ".join(label for *_x, label, _c in SERIES) + " |",
+                  "| --- | " + " | ".join("---" for _ in SERIES) + " |"]
+        for ratio in grid:
+            cells = []
+            for role, mode, _label, _colour in SERIES:
+                rows = models[(models.role == role) & (models["mode"] == mode) & ((models.ratio - ratio).abs() < 1e-9)]
+                cells.append(f"{mean_std(rows.accuracy)}; achieved {rows.achieved_ratio.mean():.3f}" if len(rows)
+                             else "not run")
+            lines.append(f"| {ratio:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plausibility_section(runs: pd.DataFrame) -> str:
+    if "plausibility_f1" not in runs or runs.plausibility_f1.isna().all():
+        return ""
+    rows = runs.dropna(subset=["plausibility_f1"])
+    lines = ["## Plausibility against human rationales (ERASER movies)", "",
+             "Test split of ERASER movies (each review cut to its first 256 word pieces), the models' top-k "
+             "selection at their ratio against the annotated evidence; the random baseline selects the same "
+             "number of word pieces uniformly at random (seed 0).", "",
+             "| run | ratio | examples | token F1 | IOU-F1 | random token F1 |", "| --- | --- | --- | --- | --- | --- |"]
+    for _, r in rows.iterrows():
+        lines.append(f"| {r.run} | {r.ratio:.2f} | {int(r.plausibility_examples)} | {r.plausibility_f1:.3f} | "
+                     f"{r.plausibility_iou_f1:.3f} | {r.random_plausibility_f1:.3f} |")
+    return "\n".join(lines)
+
+
+def runs_section(runs: pd.DataFrame) -> str:
+    columns = ["run", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
+               "teacher_agreement", "teacher_mask_iou", "parameters", "train_examples", "test_examples", "epochs",
+               "wall_time_s", "kept"]
+    lines = ["## Every run", "", "Wall time covers data loading, training, dev and test evaluation. "
+             "`kept`: the weights are shipped in `checkpoints/` (otherwise they were written under `runs/`).", "",
+             "| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    for _, r in runs.iterrows():
+        lines.append("| " + " | ".join(_cell(r.get(c)) for c in columns) + " |")
+    for group in runs.group.unique():
+        rows = runs[runs.group == group]
+        lines.append(f"\nTotal wall time, {group}: {rows.wall_time_s.sum() / 3600:.2f} h over {len(rows)} runs.")
+    return "\n".join(lines)
+
+
+def hardware_section(runs: pd.DataFrame, args) -> str:
+    hardware = ", ".join(sorted(str(h) for h in runs.hardware.dropna().unique()))
+    size = _du(REPO / "checkpoints")
+    return "\n".join([
+        "## Hardware and commands", "",
+        f"- Runs recorded on: {hardware} (as each run wrote it).",
+        f"- This report was generated on: {_cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.",
+        "- Two sweep processes ran side by side, one per modality, each with `OMP_NUM_THREADS=1`.",
+        f"- Shipped `checkpoints/` size: {size}.", "",
+        "```bash",
+        f"OMP_NUM_THREADS=1 rekd sweep {args.recipe} --only '^text/'   &",
+        f"OMP_NUM_THREADS=1 rekd sweep {args.recipe} --only '^vision/' &",
+        "wait",
+        "python scripts/make_report.py",
+        "```"])
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _parameter_ratios(runs: pd.DataFrame) -> list[str]:
+    out = []
+    for task in TARGET_TEACHER_ACCURACY:
+        teacher = headline_runs(runs, task, "teacher", "re")
+        student = headline_runs(runs, task, "student", "re")
+        if len(teacher) and len(student):
+            t, s = teacher.parameters.iloc[0], student.parameters.iloc[0]
+            out.append(f"{task} {t / 1e6:.2f} M / {s / 1e6:.2f} M = {t / s:.1f}x")
+    return out
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _rel(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return path
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _du(path: Path) -> str:
+    try:
+        return subprocess.run(["du", "-sh", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""scripts/make_report.py: the report and its plots come from the results file, and the targets are
+checked against the numbers in it."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from rekd_core.sweep import append_result
+
+REPO = Path(__file__).resolve().parents[1]
+
+METHOD = """# Method
+
+## The paper's main result (test accuracy, mean of 10 seeds)
+
+| dataset | student | CLS | RE | REKD | REKD - RE |
+| --- | --- | --- | --- | --- | --- |
+| CIFAR-10 | ViT-Tiny | .968 | .797 | .936 | +.139 |
+| IMDB | BERT-Mini | .877 | .863 | .892 | +.029 |
+
+Also reported: nothing else.
+"""
+
+
+@pytest.fixture(scope="module")
+def make_report():
+    spec = importlib.util.spec_from_file_location("make_report", REPO / "scripts" / "make_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(run: str, role: str, mode: str, ratio: float, seed: int, accuracy: float, **extra) -> dict:
+    task = run.split("/")[0]
+    return {"run": run, "task": task, "role": role, "mode": mode, "backbone": f"{task}-{role}", "ratio": ratio,
+            "seed": seed, "accuracy": accuracy, "f1": accuracy, "achieved_ratio": 1.0 if mode == "cls" else ratio + 0.01,
+            "parameters": 4_000_000 if role == "teacher" else 500_000, "test_examples": 25_000, "wall_time_s": 600,
+            "hardware": "cpu x1", "kept": True, **extra}
+
+
+def write_results(path: Path) -> None:
+    rows = [_row("text/teacher-cls", "teacher", "cls", 0.1, 2026, 0.88),
+            _row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.84, plausibility_f1=0.21, plausibility_iou_f1=0.05,
+                 random_plausibility_f1=0.13, plausibility_examples=199),
+            _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83)]
+    for seed, (re_acc, rekd_acc) in zip((2026, 2027, 2028), ((0.78, 0.80), (0.79, 0.81), (0.77, 0.80))):
+        rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc))
+        rows.append(_row(f"text/seeds/student-rekd-s{seed}", "student", "rekd", 0.1, seed, rekd_acc))
+    for ratio in (0.05, 0.25):
+        rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
+        rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
+    for row in rows:
+        append_result(path, row)
+
+
+def test_report_tables_targets_and_plots(make_report, tmp_path):
+    results, method, out = tmp_path / "results.csv", tmp_path / "METHOD.md", tmp_path / "docs" / "RESULTS.md"
+    write_results(results)
+    method.write_text(METHOD)
+    assert make_report.main(["--results", str(results), "--out", str(out), "--method", str(method)]) == 0
+    report = out.read_text()
+    # Main table: CLS, RE and REKD mean +- std over the seeds, beside the paper's BERT-Mini row.
+    assert ("| IMDB | student text-student | 0.830 (1 seed) | 0.780 ± 0.010 (3 seeds) | 0.803 ± 0.006 (3 seeds) "
+            "| +0.023 | BERT-Mini | 0.877 | 0.863 | 0.892 | +0.029 |") in report
+    # Targets: the teacher misses 0.85, REKD beats RE by more than the seed std, one teacher seed only.
+    assert "| text teacher RE accuracy ≥ 0.85 | 0.8400 (1 seed) | **no** |" in report
+    assert "| text student REKD − RE > seed std | +0.0233 against std 0.0100 (3 / 3 seeds) | yes |" in report
+    assert "| text headline trio at 3 seeds | teacher RE 1, student RE 3, student REKD 3 | **no** |" in report
+    assert "largest gap 0.0100 | yes |" in report
+    assert "| text/teacher-re | 0.10 | 199 | 0.210 | 0.050 | 0.130 |" in report  # plausibility
+    assert "Teacher / student parameters (generator + predictor): text 4.00 M / 0.50 M = 8.0x" in report
+    plot = out.parent / "results" / "text_sweep.png"
+    assert plot.is_file() and plot.stat().st_size > 10_000 and "(results/text_sweep.png)" in report
+
+
+def test_report_without_the_paper(make_report, tmp_path):
+    results, out = tmp_path / "results.csv", tmp_path / "RESULTS.md"
+    write_results(results)
+    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md")])
+    assert "| IMDB | student text-student | 0.830 (1 seed) |" in out.read_text()

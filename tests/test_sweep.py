@@ -1,0 +1,131 @@
+"""``rekd sweep``: a recipe expands into runs, resumes, keeps only what it ships, shares one teacher's
+test outputs between students, and scores plausibility against human rationales."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rekd_core.checkpoint import load_checkpoint, read_config
+from rekd_core.data import load_dataset_spec, pick_split
+from rekd_core.errors import ConfigError, DataError
+from rekd_core.evaluation import evaluate
+from rekd_core.processing import FeatureDataset, collate
+from rekd_core.sweep import expand_runs, read_results, run_sweep
+
+from tests.core_fixtures import TEXT_MAX_LENGTH, write_eraser
+
+pytest_plugins = ["tests.core_fixtures"]
+
+
+def test_expand_runs_formats_names_and_references():
+    runs = expand_runs({"defaults": {"epochs": 1},
+                        "runs": [{"name": "t-r{ratio}", "ratios": [0.1, 0.2]},
+                                 {"name": "s-r{ratio}-s{seed}", "ratios": [0.1], "seeds": [1, 2], "teacher": "t-r{ratio}",
+                                  "keep": False}]})
+    assert [r["name"] for r in runs] == ["t-r0.1", "t-r0.2", "s-r0.1-s1", "s-r0.1-s2"]
+    assert [r["teacher"] for r in runs[2:]] == ["t-r0.1", "t-r0.1"]
+    assert all(r["epochs"] == 1 for r in runs) and [r["seed"] for r in runs[2:]] == [1, 2]
+    with pytest.raises(ConfigError, match="unique"):
+        expand_runs({"runs": [{"name": "same", "ratios": [0.1, 0.2]}]})
+
+
+def _recipe(tmp_path: Path, dataset: str, **extra) -> Path:
+    common = dict(task="text", backbone="bert-1x32", epochs=1, batch_size=16, device="cpu", progress=False,
+                  max_length=TEXT_MAX_LENGTH, dataset=dataset)
+    recipe = {
+        "out_root": str(tmp_path / "shipped"), "work_dir": str(tmp_path / "work"),
+        "results": str(tmp_path / "shipped" / "results.csv"), "defaults": common,
+        "runs": [
+            {"name": "teacher-re", "role": "teacher", "mode": "re", "ratio": 0.2, **extra},
+            {"name": "student-rekd-s{seed}", "role": "student", "mode": "rekd", "ratio": 0.2, "teacher": "teacher-re",
+             "tokenizer": "teacher-re", "seeds": [1, 2], "keep": False, **extra},
+        ],
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_sweep_runs_resumes_and_shares_teacher_outputs(text_task, tmp_path, capsys):
+    recipe = _recipe(tmp_path, f"csv:{text_task}")
+    results = run_sweep(str(recipe))
+    rows = read_results(results)
+    assert [r["run"] for r in rows] == ["teacher-re", "student-rekd-s1", "student-rekd-s2"]
+    assert [r["kept"] for r in rows] == ["True", "False", "False"]
+    for row in rows:
+        assert 0.0 <= float(row["accuracy"]) <= 1.0 and abs(float(row["achieved_ratio"]) - 0.2) < 0.06
+        assert int(row["test_examples"]) == 40 and float(row["wall_time_s"]) > 0
+    assert all(0.0 <= float(r["teacher_agreement"]) <= 1.0 for r in rows[1:])
+    # Shipped runs under out_root, the others under work_dir; the teacher's test outputs cached once.
+    assert read_config(tmp_path / "shipped" / "teacher-re")["status"] == "complete"
+    assert not (tmp_path / "shipped" / "student-rekd-s1").exists()
+    assert read_config(tmp_path / "work" / "student-rekd-s2")["status"] == "complete"
+    assert len(list((tmp_path / "work" / "cache").glob("teacher-test-*.safetensors"))) == 1
+
+    capsys.readouterr()
+    run_sweep(str(recipe))  # everything recorded: nothing to run, nothing appended
+    assert "0 to run" in capsys.readouterr().out
+    assert len(read_results(results)) == 3
+
+
+def test_sweep_resumes_a_run_whose_checkpoint_is_complete(text_task, tmp_path, capsys):
+    recipe = _recipe(tmp_path, f"csv:{text_task}")
+    run_sweep(str(recipe), only="teacher")
+    (tmp_path / "shipped" / "results.csv").unlink()  # the row is lost, the checkpoint is not
+    run_sweep(str(recipe), only="^teacher-re$")
+    out = capsys.readouterr().out
+    assert out.count("done in") == 1  # trained once, recorded twice
+    assert [r["run"] for r in read_results(tmp_path / "shipped" / "results.csv")] == ["teacher-re"]
+
+
+def test_teacher_cache_gives_the_same_metrics(text_task, text_re_ckpt, text_rekd_ckpt, tmp_path):
+    student, teacher = load_checkpoint(text_rekd_ckpt), load_checkpoint(text_re_ckpt)
+    split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test")
+    loader = torch.utils.data.DataLoader(FeatureDataset(split, student.processor), batch_size=16, collate_fn=collate)
+    fresh = evaluate(student, loader, teacher=teacher)
+    cache = tmp_path / "teacher.safetensors"
+    first = evaluate(student, loader, teacher=teacher, teacher_cache=cache)
+    assert cache.is_file()
+    second = evaluate(student, loader, teacher=teacher, teacher_cache=cache)
+    for key in ("teacher_agreement", "teacher_mask_iou", "accuracy"):
+        assert fresh[key] == pytest.approx(first[key]) == pytest.approx(second[key])
+    short = torch.utils.data.DataLoader(torch.utils.data.Subset(loader.dataset, range(10)), batch_size=16,
+                                        collate_fn=collate)
+    with pytest.raises(DataError, match="cached teacher outputs are for 40 examples, not 10"):
+        evaluate(student, short, teacher=teacher, teacher_cache=cache)
+
+
+def test_sweep_scores_plausibility_against_human_rationales(tmp_path):
+    eraser = f"eraser-movies:{write_eraser(tmp_path / 'eraser')}"
+    recipe = _recipe(tmp_path, eraser, plausibility=eraser)
+    rows = read_results(run_sweep(str(recipe), only="^teacher-re$"))
+    assert rows[0]["plausibility_examples"] == "1"
+    assert 0.0 <= float(rows[0]["plausibility_f1"]) <= 1.0
+    assert 0.0 <= float(rows[0]["random_plausibility_f1"]) <= 1.0
+
+
+def test_sweep_rejects_unknown_options(text_task, tmp_path):
+    recipe = _recipe(tmp_path, f"csv:{text_task}", colour="blue")
+    with pytest.raises(ConfigError, match="unknown options.*colour"):
+        run_sweep(str(recipe))
+
+
+@pytest.mark.parametrize("recipe", sorted(Path("configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_are_valid(recipe):
+    """Every run of every recipe under configs/ is a valid training configuration (nothing is run)."""
+    from rekd_core.sweep import RunRoots, _train_config
+    from rekd_core.training import load_config_file
+
+    loaded = load_config_file(str(recipe), known=None)
+    runs = expand_runs(loaded)
+    assert runs
+    roots = RunRoots(Path(loaded["out_root"]), Path(loaded["work_dir"]))
+    for run in runs:
+        cfg = _train_config(run, roots).resolved()
+        assert run.get("role") in ("teacher", "student") and cfg.dataset
+        for reference in (cfg.teacher, cfg.init_from):
+            # a reference names another run of the recipe (or an existing directory)
+            assert reference is None or reference in {r["name"] for r in runs} or Path(reference).is_dir()
