@@ -122,7 +122,7 @@ def test_shipped_recipes_are_valid(recipe):
     loaded = load_config_file(str(recipe), known=None)
     runs = expand_runs(loaded)
     assert runs
-    roots = RunRoots(Path(loaded["out_root"]), Path(loaded["work_dir"]))
+    roots = RunRoots(Path(loaded.get("out_root", "checkpoints")), Path(loaded.get("work_dir", "runs")))
     for run in runs:
         cfg = _train_config(run, roots).resolved()
         assert run.get("role") in ("teacher", "student") and cfg.dataset
