@@ -17,7 +17,7 @@ TRAIN_HELP = {
     "dataset": "imdb | aclimdb:PATH | cifar10[:PATH] | cifar100[:PATH] | cifar100-fine[:PATH] | imagefolder:DIR | "
                "csv:DIR | jsonl:DIR | eraser-movies:DIR",
     "out": "checkpoint directory to write (replaced atomically)",
-    "teacher": "REKD: checkpoint directory of the trained RE teacher",
+    "teacher": "REKD: checkpoint directory of the trained RE teacher; CLS / RE: a teacher to compare with in the test metrics",
     "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
     "ratio": "target rationale ratio p (default: text 0.10, vision 0.15)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",

@@ -47,7 +47,7 @@ class TrainConfig:
     backbone: str = "bert-1x64"  # preset name, timm:NAME, or HF hub id / local directory
     dataset: str = ""  # dataset spec (data.py)
     out: str = ""  # checkpoint directory to write
-    teacher: str | None = None  # REKD: the trained RE teacher's checkpoint
+    teacher: str | None = None  # REKD: the RE teacher to distil; CLS / RE: a teacher to compare with in the test metrics
     init_from: str | None = None  # start both backbones from this checkpoint's predictor backbone
     pretrained: bool = True  # load the weights of a hub / local / timm backbone (presets never have any)
     ratio: float | None = None
@@ -138,7 +138,8 @@ def train(config: TrainConfig) -> Path:
     if bundle.task != cfg.task:
         raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --task is {cfg.task}")
     train_split, dev_split, test_split = make_splits(bundle, cfg)
-    teacher = load_teacher(cfg, accelerator.device) if cfg.mode == "rekd" else None
+    teacher = load_teacher(cfg, accelerator.device) if cfg.teacher else None
+    distil_from = teacher if cfg.mode == "rekd" else None  # otherwise only compared with in the test metrics
     init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
     if init_source is not None and init_source.task != cfg.task:
         raise ConfigError(f"--init-from {cfg.init_from} is a {init_source.task} model, but --task is {cfg.task}")
@@ -165,7 +166,7 @@ def train(config: TrainConfig) -> Path:
 
     total_steps = cfg.epochs * len(train_loader)
     grid_length = core.num_features
-    teacher_cache = TeacherCache(len(train_set), grid_length) if teacher and _cacheable(cfg) else None
+    teacher_cache = TeacherCache(len(train_set), grid_length) if distil_from and _cacheable(cfg) else None
     log: list[dict] = []
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
@@ -176,7 +177,7 @@ def train(config: TrainConfig) -> Path:
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (cfg.progress and accelerator.is_main_process))
         for batch in bar:
             tau = tau_at(step, total_steps, cfg.tau0, every=cfg.tau_every)
-            loss, parts = training_loss(model, batch, cfg, tau, grid_length, teacher, teacher_cache)
+            loss, parts = training_loss(model, batch, cfg, tau, grid_length, distil_from, teacher_cache)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -397,10 +398,10 @@ def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleM
     description = {"training": training, "dataset": cfg.dataset,
                    "parameters": {"generator": count_parameters(model.generator) if model.generator else 0,
                                   "predictor": count_parameters(model.predictor)}}
-    if teacher is not None:
-        description["teacher"] = {"path": str(cfg.teacher), "backbone": teacher.config["backbone"].get("source"),
-                                  "mode": teacher.config["mode"], "ratio": teacher.ratio,
-                                  "parameters": count_parameters(teacher)}
+    if teacher is not None:  # "teacher": distilled from; "compared_with": only in the test metrics
+        description["teacher" if cfg.mode == "rekd" else "compared_with"] = {
+            "path": str(cfg.teacher), "backbone": teacher.config["backbone"].get("source"),
+            "mode": teacher.config["mode"], "ratio": teacher.ratio, "parameters": count_parameters(teacher)}
     return description
 
 

@@ -129,3 +129,20 @@ def test_shipped_recipes_are_valid(recipe):
         for reference in (cfg.teacher, cfg.init_from):
             # a reference names another run of the recipe (or an existing directory)
             assert reference is None or reference in {r["name"] for r in runs} or Path(reference).is_dir()
+
+
+def test_re_with_a_teacher_only_compares(text_task, text_re_ckpt, tmp_path):
+    """In RE mode a teacher is not learnt from: the same seed trains the same model, and the test
+    metrics gain the agreement with it."""
+    from rekd_core.checkpoint import read_metrics
+    from rekd_core.training import TrainConfig, train
+
+    common = dict(task="text", mode="re", backbone="bert-1x32", dataset=f"csv:{text_task}", epochs=1, batch_size=16,
+                  device="cpu", progress=False, max_length=TEXT_MAX_LENGTH, tokenizer=str(text_re_ckpt))
+    plain = train(TrainConfig(out=str(tmp_path / "plain"), **common))
+    compared = train(TrainConfig(out=str(tmp_path / "compared"), teacher=str(text_re_ckpt), **common))
+    a, b = read_metrics(plain)["test"], read_metrics(compared)["test"]
+    assert a["accuracy"] == b["accuracy"] and a["ratio"] == b["ratio"]
+    assert "teacher_agreement" not in a and 0.0 <= b["teacher_agreement"] <= 1.0 and "teacher_mask_iou" in b
+    config = read_config(compared)
+    assert config["compared_with"]["path"] == str(text_re_ckpt) and "teacher" not in config
