@@ -10,6 +10,7 @@ targets of issue 3 are checked against the measured numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -34,8 +35,8 @@ TARGET_TEACHER_ACCURACY = {"text": 0.85, "vision": 0.60}  # issue 3, for the emb
 FULL_TEST_SET = {"text": 25_000, "vision": 10_000}  # IMDB and CIFAR-10 test splits
 HEADLINE_BUDGET_S = 2 * 3600  # the headline models of one modality should train in about two hours
 RATIO_TOLERANCE = 0.03
-SERIES = [("teacher", "re", "teacher RE", "tab:gray"), ("student", "re", "student RE", "tab:blue"),
-          ("student", "rekd", "student REKD", "tab:red")]
+SERIES = [("teacher", "re", "teacher RE", "tab:gray", "s"), ("student", "re", "student RE", "tab:blue", "o"),
+          ("student", "rekd", "student REKD", "tab:red", "^")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
     parser.add_argument("--method", default=str(REPO.parent / "shared" / "docs" / "METHOD.md"),
                         help="METHOD.md, for the paper's numbers (left out when missing)")
+    parser.add_argument("--checkpoints", default=str(REPO / "checkpoints"),
+                        help="the shipped checkpoints (their per-epoch logs and size)")
     parser.add_argument("--recipe", default="configs/embedded.yaml", help="the recipe named in the commands")
     args = parser.parse_args(argv)
 
@@ -54,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
     paper = paper_table(Path(args.method))
-    sections = [header(args), headline_section(runs, paper), targets_section(runs), sweep_section(runs, figures, out),
-                plausibility_section(runs), runs_section(runs), hardware_section(runs, args)]
+    checkpoints = Path(args.checkpoints)
+    sections = [header(args), headline_section(runs, paper), targets_section(runs), findings_section(runs, checkpoints),
+                sweep_section(runs, figures, out), plausibility_section(runs), curves_section(runs, checkpoints),
+                runs_section(runs), hardware_section(runs, args)]
     out.write_text("\n\n".join(s for s in sections if s) + "\n", encoding="utf-8")
     print(f"wrote {out} and {figures}/")
     return 0
@@ -164,7 +169,7 @@ def targets_section(runs: pd.DataFrame) -> str:
         lines.append(f"| {task} headline models (CLS, RE, REKD; one seed) train in about {HEADLINE_BUDGET_S // 3600} h "
                      f"| {hours / 3600:.2f} h over {len(headline)} runs | {_yes(hours <= HEADLINE_BUDGET_S)} |")
         trio = {label: headline_runs(runs, task, role, mode).seed.nunique()
-                for role, mode, label, _colour in SERIES}
+                for role, mode, label, _colour, _marker in SERIES}
         lines.append(f"| {task} headline trio at 3 seeds | " + ", ".join(f"{k} {v}" for k, v in trio.items())
                      + f" | {_yes(min(trio.values()) >= 3)} |")
         rows = runs[runs.group == task]
@@ -184,6 +189,76 @@ def targets_section(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
+    """What the measured numbers say about the targets, in sentences built from those numbers."""
+    lines = []
+    for task in TARGET_TEACHER_ACCURACY:
+        t_cls, t_re = headline_runs(runs, task, "teacher", "cls"), headline_runs(runs, task, "teacher", "re")
+        s_re, s_rekd = headline_runs(runs, task, "student", "re"), headline_runs(runs, task, "student", "rekd")
+        if not (len(t_cls) and len(t_re) and len(s_re) and len(s_rekd)):
+            continue
+        ratio = GROUPS[task][1]
+        said = [f"**{task}.** Keeping {ratio:.2f} of the features costs the teacher "
+                f"{t_cls.accuracy.mean() - t_re.accuracy.mean():.3f} accuracy (CLS {t_cls.accuracy.mean():.3f}, "
+                f"RE {t_re.accuracy.mean():.3f})."]
+        if t_re.accuracy.mean() <= s_re.accuracy.mean():
+            said.append(f"The teacher RE is no better than the student's own RE ({t_re.accuracy.mean():.3f} against "
+                        f"{s_re.accuracy.mean():.3f}), so REKD has nothing better to distil.")
+        else:
+            said.append(f"The teacher RE is ahead of the student RE ({t_re.accuracy.mean():.3f} against "
+                        f"{s_re.accuracy.mean():.3f}).")
+        said.append(f"Distillation does move the student towards the teacher: prediction agreement "
+                    f"{s_re.teacher_agreement.mean():.3f} (RE) → {s_rekd.teacher_agreement.mean():.3f} (REKD), "
+                    f"mask IoU {s_re.teacher_mask_iou.mean():.3f} → {s_rekd.teacher_mask_iou.mean():.3f}; "
+                    f"accuracy {s_re.accuracy.mean():.3f} → {s_rekd.accuracy.mean():.3f}.")
+        log = _epochs(checkpoints / task / "teacher-re")
+        if log:
+            last = log[-1]
+            said.append(f"In its last epoch the teacher RE had a training cross-entropy of {last['train_ce']:.3f} "
+                        f"(Gumbel-soft masks) against a dev loss of {last['dev_loss']:.3f} (top-k masks)")
+            if last["train_ce"] < 0.7 * last["dev_loss"]:
+                said.append("and dev accuracy went from "
+                            + " → ".join(f"{e['dev_accuracy']:.3f}" for e in log)
+                            + " over the epochs: it overfits the training set.")
+            elif len(log) > 1 and log[-1]["dev_accuracy"] > log[-2]["dev_accuracy"]:
+                said.append("and dev accuracy was still rising ("
+                            + " → ".join(f"{e['dev_accuracy']:.3f}" for e in log)
+                            + "): it underfits, and more epochs than this CPU budget allows would help.")
+            else:
+                said[-1] += "."
+        lines.append(" ".join(said))
+    if not lines:
+        return ""
+    return "\n".join(["## What limits the targets", "", *("- " + line for line in lines)])
+
+
+def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
+    """Per-epoch training and dev numbers of the shipped RE / REKD models (their checkpoints' log.jsonl)."""
+    lines = ["## Training curves of the shipped RE and REKD models", "",
+             "From each checkpoint's `log.jsonl`. Training numbers use Gumbel-softmax masks (ratio: mean mask over "
+             "the padded length); dev numbers use top-k masks. The kept epoch (lowest dev L_RE) is in bold.", "",
+             "| run | epoch | train CE | train ratio | dev L_RE | dev accuracy | dev recall of class 1 (binary tasks) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    shipped = runs[(runs["mode"] != "cls") & runs.kept.astype(str).eq("True")]
+    for run in shipped.run:
+        directory = checkpoints / run
+        metrics = directory / "metrics.json"
+        if not metrics.is_file():
+            continue
+        best = json.loads(metrics.read_text(encoding="utf-8")).get("best_epoch")
+        for entry in _epochs(directory):
+            mark = "**" if entry["epoch"] == best else ""
+            lines.append(f"| {run} | {mark}{entry['epoch']}{mark} | {entry['train_ce']:.3f} | {entry['train_ratio']:.3f} "
+                         f"| {entry['dev_l_re']:.3f} | {entry['dev_accuracy']:.3f} | {_cell(entry.get('dev_recall_pos'))} |")
+    return "\n".join(lines) if len(lines) > 6 else ""
+
+
+def _epochs(checkpoint: Path) -> list[dict]:
+    """The per-epoch log of a checkpoint (empty when it has none)."""
+    log = checkpoint / "log.jsonl"
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
+
+
 def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     lines = ["## Accuracy and achieved ratio against the target ratio", "",
              "Mean over the seeds at each ratio (error bars: std where there are several seeds). "
@@ -195,17 +270,17 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
         if models.ratio.nunique() < 2:
             continue
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for role, mode, label, colour in SERIES:
+        for role, mode, label, colour, marker in SERIES:
             rows = models[(models.role == role) & (models["mode"] == mode)]
             if rows.empty:
                 continue
             grouped = rows.groupby("ratio")
             stats = grouped.accuracy.agg(["mean", "std", "count"]).reset_index()
-            ax_acc.errorbar(stats.ratio, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
-                            label=label, color=colour)
+            ax_acc.errorbar(stats.ratio, stats["mean"], yerr=stats["std"].fillna(0), marker=marker, capsize=3,
+                            label=label, color=colour, alpha=0.85)
             achieved = grouped.achieved_ratio.mean().reset_index()
-            ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker="o", label=label,
-                          color=colour)
+            ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker=marker, label=label,
+                          color=colour, alpha=0.85)
         for mode, style in (("cls", "--"),):
             for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
                 cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode)]
@@ -227,11 +302,11 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         lines += ["", f"### {dataset}", "", f"![{dataset} sweep]({os.path.relpath(path, out.parent)})", "",
-                  "| target ratio | " + " | ".join(label for *_x, label, _c in SERIES) + " |",
+                  "| target ratio | " + " | ".join(label for _r, _m, label, *_x in SERIES) + " |",
                   "| --- | " + " | ".join("---" for _ in SERIES) + " |"]
         for ratio in grid:
             cells = []
-            for role, mode, _label, _colour in SERIES:
+            for role, mode, *_x in SERIES:
                 rows = models[(models.role == role) & (models["mode"] == mode) & ((models.ratio - ratio).abs() < 1e-9)]
                 cells.append(f"{mean_std(rows.accuracy)}; achieved {rows.achieved_ratio.mean():.3f}" if len(rows)
                              else "not run")
@@ -271,7 +346,7 @@ def runs_section(runs: pd.DataFrame) -> str:
 
 def hardware_section(runs: pd.DataFrame, args) -> str:
     hardware = ", ".join(sorted(str(h) for h in runs.hardware.dropna().unique()))
-    size = _du(REPO / "checkpoints")
+    size = _du(Path(args.checkpoints))
     return "\n".join([
         "## Hardware and commands", "",
         f"- Runs recorded on: {hardware} (as each run wrote it).",

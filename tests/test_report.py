@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import json
+
 from rekd_core.sweep import append_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +48,10 @@ def write_results(path: Path) -> None:
                  random_plausibility_f1=0.13, plausibility_examples=199),
             _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83)]
     for seed, (re_acc, rekd_acc) in zip((2026, 2027, 2028), ((0.78, 0.80), (0.79, 0.81), (0.77, 0.80))):
-        rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc))
-        rows.append(_row(f"text/seeds/student-rekd-s{seed}", "student", "rekd", 0.1, seed, rekd_acc))
+        rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc,
+                         teacher_agreement=0.6, teacher_mask_iou=0.2))
+        rows.append(_row(f"text/seeds/student-rekd-s{seed}", "student", "rekd", 0.1, seed, rekd_acc,
+                         teacher_agreement=0.8, teacher_mask_iou=0.5))
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
@@ -55,11 +59,25 @@ def write_results(path: Path) -> None:
         append_result(path, row)
 
 
+def write_teacher_log(checkpoints: Path) -> None:
+    """A shipped text teacher whose dev accuracy falls while its training loss is low (overfitting)."""
+    teacher = checkpoints / "text" / "teacher-re"
+    teacher.mkdir(parents=True)
+    epochs = [{"epoch": 1, "train_ce": 0.25, "train_ratio": 0.14, "dev_loss": 0.57, "dev_l_re": 0.57,
+               "dev_accuracy": 0.76, "dev_recall_pos": 0.57},
+              {"epoch": 2, "train_ce": 0.21, "train_ratio": 0.13, "dev_loss": 0.53, "dev_l_re": 0.53,
+               "dev_accuracy": 0.71, "dev_recall_pos": 0.48}]
+    (teacher / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    (teacher / "metrics.json").write_text(json.dumps({"best_epoch": 2}))
+
+
 def test_report_tables_targets_and_plots(make_report, tmp_path):
     results, method, out = tmp_path / "results.csv", tmp_path / "METHOD.md", tmp_path / "docs" / "RESULTS.md"
     write_results(results)
     method.write_text(METHOD)
-    assert make_report.main(["--results", str(results), "--out", str(out), "--method", str(method)]) == 0
+    write_teacher_log(tmp_path / "checkpoints")
+    assert make_report.main(["--results", str(results), "--out", str(out), "--method", str(method),
+                             "--checkpoints", str(tmp_path / "checkpoints")]) == 0
     report = out.read_text()
     # Main table: CLS, RE and REKD mean +- std over the seeds, beside the paper's BERT-Mini row.
     assert ("| IMDB | student text-student | 0.830 (1 seed) | 0.780 ± 0.010 (3 seeds) | 0.803 ± 0.006 (3 seeds) "
@@ -71,6 +89,12 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "largest gap 0.0100 | yes |" in report
     assert "| text/teacher-re | 0.10 | 199 | 0.210 | 0.050 | 0.130 |" in report  # plausibility
     assert "Teacher / student parameters (generator + predictor): text 4.00 M / 0.50 M = 8.0x" in report
+    # Findings, from the numbers: the teacher is ahead of the student RE and overfits (its log).
+    assert "The teacher RE is ahead of the student RE (0.840 against 0.780)." in report
+    assert "prediction agreement 0.600 (RE) → 0.800 (REKD), mask IoU 0.200 → 0.500" in report
+    assert "dev accuracy went from 0.760 → 0.710 over the epochs: it overfits the training set." in report
+    # Training curves of the shipped model, its kept epoch in bold.
+    assert "| text/teacher-re | **2** | 0.210 | 0.130 | 0.530 | 0.710 | 0.4800 |" in report
     plot = out.parent / "results" / "text_sweep.png"
     assert plot.is_file() and plot.stat().st_size > 10_000 and "(results/text_sweep.png)" in report
 
@@ -78,5 +102,8 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
 def test_report_without_the_paper(make_report, tmp_path):
     results, out = tmp_path / "results.csv", tmp_path / "RESULTS.md"
     write_results(results)
-    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md")])
-    assert "| IMDB | student text-student | 0.830 (1 seed) |" in out.read_text()
+    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
+                      "--checkpoints", str(tmp_path / "no-checkpoints")])
+    report = out.read_text()
+    assert "| IMDB | student text-student | 0.830 (1 seed) |" in report
+    assert "Training curves" not in report and "training cross-entropy" not in report
