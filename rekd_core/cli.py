@@ -29,6 +29,7 @@ TRAIN_HELP = {
     "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",
     "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation)",
     "sel_length": "L of the selection cost: padded (the paper) | real (per-example length)",
+    "sel_cost": "batch: pin the batch-mean selected count (the paper) | example: pin each example's count",
     "train_limit": "train on a seeded stratified subset of N examples",
     "eval_limit": "evaluate on a seeded stratified subset of N test examples",
     "device": "auto | cpu | cuda | mps",

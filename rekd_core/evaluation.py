@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ConfigError, DataError
-from .losses import argmax_mask
+from .losses import argmax_mask, selection_cost
 from .metrics import (MetricAccumulator, classification_metrics, faithfulness, mask_agreement, plausibility,
                       prediction_agreement, random_mask_like, selection_ratio)
 from .model import RationaleModel
@@ -18,7 +18,7 @@ from .processing import FeatureDataset, collate, model_inputs
 
 @torch.no_grad()
 def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = None, selection: str = "topk",
-             ratio: float | None = None, lambda_sel: float = 0.0, sel_length: str = "padded",
+             ratio: float | None = None, lambda_sel: float = 0.0, sel_length: str = "padded", sel_cost: str = "batch",
              with_faithfulness: bool = False, accelerator=None, progress: bool = False, desc: str = "eval",
              teacher_cache: str | Path | None = None) -> dict:
     """Metrics of ``model`` over ``loader`` with a deterministic (or ``gumbel``) selection.
@@ -87,7 +87,7 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     elif cached is not None and offset != len(cached["preds"]):
         raise DataError(f"{teacher_cache}: the cached teacher outputs are for {len(cached['preds'])} examples, "
                         f"not {offset}; delete the file")
-    return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, grid_length)
+    return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, sel_cost, grid_length)
 
 
 def _read_teacher_cache(path: str | Path) -> dict | None:
@@ -137,14 +137,14 @@ def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwar
 
 
 def _summarise(acc: MetricAccumulator, num_labels: int, ratio: float, lambda_sel: float, sel_length: str,
-               grid_length: int) -> dict:
+               sel_cost_kind: str, grid_length: int) -> dict:
     preds, targets = acc.cat("preds"), acc.cat("targets")
     ce = acc.cat("ce").mean().item()
     metrics = {"n": len(targets), "loss": ce, "l_re": ce, **classification_metrics(preds, targets, num_labels)}
     if "mask" in acc:
         mask, fm = acc.cat("mask"), acc.cat("feature_mask")
-        length = acc.cat("length").mean().item() if sel_length == "real" else grid_length
-        sel_cost = (mask.sum(dim=1).float().mean().item() - ratio * length) ** 2
+        length = acc.cat("length") if sel_length == "real" else float(grid_length)
+        sel_cost = selection_cost(mask.float(), ratio, length, per_example=sel_cost_kind == "example").item()
         metrics.update(l_re=ce + lambda_sel * sel_cost, selection_cost=sel_cost,
                        ratio=selection_ratio(mask, fm), ratio_argmax=selection_ratio(acc.cat("argmax_mask"), fm))
         if "teacher_mask" in acc:

@@ -45,14 +45,20 @@ def topk_mask(logits: Tensor, feature_mask: Tensor, ratio: float) -> Tensor:
     return ((rank < k.unsqueeze(1)) & feature_mask).to(logits.dtype)
 
 
-def selection_cost(mask: Tensor, ratio: float, length: Tensor | float) -> Tensor:
+def selection_cost(mask: Tensor, ratio: float, length: Tensor | float, per_example: bool = False) -> Tensor:
     """``(mean over batch of sum_l m_l - ratio * L)^2``, the square of the batch-mean count.
 
     ``length`` is the number of features L: a number (the reference code: the padded length for
     text, the patch count for images) or a per-example tensor (the real lengths).
+    ``per_example``: the mean over examples of ``(sum_l m_l - ratio * L)^2`` instead. The paper's
+    batch-level cost only pins the average count, so a generator can select many features for one
+    class and few for another (its rationale length then carries the class); this one pins each
+    rationale's length.
     """
-    target = ratio * torch.as_tensor(length, dtype=mask.dtype, device=mask.device).mean()
-    return (mask.sum(dim=1).mean() - target) ** 2
+    length = torch.as_tensor(length, dtype=mask.dtype, device=mask.device)
+    if per_example:
+        return ((mask.sum(dim=1) - ratio * length) ** 2).mean()
+    return (mask.sum(dim=1).mean() - ratio * length.mean()) ** 2
 
 
 def rationale_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float, feature_mask: Tensor) -> Tensor:

@@ -70,6 +70,7 @@ class TrainConfig:
     tau_every: int = 100  # optimizer steps between tau updates
     lambda_sel: float | None = None
     sel_length: str = "padded"  # L of the selection cost: padded length (paper) | real length
+    sel_cost: str = "batch"  # the selection cost pins the batch-mean count (paper) | each example's count
     alpha: float | str = 0.5  # REKD weight of L_RE: a number, or "schedule"
     lambda_r: float = 0.5
     distil: str = "both"  # both | rationale | prediction
@@ -95,6 +96,7 @@ class TrainConfig:
         _check_choice("teacher_mask", cfg.teacher_mask, ("student", "teacher"))
         _check_choice("eval_selection", cfg.eval_selection, SELECTIONS)
         _check_choice("sel_length", cfg.sel_length, ("padded", "real"))
+        _check_choice("sel_cost", cfg.sel_cost, ("batch", "example"))
         _check_choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
         if not cfg.dataset:
             raise ConfigError("no dataset given (--dataset SPEC)")
@@ -188,7 +190,7 @@ def train(config: TrainConfig) -> Path:
             bar.set_postfix(loss=f"{parts['loss']:.3f}", tau=f"{tau:.2f}")
         train_seconds = time.time() - epoch_start
         dev = evaluate(model, dev_loader, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
-                       sel_length=cfg.sel_length, accelerator=accelerator)
+                       sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator)
         row = {"epoch": epoch, "step": step, "tau": tau, "lr": cfg.lr, "train_seconds": round(train_seconds, 2),
                "train_samples_per_s": round(len(train_set) / max(train_seconds, 1e-9), 2),
                **{f"train_{k}": v / len(train_loader) for k, v in sums.items()},
@@ -207,8 +209,8 @@ def train(config: TrainConfig) -> Path:
 
     core.load_state_dict(best["state"])
     test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
-                    sel_length=cfg.sel_length, with_faithfulness=cfg.faithfulness and cfg.mode != "cls",
-                    accelerator=accelerator, teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
+                    sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator,
+                    with_faithfulness=cfg.faithfulness and cfg.mode != "cls", teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
     wall = time.time() - started
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
                "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,
@@ -236,7 +238,7 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
     fm = out.feature_mask
     length = fm.sum(dim=1) if cfg.sel_length == "real" else grid_length
     ce = F.cross_entropy(out.logits, targets)
-    sel = selection_cost(out.mask, cfg.ratio, length)
+    sel = selection_cost(out.mask, cfg.ratio, length, per_example=cfg.sel_cost == "example")
     l_re = ce + cfg.lambda_sel * sel
     parts = {"ce": ce.item(), "sel": sel.item(), "ratio": (out.mask.sum() / fm.sum()).item()}
     if teacher is None:

@@ -167,6 +167,19 @@ def test_selection_cost_with_per_example_lengths():
     assert selection_cost(torch.tensor([[0.0] * 4, [1.0] * 4]), 0.5, 4).item() == 0.0
 
 
+def test_per_example_selection_cost_pins_every_count():
+    # counts 0 and 4, target 2 each: the batch mean is on target, but ((0-2)^2 + (4-2)^2) / 2 = 4
+    mask = torch.tensor([[0.0] * 4, [1.0] * 4], requires_grad=True)
+    cost = selection_cost(mask, 0.5, 4, per_example=True)
+    assert cost.item() == approx(4.0)
+    # d/dm_bl = 2 (count_b - 2) / B: -2 for the empty example, +2 for the full one
+    cost.backward()
+    assert mask.grad.tolist() == [[-2.0] * 4, [2.0] * 4]
+    # per-example real lengths 4 and 8 at ratio 0.25: targets 1 and 2; counts 2 and 2 -> (1 + 0) / 2
+    counts_two = torch.tensor([[1.0, 1, 0, 0, 0, 0, 0, 0], [1.0, 1, 0, 0, 0, 0, 0, 0]])
+    assert selection_cost(counts_two, 0.25, torch.tensor([4.0, 8.0]), per_example=True).item() == approx(0.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # rationale distillation KD_R
 

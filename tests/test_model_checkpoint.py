@@ -391,3 +391,17 @@ def test_cls_model_reads_everything(text_cls_ckpt, text_task):
     assert exp.ratio == 1.0 and len(exp.selected) == exp.num_features and exp.scores == []
     metrics = evaluate_split(model, load_dataset_spec(f"csv:{text_task}").test)
     assert "ratio" not in metrics and 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_selection_cost_kinds_in_evaluation_and_training(text_re_ckpt, text_task, trainer, tmp_path):
+    model = load_checkpoint(text_re_ckpt)
+    split = load_dataset_spec(f"csv:{text_task}").test
+    # top-k gives every 22-piece review the same count (2), so with the real lengths the per-example
+    # and the batch-mean costs agree: (2 - 0.1 * 22)^2 = 0.04
+    for kind in ("batch", "example"):
+        metrics = evaluate_split(model, split, sel_length="real", sel_cost=kind, lambda_sel=1.0)
+        assert metrics["selection_cost"] == pytest.approx(0.04, abs=1e-5)
+    out = trainer(f"csv:{text_task}", tmp_path / "per-example", ratio=0.1, sel_cost="example")
+    assert json.loads((out / "config.json").read_text())["training"]["sel_cost"] == "example"
+    with pytest.raises(ConfigError, match="sel_cost"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", sel_cost="everything")
