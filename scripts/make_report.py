@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="METHOD.md, for the paper's numbers (left out when missing)")
     parser.add_argument("--checkpoints", default=str(REPO / "checkpoints"),
                         help="the shipped checkpoints (their per-epoch logs and size)")
+    parser.add_argument("--diagnostics", default=str(REPO / "docs" / "results" / "selection_diagnostics.csv"),
+                        help="the CSV of scripts/selection_diagnostics.py (section left out when missing)")
     parser.add_argument("--recipe", default="configs/embedded.yaml", help="the recipe named in the commands")
     args = parser.parse_args(argv)
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     paper = paper_table(Path(args.method))
     checkpoints = Path(args.checkpoints)
     sections = [header(args), headline_section(runs, paper), targets_section(runs), findings_section(runs, checkpoints),
-                sweep_section(runs, figures, out), plausibility_section(runs), curves_section(runs, checkpoints),
+                sweep_section(runs, figures, out), plausibility_section(runs), diagnostics_section(Path(args.diagnostics)),
+                variants_section(runs), curves_section(runs, checkpoints),
                 runs_section(runs), hardware_section(runs, args)]
     out.write_text("\n\n".join(s for s in sections if s) + "\n", encoding="utf-8")
     print(f"wrote {out} and {figures}/")
@@ -89,7 +92,8 @@ def paper_table(method: Path) -> pd.DataFrame:
 def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:
     """The runs of one model at the group's headline ratio (CLS: any ratio), excluding the ratio sweeps."""
     ratio = GROUPS[group][1]
-    rows = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode) & ~runs.run.str.contains("/sweep/")]
+    rows = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode)
+                & ~runs.run.str.contains("/sweep/|/variants/")]
     if backbone is not None:
         rows = rows[rows.backbone == backbone]
     return rows if mode == "cls" else rows[(rows.ratio - ratio).abs() < 1e-9]
@@ -232,6 +236,72 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
     return "\n".join(["## What limits the targets", "", *("- " + line for line in lines)])
 
 
+def diagnostics_section(path: Path) -> str:
+    """The table of scripts/selection_diagnostics.py, with what it shows in sentences built from it."""
+    if not path.is_file():
+        return ""
+    table = pd.read_csv(path)
+    n = ", ".join(sorted({f"{int(v):,}" for v in table.n}))
+    lines = ["## How the selections behave (scripts/selection_diagnostics.py)", "",
+             f"On a seeded stratified sample of each test set ({n} examples): accuracy with top-k at the training "
+             "ratio (the reported selection) and with the generator's own argmax choice; the argmax selection's "
+             "ratio overall and for its lowest and highest class; accuracy with every feature's content removed "
+             "but the mask kept (text: all word pieces [UNK]; images: all pixels 0), where anything above chance "
+             "would mean the mask's shape alone carries the class; and accuracy with a random mask of the top-k "
+             "size on the real content.", "",
+             "| checkpoint | mode | ratio | top-k acc. | argmax acc. | argmax ratio (lowest – highest class) | "
+             "content removed: top-k / argmax acc. | random mask acc. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r.checkpoint} | {r['mode'].upper()} | {r.ratio:.2f} | {r.topk_accuracy:.3f} | "
+                     f"{r.argmax_accuracy:.3f} | {r.argmax_ratio:.3f} ({r.lowest_class} {r.argmax_ratio_lowest_class:.3f} "
+                     f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
+                     f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} |")
+    notes = []
+    skewed = table[table.argmax_ratio_highest_class > 2 * table.argmax_ratio_lowest_class.clip(lower=1e-9)]
+    skewed = skewed[skewed.argmax_ratio > 0.01]
+    if len(skewed):
+        notes.append(f"{len(skewed)} of {len(table)} generators select, on their own, at least twice as much of one "
+                     "class as of another: the paper's selection cost pins only the batch-mean count, so the "
+                     "rationale's length follows the class, and a fixed-ratio top-k gives the predictor lengths it "
+                     "was not trained on (top-k accuracy below argmax accuracy: "
+                     f"{int((skewed.topk_accuracy < skewed.argmax_accuracy).sum())} of them).")
+    worse = table[table.random_mask_accuracy > table.topk_accuracy]
+    if len(worse):
+        notes.append(f"{len(worse)} of {len(table)} models do better on a random selection of the same size than on "
+                     "their own top-k selection (" + ", ".join(worse.checkpoint) + "): their generator has not "
+                     "learned what to select.")
+    margin = 1.5 / table.n.clip(lower=1) ** 0.5  # three binomial standard deviations at p = 0.5
+    leaks = table[table.topk_content_removed_accuracy > _chance(table) + margin]
+    notes.append("With the content removed, " + ("no model is above chance: the masks' shapes do not carry the class."
+                                                 if leaks.empty else f"{len(leaks)} models stay above chance: "
+                                                 + ", ".join(leaks.checkpoint) + "."))
+    return "\n".join(lines + [""] + ["- " + note for note in notes])
+
+
+def _chance(table: pd.DataFrame) -> pd.Series:
+    """The accuracy of the majority guess on a stratified sample: 1 / number of classes."""
+    return table.task.map({"text": 0.5, "vision": 0.1}).fillna(0.5)
+
+
+def variants_section(runs: pd.DataFrame) -> str:
+    """Runs under GROUP/variants/ beside the headline runs of the same role, mode and ratio."""
+    variants = runs[runs.run.str.contains("/variants/")]
+    if variants.empty:
+        return ""
+    lines = ["## Variants of the recipe", "",
+             "Each variant run (its settings are in the recipe's comments) beside the headline runs of the same "
+             "role, mode and ratio.", "",
+             "| variant run | accuracy | achieved ratio | teacher agreement | mask IoU with its teacher | "
+             "plausibility token F1 | headline runs: accuracy |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for _, r in variants.iterrows():
+        base = headline_runs(runs, r.group, r.role, r["mode"])
+        base = base[(base.ratio - r.ratio).abs() < 1e-9]
+        lines.append(f"| {r.run} | {r.accuracy:.4f} | {r.achieved_ratio:.3f} | {_cell(r.get('teacher_agreement'))} | "
+                     f"{_cell(r.get('teacher_mask_iou'))} | {_cell(r.get('plausibility_f1'))} | {mean_std(base.accuracy, 4)} |")
+    return "\n".join(lines)
+
+
 def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
     """Per-epoch training and dev numbers of the shipped RE / REKD models (their checkpoints' log.jsonl)."""
     lines = ["## Training curves of the shipped RE and REKD models", "",
@@ -266,7 +336,7 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
              "selects top-k at the student's ratio."]
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
-        models = runs[(runs.group == group) & (runs["mode"] != "cls")]
+        models = runs[(runs.group == group) & (runs["mode"] != "cls") & ~runs.run.str.contains("/variants/")]
         if models.ratio.nunique() < 2:
             continue
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))

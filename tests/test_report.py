@@ -55,8 +55,15 @@ def write_results(path: Path) -> None:
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
+    rows.append(_row("text/variants/student-re-example-cost", "student", "re", 0.1, 2026, 0.81))
     for row in rows:
         append_result(path, row)
+
+
+DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy
+checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51
+checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42
+"""
 
 
 def write_teacher_log(checkpoints: Path) -> None:
@@ -76,8 +83,10 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     write_results(results)
     method.write_text(METHOD)
     write_teacher_log(tmp_path / "checkpoints")
+    (tmp_path / "diagnostics.csv").write_text(DIAGNOSTICS)
     assert make_report.main(["--results", str(results), "--out", str(out), "--method", str(method),
-                             "--checkpoints", str(tmp_path / "checkpoints")]) == 0
+                             "--checkpoints", str(tmp_path / "checkpoints"),
+                             "--diagnostics", str(tmp_path / "diagnostics.csv")]) == 0
     report = out.read_text()
     # Main table: CLS, RE and REKD mean +- std over the seeds, beside the paper's BERT-Mini row.
     assert ("| IMDB | student text-student | 0.830 (1 seed) | 0.780 ± 0.010 (3 seeds) | 0.803 ± 0.006 (3 seeds) "
@@ -93,6 +102,17 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "The teacher RE is ahead of the student RE (0.840 against 0.780)." in report
     assert "prediction agreement 0.600 (RE) → 0.800 (REKD), mask IoU 0.200 → 0.500" in report
     assert "dev accuracy went from 0.760 → 0.710 over the epochs: it overfits the training set." in report
+    # Selection diagnostics: the table and what it shows.
+    assert ("| checkpoints/text/teacher-re | RE | 0.10 | 0.700 | 0.800 | 0.150 (pos 0.060 – neg 0.240) | 0.500 / 0.500 "
+            "| 0.510 |") in report
+    assert "1 of 2 generators select, on their own, at least twice as much of one class" in report
+    assert "(top-k accuracy below argmax accuracy: 1 of them)" in report
+    assert "1 of 2 models do better on a random selection of the same size than on their own top-k selection " \
+           "(checkpoints/vision/student-re)" in report
+    assert "no model is above chance" in report
+    # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table.
+    assert "| text/variants/student-re-example-cost | 0.8100 |" in report
+    assert "| 0.7800 ± 0.0100 (3 seeds) |" in report
     # Training curves of the shipped model, its kept epoch in bold.
     assert "| text/teacher-re | **2** | 0.210 | 0.130 | 0.530 | 0.710 | 0.4800 |" in report
     plot = out.parent / "results" / "text_sweep.png"
@@ -103,7 +123,8 @@ def test_report_without_the_paper(make_report, tmp_path):
     results, out = tmp_path / "results.csv", tmp_path / "RESULTS.md"
     write_results(results)
     make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
-                      "--checkpoints", str(tmp_path / "no-checkpoints")])
+                      "--checkpoints", str(tmp_path / "no-checkpoints"), "--diagnostics", str(tmp_path / "none.csv")])
     report = out.read_text()
     assert "| IMDB | student text-student | 0.830 (1 seed) |" in report
     assert "Training curves" not in report and "training cross-entropy" not in report
+    assert "How the selections behave" not in report
