@@ -421,12 +421,14 @@ def hardware_section(runs: pd.DataFrame, args) -> str:
         "## Hardware and commands", "",
         f"- Runs recorded on: {hardware} (as each run wrote it).",
         f"- This report was generated on: {_cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.",
-        "- Two sweep processes ran side by side, one per modality, each with `OMP_NUM_THREADS=1`.",
+        "- The runs were spread over several sittings, two or three `rekd sweep` processes at once (split with "
+        "`--only`), each with `OMP_NUM_THREADS=1`: a run's wall time includes that sharing of the 2 cores.",
         f"- Shipped `checkpoints/` size: {size}.", "",
         "```bash",
         f"OMP_NUM_THREADS=1 rekd sweep {args.recipe} --only '^text/'   &",
         f"OMP_NUM_THREADS=1 rekd sweep {args.recipe} --only '^vision/' &",
         "wait",
+        "python scripts/selection_diagnostics.py --limit 2000 [CHECKPOINT ...]  # the rows of its table",
         "python scripts/make_report.py",
         "```"])
 
