@@ -285,20 +285,24 @@ def _chance(table: pd.DataFrame) -> pd.Series:
 
 
 def variants_section(runs: pd.DataFrame) -> str:
-    """Runs under GROUP/variants/ beside the headline runs of the same role, mode and ratio."""
-    variants = runs[runs.run.str.contains("/variants/")]
+    """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the headline runs of the
+    same role, mode and ratio."""
+    variants = runs[runs.run.str.contains("/variants/")].copy()
     if variants.empty:
         return ""
+    variants["variant"] = variants.run.str.replace(r"-s\d+$", "", regex=True)
     lines = ["## Variants of the recipe", "",
-             "Each variant run (its settings are in the recipe's comments) beside the headline runs of the same "
-             "role, mode and ratio.", "",
-             "| variant run | accuracy | achieved ratio | teacher agreement | mask IoU with its teacher | "
+             "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
+             "headline runs of the same role, mode and ratio.", "",
+             "| variant | accuracy | achieved ratio | teacher agreement | mask IoU with its teacher | "
              "plausibility token F1 | headline runs: accuracy |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for _, r in variants.iterrows():
-        base = headline_runs(runs, r.group, r.role, r["mode"])
-        base = base[(base.ratio - r.ratio).abs() < 1e-9]
-        lines.append(f"| {r.run} | {r.accuracy:.4f} | {r.achieved_ratio:.3f} | {_cell(r.get('teacher_agreement'))} | "
-                     f"{_cell(r.get('teacher_mask_iou'))} | {_cell(r.get('plausibility_f1'))} | {mean_std(base.accuracy, 4)} |")
+    for name, rows in variants.groupby("variant", sort=False):
+        first = rows.iloc[0]
+        base = headline_runs(runs, first.group, first.role, first["mode"])
+        base = base[(base.ratio - first.ratio).abs() < 1e-9]
+        lines.append(f"| {name} | {mean_std(rows.accuracy, 4)} | {rows.achieved_ratio.mean():.3f} | "
+                     f"{_cell(rows.teacher_agreement.mean())} | {_cell(rows.teacher_mask_iou.mean())} | "
+                     f"{_cell(rows.plausibility_f1.mean())} | {mean_std(base.accuracy, 4)} |")
     return "\n".join(lines)
 
 
