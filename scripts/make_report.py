@@ -219,7 +219,7 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
         if log:
             last = log[-1]
             said.append(f"In its last epoch the teacher RE had a training cross-entropy of {last['train_ce']:.3f} "
-                        f"(Gumbel-soft masks) against a dev loss of {last['dev_loss']:.3f} (top-k masks)")
+                        f"(sampled Gumbel masks) against a dev loss of {last['dev_loss']:.3f} (top-k masks)")
             if last["train_ce"] < 0.7 * last["dev_loss"]:
                 said.append("and dev accuracy went from "
                             + " → ".join(f"{e['dev_accuracy']:.3f}" for e in log)
@@ -309,7 +309,7 @@ def variants_section(runs: pd.DataFrame) -> str:
 def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
     """Per-epoch training and dev numbers of the shipped RE / REKD models (their checkpoints' log.jsonl)."""
     lines = ["## Training curves of the shipped RE and REKD models", "",
-             "From each checkpoint's `log.jsonl`. Training numbers use Gumbel-softmax masks (ratio: mean mask over "
+             "From each checkpoint's `log.jsonl`. Training numbers use sampled straight-through Gumbel masks (ratio: mean mask over "
              "the padded length); dev numbers use top-k masks. The kept epoch (lowest dev L_RE) is in bold.", "",
              "| run | epoch | train CE | train ratio | dev L_RE | dev accuracy | dev recall of class 1 (binary tasks) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
