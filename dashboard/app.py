@@ -438,7 +438,7 @@ def results_section(ctx, frame):
         st.plotly_chart(R.achieved_ratio_figure(agg), key="results_sparsity")
     else:
         st.caption("No RE or REKD run among these: no sparsity to plot (a CLS model reads everything).")
-    students = agg[agg["role"] == "student"]
+    students = agg[agg["role"].str.startswith("student")]
     for metric, title in (("teacher_agreement", "students: prediction agreement with the teacher"),
                           ("teacher_mask_iou", "students: rationale (mask) IoU with the teacher")):
         if f"{metric}_mean" in agg and students[f"{metric}_mean"].notna().any():

@@ -615,7 +615,7 @@ TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser",
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
-    ``role`` are lower-cased; numbers that do not parse become NaN and rows without an accuracy
+    ``role`` are lower-cased, and a recipe variant's role names the variant (``student (example-cost)``); numbers that do not parse become NaN and rows without an accuracy
     are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
     path = Path(str(path).strip()).expanduser()
     if not path.is_file():
@@ -642,6 +642,9 @@ def load_results(path: str | Path) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
     frame["role"] = frame["role"].str.lower()
+    if "run" in frame.columns:  # a recipe variant (GROUP/variants/NAME[-sSEED]) is its own series, not more seeds
+        variant = frame["run"].astype(str).str.extract(r"/variants/(?:teacher|student)-(?:rekd|re|cls)-(.+?)(?:-s\d+)?$")[0]
+        frame["role"] = frame["role"].where(variant.isna(), frame["role"] + " (" + variant.fillna("") + ")")
     frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{path}: the results file has no row with an accuracy")

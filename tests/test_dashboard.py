@@ -688,6 +688,13 @@ def test_results_file_reading(tmp_path):
         B.load_results(tmp_path / "nope.csv")
     figure = R.results_figure(agg)
     assert figure.data[0].name == "student · REKD"
+    # A recipe variant's runs (and its seeds) form their own series instead of joining the headline seeds.
+    path.write_text("run,task,role,mode,ratio,seed,accuracy\ntext/student-re,text,student,re,0.1,1,0.8\n"
+                    "text/variants/student-re-example-cost,text,student,re,0.1,1,0.9\n"
+                    "text/variants/student-re-example-cost-s2,text,student,re,0.1,2,0.7\n")
+    agg = B.aggregate_results(B.load_results(path)).set_index("role")
+    assert agg.loc["student", "runs"] == 1 and agg.loc["student (example-cost)", "runs"] == 2
+    assert agg.loc["student (example-cost)", "accuracy_mean"] == pytest.approx(0.8)
 
 
 def test_default_pair_prefers_named_teacher_and_rekd_student():
