@@ -615,8 +615,8 @@ TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser",
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
-    ``role`` are lower-cased, and a recipe variant's role names the variant (``student (example-cost)``); numbers that do not parse become NaN and rows without an accuracy
-    are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
+    ``role`` are lower-cased, and a recipe variant's role names the variant (``student (example-cost)``);
+    numbers that do not parse become NaN and rows without an accuracy are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
     path = Path(str(path).strip()).expanduser()
     if not path.is_file():
         raise DataError(f"{path}: no results file there")

@@ -210,7 +210,8 @@ def train(config: TrainConfig) -> Path:
     core.load_state_dict(best["state"])
     test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                     sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator,
-                    with_faithfulness=cfg.faithfulness and cfg.mode != "cls", teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
+                    with_faithfulness=cfg.faithfulness and cfg.mode != "cls",
+                    teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
     wall = time.time() - started
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
                "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,

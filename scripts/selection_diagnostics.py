@@ -48,11 +48,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="CSV to update: a checkpoint's row is replaced, the others are kept")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.checkpoints:  # resolved before the chdir below: relative to the caller's directory
+        located = {path: Path(path).resolve() for path in args.checkpoints}
+    else:
+        located = {str(c.parent.relative_to(REPO)): c.parent for c in sorted((REPO / "checkpoints").glob("*/*/config.json"))}
+    paths = list(located)
     os.chdir(REPO)  # dataset specs in checkpoints are relative to the repository root
-    paths = args.checkpoints or [str(p.parent.relative_to(REPO)) for p in sorted((REPO / "checkpoints").glob("*/*/config.json"))]
     rows = []
     for path in paths:
-        model = load_checkpoint(path).eval()
+        model = load_checkpoint(located[path]).eval()
         if model.generator is None:
             continue
         row = diagnose(model, args.limit, args.seed)
