@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
+from rekd_core.sweep import variant_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -643,7 +644,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
     frame["role"] = frame["role"].str.lower()
     if "run" in frame.columns:  # a recipe variant (GROUP/variants/NAME[-sSEED]) is its own series, not more seeds
-        variant = frame["run"].astype(str).str.extract(r"/variants/(?:teacher|student)-(?:rekd|re|cls)-(.+?)(?:-s\d+)?$")[0]
+        variant = frame["run"].map(variant_of)
         frame["role"] = frame["role"].where(variant.isna(), frame["role"] + " (" + variant.fillna("") + ")")
     frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
     if frame.empty:

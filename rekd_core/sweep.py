@@ -39,6 +39,23 @@ RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility"}
 REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name another run
 
 
+SEED_SUFFIX = re.compile(r"-s\d+$")  # the recipes name a run's extra seeds NAME-sSEED
+VARIANT_RUN = re.compile(r"/variants/(?:teacher|student)-(?:rekd|re|cls)-(?P<variant>.+)$")
+
+
+def series_name(run_name: str) -> str:
+    """The run's name without its ``-sSEED`` suffix: the runs that share it are seeds of one model."""
+    return SEED_SUFFIX.sub("", str(run_name))
+
+
+def variant_of(run_name: str) -> str | None:
+    """The recipe variant a run belongs to (``text/variants/student-re-example-cost-s2027`` ->
+    ``example-cost``), or None for a headline, seed or sweep run. A variant lives under
+    ``GROUP/variants/ROLE-MODE-VARIANT``; the dashboard plots it as its own series."""
+    match = VARIANT_RUN.search(series_name(run_name))
+    return match["variant"] if match else None
+
+
 def expand_runs(recipe: dict) -> list[dict]:
     """The recipe's runs, one dict per checkpoint, with defaults applied and names formatted."""
     defaults = recipe.get("defaults", {})

@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rekd_core.sweep import series_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 # The first part of a run's name is its group: group -> (dataset as the paper's table names it, headline ratio).
 GROUPS = {"text": ("IMDB", 0.10), "vision": ("CIFAR-10", 0.15), "imdb": ("IMDB", 0.10),
@@ -290,7 +292,7 @@ def variants_section(runs: pd.DataFrame) -> str:
     variants = runs[runs.run.str.contains("/variants/")].copy()
     if variants.empty:
         return ""
-    variants["variant"] = variants.run.str.replace(r"-s\d+$", "", regex=True)
+    variants["variant"] = variants.run.map(series_name)
     lines = ["## Variants of the recipe", "",
              "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
              "headline runs of the same role, mode and ratio.", "",

@@ -13,7 +13,7 @@ from rekd_core.data import load_dataset_spec, pick_split
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.evaluation import evaluate
 from rekd_core.processing import FeatureDataset, collate
-from rekd_core.sweep import expand_runs, read_results, run_sweep
+from rekd_core.sweep import expand_runs, read_results, run_sweep, series_name, variant_of
 
 from tests.core_fixtures import TEXT_MAX_LENGTH, write_eraser
 
@@ -30,6 +30,17 @@ def test_expand_runs_formats_names_and_references():
     assert all(r["epochs"] == 1 for r in runs) and [r["seed"] for r in runs[2:]] == [1, 2]
     with pytest.raises(ConfigError, match="unique"):
         expand_runs({"runs": [{"name": "same", "ratios": [0.1, 0.2]}]})
+
+
+@pytest.mark.parametrize("run, series, variant", [
+    ("text/variants/student-rekd-example-cost-s2027", "text/variants/student-rekd-example-cost", "example-cost"),
+    ("text/variants/teacher-re-example-cost", "text/variants/teacher-re-example-cost", "example-cost"),
+    ("text/seeds/student-re-s2028", "text/seeds/student-re", None),
+    ("vision/sweep/student-rekd-r0.35", "vision/sweep/student-rekd-r0.35", None),
+    ("text/student-re", "text/student-re", None),
+])
+def test_series_and_variant_names(run, series, variant):
+    assert series_name(run) == series and variant_of(run) == variant
 
 
 def _recipe(tmp_path: Path, dataset: str, **extra) -> Path:
