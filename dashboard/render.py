@@ -650,6 +650,14 @@ def _series(agg, metric: str):
         yield role, mode, backbone, group, backbones.index(str(backbone))
 
 
+def _marker(role: str, size: int = 7) -> dict:
+    """Teachers are diamonds; a recipe variant (role ``student (VARIANT)``) is a star, so that it
+    stands apart from its headline series of the same mode colour."""
+    if "(" in role:
+        return dict(symbol="star", size=size + 5)
+    return dict(symbol="diamond", size=size + 2) if role.startswith("teacher") else dict(symbol="circle", size=size)
+
+
 def _series_name(role: str, mode: str, backbone: str) -> str:
     return f"{role} · {mode.upper()} · {backbone}" if backbone else f"{role} · {mode.upper()}"
 
@@ -678,7 +686,7 @@ def results_figure(agg, metric: str = "accuracy", title: str | None = None):
             x=group["ratio"].tolist(), y=mean.tolist(), mode="lines+markers", name=name,
             error_y=dict(type="data", array=std.fillna(0).tolist() if std is not None else None, visible=std is not None),
             line=dict(color=colour, dash=_DASHES[b_index % len(_DASHES)], width=3.5 if role == "teacher" else 2),
-            marker=dict(symbol="diamond" if role == "teacher" else "circle", size=9 if role == "teacher" else 7),
+            marker=_marker(role),
             customdata=group["runs"].tolist(), hovertemplate=f"{name}<br>ratio %{{x}}<br>{metric} %{{y:.3f}}"
                                                       "<br>runs %{customdata}<extra></extra>"))
     values = [v for trace in fig.data for v in (trace.y or []) if v is not None and v == v]
@@ -707,7 +715,7 @@ def achieved_ratio_figure(agg):
                 x=group["ratio"].tolist(), y=group["achieved_ratio_mean"].tolist(), mode="lines+markers", name=name,
                 line=dict(color=MODE_COLOURS.get(mode, "#444"), dash=_DASHES[b_index % len(_DASHES)],
                           width=3.5 if role == "teacher" else 2),
-                marker=dict(symbol="diamond" if role == "teacher" else "circle")))
+                marker=_marker(role, size=6)))
     fig.update_layout(title="achieved sparsity: selected / real features", xaxis_title="target rationale ratio p",
                       yaxis_title="achieved ratio", height=420, margin=dict(l=10, r=10, t=50, b=10),
                       template="plotly_white")

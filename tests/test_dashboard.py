@@ -695,6 +695,8 @@ def test_results_file_reading(tmp_path):
     agg = B.aggregate_results(B.load_results(path)).set_index("role")
     assert agg.loc["student", "runs"] == 1 and agg.loc["student (example-cost)", "runs"] == 2
     assert agg.loc["student (example-cost)", "accuracy_mean"] == pytest.approx(0.8)
+    markers = {trace.name: trace.marker.symbol for trace in R.results_figure(agg.reset_index()).data}
+    assert markers == {"student · RE": "circle", "student (example-cost) · RE": "star"}
 
 
 def test_default_pair_prefers_named_teacher_and_rekd_student():
