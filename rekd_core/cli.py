@@ -21,6 +21,7 @@ TRAIN_HELP = {
     "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
     "ratio": "target rationale ratio p (default: text 0.10, vision 0.15)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
+    "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
     "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
     "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
     "lambda_r": "weight of the rationale distillation KD_R",

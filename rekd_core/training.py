@@ -36,6 +36,7 @@ TASK_DEFAULTS = {
     "vision": {"ratio": 0.15, "lambda_sel": 1e-2, "dropout": 0.1, "weight_decay": 1e-3},
 }
 PAPER_LR = 1e-5
+LR_SCHEDULES = ("constant", "linear", "cosine")  # names of transformers.get_scheduler
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
+    lr_schedule: str = "constant"  # constant (the paper) | linear | cosine decay to 0 over the run
     weight_decay: float | None = None
     dropout: float | None = None
     seed: int = 2026
@@ -97,6 +99,7 @@ class TrainConfig:
         _check_choice("eval_selection", cfg.eval_selection, SELECTIONS)
         _check_choice("sel_length", cfg.sel_length, ("padded", "real"))
         _check_choice("sel_cost", cfg.sel_cost, ("batch", "example"))
+        _check_choice("lr_schedule", cfg.lr_schedule, LR_SCHEDULES)
         _check_choice("device", cfg.device, ("auto", "cpu", "cuda", "mps"))
         if not cfg.dataset:
             raise ConfigError("no dataset given (--dataset SPEC)")
@@ -129,6 +132,7 @@ def train(config: TrainConfig) -> Path:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
+    from transformers import get_scheduler
 
     cfg = config.resolved()
     check_writable(cfg.out)  # before any work, not at the first save
@@ -167,6 +171,9 @@ def train(config: TrainConfig) -> Path:
     core = accelerator.unwrap_model(model)
 
     total_steps = cfg.epochs * len(train_loader)
+    # Stepped once per optimizer step of this process, so it is not handed to accelerator.prepare
+    # (which would step it once per process).
+    lr_scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=0, num_training_steps=total_steps)
     grid_length = core.num_features
     teacher_cache = TeacherCache(len(train_set), grid_length) if distil_from and _cacheable(cfg) else None
     log: list[dict] = []
@@ -183,6 +190,7 @@ def train(config: TrainConfig) -> Path:
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
+            lr_scheduler.step()
             step += 1
             seen += len(batch["label"]) * accelerator.num_processes
             for k, v in parts.items():
@@ -191,7 +199,7 @@ def train(config: TrainConfig) -> Path:
         train_seconds = time.time() - epoch_start
         dev = evaluate(model, dev_loader, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                        sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator)
-        row = {"epoch": epoch, "step": step, "tau": tau, "lr": cfg.lr, "train_seconds": round(train_seconds, 2),
+        row = {"epoch": epoch, "step": step, "tau": tau, "lr": lr_scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
                "train_samples_per_s": round(len(train_set) / max(train_seconds, 1e-9), 2),
                **{f"train_{k}": v / len(train_loader) for k, v in sums.items()},
                **{f"dev_{k}": v for k, v in dev.items()}}

@@ -405,3 +405,17 @@ def test_selection_cost_kinds_in_evaluation_and_training(text_re_ckpt, text_task
     assert json.loads((out / "config.json").read_text())["training"]["sel_cost"] == "example"
     with pytest.raises(ConfigError, match="sel_cost"):
         trainer(f"csv:{text_task}", tmp_path / "bad", sel_cost="everything")
+
+
+def test_learning_rate_schedules(text_task, trainer, tmp_path):
+    def lrs(out):
+        return [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+    constant = trainer(f"csv:{text_task}", tmp_path / "constant", mode="cls", epochs=2, lr=1e-3)
+    assert lrs(constant) == [pytest.approx(1e-3), pytest.approx(1e-3)]
+    # 200 reviews less a 40-review dev split, 16 per batch: 10 steps an epoch, so half-way after epoch 1
+    linear = trainer(f"csv:{text_task}", tmp_path / "linear", mode="cls", epochs=2, lr=1e-3, lr_schedule="linear")
+    assert lrs(linear) == [pytest.approx(5e-4), pytest.approx(0.0)]
+    assert json.loads((linear / "config.json").read_text())["training"]["lr_schedule"] == "linear"
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", lr_schedule="step")
