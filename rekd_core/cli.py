@@ -12,7 +12,8 @@ from .errors import DataError, RekdError
 
 TRAIN_HELP = {
     "task": "text or vision",
-    "mode": "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher)",
+    "mode": "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher), "
+            "mlm (masked-language pretraining of a text backbone, for --init-from)",
     "backbone": "a preset name (see `rekd presets`), timm:NAME, or a Hugging Face hub id / local directory",
     "dataset": "imdb | aclimdb:PATH | cifar10[:PATH] | cifar100[:PATH] | cifar100-fine[:PATH] | imagefolder:DIR | "
                "csv:DIR | jsonl:DIR | eraser-movies:DIR",

@@ -146,7 +146,8 @@ def result_row(run: dict, checkpoint: Path) -> dict:
     config, metrics = read_config(checkpoint), read_metrics(checkpoint)
     test = metrics.get("test", {})
     params = config.get("parameters", {})
-    return {"run": run["name"], "task": config["task"], "role": run.get("role", ""), "mode": config["mode"],
+    mode = "mlm" if config.get("pretraining") else config["mode"]  # an MLM run has no test metrics
+    return {"run": run["name"], "task": config["task"], "role": run.get("role", ""), "mode": mode,
             "backbone": config["backbone"].get("source", ""), "ratio": config["ratio"],
             "seed": config.get("training", {}).get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
             "achieved_ratio": test.get("ratio", 1.0), "ratio_argmax": test.get("ratio_argmax", ""),

@@ -44,7 +44,7 @@ class TrainConfig:
     """Every knob of a run. ``None`` means: the task's (or the preset's) default."""
 
     task: str = "text"  # text | vision
-    mode: str = "re"  # cls | re | rekd
+    mode: str = "re"  # cls | re | rekd | mlm (pretrain a text backbone for --init-from; pretraining.py)
     backbone: str = "bert-1x64"  # preset name, timm:NAME, or HF hub id / local directory
     dataset: str = ""  # dataset spec (data.py)
     out: str = ""  # checkpoint directory to write
@@ -92,7 +92,7 @@ class TrainConfig:
         """A copy with defaults filled in and every choice validated."""
         cfg = dataclasses.replace(self)
         _check_choice("task", cfg.task, ("text", "vision"))
-        _check_choice("mode", cfg.mode, ("cls", "re", "rekd"))
+        _check_choice("mode", cfg.mode, ("cls", "re", "rekd", "mlm"))
         _check_choice("distil", cfg.distil, ("both", "rationale", "prediction"))
         _check_choice("teacher_labels", cfg.teacher_labels, ("soft", "hard"))
         _check_choice("teacher_mask", cfg.teacher_mask, ("student", "teacher"))
@@ -137,6 +137,10 @@ def train(config: TrainConfig) -> Path:
     cfg = config.resolved()
     check_writable(cfg.out)  # before any work, not at the first save
     accelerator = _make_accelerator(Accelerator, cfg.device)
+    if cfg.mode == "mlm":
+        from .pretraining import pretrain_mlm
+
+        return pretrain_mlm(cfg, accelerator)
     set_seed(cfg.seed)
     started = time.time()
 

@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     figures.mkdir(parents=True, exist_ok=True)
     paper = paper_table(Path(args.method))
     checkpoints = Path(args.checkpoints)
-    sections = [header(args), headline_section(runs, paper), targets_section(runs), findings_section(runs, checkpoints),
-                sweep_section(runs, figures, out), plausibility_section(runs), diagnostics_section(Path(args.diagnostics)),
-                variants_section(runs), curves_section(runs, checkpoints),
+    classifiers = runs[runs["mode"] != "mlm"]  # MLM pretraining runs appear only among the runs and their times
+    sections = [header(args), headline_section(classifiers, paper), targets_section(classifiers),
+                findings_section(classifiers, checkpoints), sweep_section(classifiers, figures, out),
+                plausibility_section(classifiers), diagnostics_section(Path(args.diagnostics)),
+                variants_section(classifiers), curves_section(classifiers, checkpoints),
                 runs_section(runs), hardware_section(runs, args)]
     out.write_text("\n\n".join(s for s in sections if s) + "\n", encoding="utf-8")
     print(f"wrote {out} and {figures}/")

@@ -1,0 +1,118 @@
+"""Masked-language-model pretraining of a text backbone: the small-model analogue of BERT's own
+pretraining, for from-scratch presets that have none.
+
+``rekd train --mode mlm`` trains the encoder on the training split's texts (BERT's 15% masking,
+80/10/10, with ``transformers.DataCollatorForLanguageModeling``) and writes a CLS checkpoint whose
+backbone holds the pretrained encoder and whose classification head is untrained: the input of
+``--init-from`` for the CLS, RE or REKD run that follows. The dev split's texts give a held-out MLM
+loss (masked with a fixed seed, so epochs compare) that picks the kept epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import save_checkpoint
+from .data import load_dataset_spec
+from .errors import ConfigError
+from .processing import FeatureDataset, collate
+
+MLM_PROBABILITY = 0.15
+
+
+def pretrain_mlm(cfg, accelerator) -> Path:
+    """Pretrain ``cfg.backbone`` by masked-language modelling; return the checkpoint directory.
+    ``cfg`` is a resolved TrainConfig with ``mode == "mlm"``."""
+    from accelerate.utils import set_seed
+    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
+
+    from .training import _hardware, build_model, make_splits, run_description
+
+    if cfg.task != "text":
+        raise ConfigError("--mode mlm pretrains text backbones only")
+    set_seed(cfg.seed)
+    started = time.time()
+    bundle = load_dataset_spec(cfg.dataset)
+    if bundle.task != "text":
+        raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --mode mlm needs text")
+    train_split, dev_split, _ = make_splits(bundle, cfg)
+    model = build_model(dataclasses.replace(cfg, mode="cls"), bundle.labels, train_split)
+    tokenizer = model.processor.tokenizer
+    if tokenizer.mask_token is None:
+        raise ConfigError(f"the tokenizer of {cfg.backbone!r} has no mask token, so it cannot do MLM")
+    encoder = model.predictor.backbone.encoder
+    mlm = AutoModelForMaskedLM.from_config(encoder.config)
+    setattr(mlm, mlm.base_model_prefix, encoder)  # the head trains on top of the model's own encoder
+
+    make_loader = lambda split, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        FeatureDataset(split, model.processor), batch_size=cfg.batch_size, shuffle=shuffle,
+        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None, collate_fn=collate)
+    train_loader, dev_loader = make_loader(train_split, True), make_loader(dev_split, False)
+    optimizer = torch.optim.AdamW([p for p in mlm.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    mlm, optimizer, train_loader, dev_loader = accelerator.prepare(mlm, optimizer, train_loader, dev_loader)
+    total_steps = cfg.epochs * len(train_loader)
+    lr_scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=0, num_training_steps=total_steps)
+    masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=cfg.seed)
+
+    description = run_description(cfg, model, None)
+    description["pretraining"] = "mlm: the encoder is pretrained, the classification head is untrained"
+    log: list[dict] = []
+    best = {"loss": math.inf, "epoch": 0, "state": None}
+    for epoch in range(1, cfg.epochs + 1):
+        mlm.train()
+        epoch_start, total = time.time(), 0.0
+        for batch in train_loader:
+            loss = mlm(**_masked(batch, masker, tokenizer)).loss
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            lr_scheduler.step()
+            total += loss.item()
+        train_seconds = time.time() - epoch_start
+        dev_loss = _dev_loss(mlm, dev_loader, tokenizer, cfg.seed)
+        row = {"epoch": epoch, "lr": lr_scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
+               "train_samples_per_s": round(len(train_split) / max(train_seconds, 1e-9), 2),
+               "train_loss": total / len(train_loader), "dev_mlm_loss": dev_loss}
+        log.append(row)
+        if accelerator.is_main_process:
+            print(f"epoch {epoch}, train mlm loss {row['train_loss']:.4f}, dev mlm loss {dev_loss:.4f}, "
+                  f"{row['train_samples_per_s']:.1f} samples/s", flush=True)
+        if dev_loss < best["loss"]:
+            best.update(loss=dev_loss, epoch=epoch,
+                        state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+    wall = time.time() - started
+    metrics = {"best_epoch": best["epoch"], "dev": {"mlm_loss": best["loss"]}, "wall_time_s": round(wall, 1),
+               "train_examples": len(train_split), "hardware": _hardware(accelerator)}
+    if accelerator.is_main_process:
+        save_checkpoint(model, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
+                        extra_config={**description, "status": "complete"})
+        print(f"mlm: dev loss {best['loss']:.4f} (epoch {best['epoch']}) -> {cfg.out} ({wall:.0f} s)", flush=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return Path(cfg.out)
+
+
+def _masked(batch: dict, masker, tokenizer) -> dict:
+    """BERT masking of a batch: special tokens and padding are never masked nor predicted."""
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    ids = input_ids.cpu()  # the collator samples its masks on the CPU
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids)) | (attention_mask.cpu() == 0)
+    masked, labels = masker.torch_mask_tokens(ids.clone(), special_tokens_mask=special)
+    return {"input_ids": masked.to(input_ids.device), "attention_mask": attention_mask,
+            "labels": labels.to(input_ids.device)}
+
+
+@torch.no_grad()
+def _dev_loss(mlm, loader, tokenizer, seed: int) -> float:
+    """Mean MLM loss over the dev texts, with the same masks at every epoch."""
+    from transformers import DataCollatorForLanguageModeling
+
+    masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=seed + 1)
+    mlm.eval()
+    losses = [mlm(**_masked(batch, masker, tokenizer)).loss.item() for batch in loader]
+    return sum(losses) / max(len(losses), 1)
