@@ -234,10 +234,26 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
                             + "): it underfits, and more epochs than this CPU budget allows would help.")
             else:
                 said[-1] += "."
+        said.append(_best_teacher(runs, task))
         lines.append(" ".join(said))
     if not lines:
         return ""
     return "\n".join(["## What limits the targets", "", *("- " + line for line in lines)])
+
+
+def _best_teacher(runs: pd.DataFrame, task: str) -> str:
+    """The best teacher of any run (variants and sweeps included) beside the target: the RE teacher
+    at the headline ratio, the RE teacher at any ratio, and the CLS ceiling (it reads everything)."""
+    teachers = runs[(runs.group == task) & (runs.role == "teacher") & runs.accuracy.notna()]
+    ratio = GROUPS[task][1]
+    at_ratio = teachers[(teachers["mode"] == "re") & ((teachers.ratio - ratio).abs() < 1e-9)]
+    best = {label: rows.loc[rows.accuracy.idxmax()] for label, rows in
+            ((f"RE at {ratio:.2f}", at_ratio), ("RE at any ratio", teachers[teachers["mode"] == "re"]),
+             ("CLS", teachers[teachers["mode"] == "cls"])) if len(rows)}
+    if not best:
+        return ""
+    return (f"Against the target of {TARGET_TEACHER_ACCURACY[task]:.2f}, the best teacher of any run (one seed each): "
+            + "; ".join(f"{label} {row.accuracy:.3f} (`{row.run}`)" for label, row in best.items()) + ".")
 
 
 def diagnostics_section(path: Path) -> str:
