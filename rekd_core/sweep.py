@@ -150,7 +150,7 @@ def result_row(run: dict, checkpoint: Path) -> dict:
     return {"run": run["name"], "task": config["task"], "role": run.get("role", ""), "mode": mode,
             "backbone": config["backbone"].get("source", ""), "ratio": config["ratio"],
             "seed": config.get("training", {}).get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
-            "achieved_ratio": test.get("ratio", 1.0), "ratio_argmax": test.get("ratio_argmax", ""),
+            "achieved_ratio": test.get("ratio", 1.0 if test else ""), "ratio_argmax": test.get("ratio_argmax", ""),
             "teacher_agreement": test.get("teacher_agreement", ""), "teacher_mask_iou": test.get("teacher_mask_iou", ""),
             "sufficiency": test.get("sufficiency", ""), "comprehensiveness": test.get("comprehensiveness", ""),
             "parameters": params.get("generator", 0) + params.get("predictor", 0),
