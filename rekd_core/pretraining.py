@@ -15,32 +15,23 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
 
 from .checkpoint import save_checkpoint
-from .data import load_dataset_spec
+from .data import RawSplit
 from .errors import ConfigError
-from .processing import FeatureDataset, collate
+from .processing import FeatureDataset
+from .training import TrainConfig, _hardware, build_model, cpu_snapshot, data_loader, run_description
 
 MLM_PROBABILITY = 0.15
 
 
-def pretrain_mlm(cfg, accelerator) -> Path:
-    """Pretrain ``cfg.backbone`` by masked-language modelling; return the checkpoint directory.
-    ``cfg`` is a resolved TrainConfig with ``mode == "mlm"``."""
-    from accelerate.utils import set_seed
-    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
-
-    from .training import _hardware, build_model, make_splits, run_description
-
-    if cfg.task != "text":
-        raise ConfigError("--mode mlm pretrains text backbones only")
-    set_seed(cfg.seed)
-    started = time.time()
-    bundle = load_dataset_spec(cfg.dataset)
-    if bundle.task != "text":
-        raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --mode mlm needs text")
-    train_split, dev_split, _ = make_splits(bundle, cfg)
-    model = build_model(dataclasses.replace(cfg, mode="cls"), bundle.labels, train_split)
+def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: RawSplit, dev_split: RawSplit,
+                 started: float) -> Path:
+    """Pretrain ``cfg.backbone`` by masked-language modelling on the texts of ``train_split`` (dev
+    loss on ``dev_split``); return the checkpoint directory. ``cfg`` is a resolved text TrainConfig
+    with ``mode == "mlm"``; ``train`` has seeded everything and made the splits since ``started``."""
+    model = build_model(dataclasses.replace(cfg, mode="cls"), labels, train_split)
     tokenizer = model.processor.tokenizer
     if tokenizer.mask_token is None:
         raise ConfigError(f"the tokenizer of {cfg.backbone!r} has no mask token, so it cannot do MLM")
@@ -48,10 +39,8 @@ def pretrain_mlm(cfg, accelerator) -> Path:
     mlm = AutoModelForMaskedLM.from_config(encoder.config)
     setattr(mlm, mlm.base_model_prefix, encoder)  # the head trains on top of the model's own encoder
 
-    make_loader = lambda split, shuffle: torch.utils.data.DataLoader(  # noqa: E731
-        FeatureDataset(split, model.processor), batch_size=cfg.batch_size, shuffle=shuffle,
-        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None, collate_fn=collate)
-    train_loader, dev_loader = make_loader(train_split, True), make_loader(dev_split, False)
+    train_loader = data_loader(FeatureDataset(train_split, model.processor), cfg, shuffle=True)
+    dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
     optimizer = torch.optim.AdamW([p for p in mlm.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     mlm, optimizer, train_loader, dev_loader = accelerator.prepare(mlm, optimizer, train_loader, dev_loader)
@@ -83,8 +72,7 @@ def pretrain_mlm(cfg, accelerator) -> Path:
             print(f"epoch {epoch}, train mlm loss {row['train_loss']:.4f}, dev mlm loss {dev_loss:.4f}, "
                   f"{row['train_samples_per_s']:.1f} samples/s", flush=True)
         if dev_loss < best["loss"]:
-            best.update(loss=dev_loss, epoch=epoch,
-                        state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            best.update(loss=dev_loss, epoch=epoch, state=cpu_snapshot(model))
     wall = time.time() - started
     metrics = {"best_epoch": best["epoch"], "dev": {"mlm_loss": best["loss"]}, "wall_time_s": round(wall, 1),
                "train_examples": len(train_split), "hardware": _hardware(accelerator)}
@@ -110,8 +98,6 @@ def _masked(batch: dict, masker, tokenizer) -> dict:
 @torch.no_grad()
 def _dev_loss(mlm, loader, tokenizer, seed: int) -> float:
     """Mean MLM loss over the dev texts, with the same masks at every epoch."""
-    from transformers import DataCollatorForLanguageModeling
-
     masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=seed + 1)
     mlm.eval()
     losses = [mlm(**_masked(batch, masker, tokenizer)).loss.item() for batch in loader]

@@ -122,6 +122,8 @@ class TrainConfig:
             raise ConfigError(f"ratio must be in (0, 1], got {cfg.ratio}")
         if isinstance(cfg.alpha, str) and cfg.alpha != "schedule":
             cfg.alpha = _parse_float("alpha", cfg.alpha)
+        if cfg.mode == "mlm" and cfg.task != "text":
+            raise ConfigError("--mode mlm pretrains text backbones only")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         return cfg
@@ -137,10 +139,6 @@ def train(config: TrainConfig) -> Path:
     cfg = config.resolved()
     check_writable(cfg.out)  # before any work, not at the first save
     accelerator = _make_accelerator(Accelerator, cfg.device)
-    if cfg.mode == "mlm":
-        from .pretraining import pretrain_mlm
-
-        return pretrain_mlm(cfg, accelerator)
     set_seed(cfg.seed)
     started = time.time()
 
@@ -148,6 +146,10 @@ def train(config: TrainConfig) -> Path:
     if bundle.task != cfg.task:
         raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --task is {cfg.task}")
     train_split, dev_split, test_split = make_splits(bundle, cfg)
+    if cfg.mode == "mlm":
+        from .pretraining import pretrain_mlm
+
+        return pretrain_mlm(cfg, accelerator, bundle.labels, train_split, dev_split, started)
     teacher = load_teacher(cfg, accelerator.device) if cfg.teacher else None
     distil_from = teacher if cfg.mode == "rekd" else None  # otherwise only compared with in the test metrics
     init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
@@ -160,13 +162,9 @@ def train(config: TrainConfig) -> Path:
         init_backbones_from(model, init_source)
 
     train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment)
-    loader_gen = torch.Generator().manual_seed(cfg.seed)
-    make_loader = lambda ds, shuffle: torch.utils.data.DataLoader(  # noqa: E731
-        ds, batch_size=cfg.batch_size, shuffle=shuffle, generator=loader_gen if shuffle else None,
-        num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, cfg.trim_padding))
-    train_loader = make_loader(train_set, True)
-    dev_loader = make_loader(FeatureDataset(dev_split, model.processor), False)
-    test_loader = make_loader(FeatureDataset(test_split, model.processor), False)
+    train_loader = data_loader(train_set, cfg, shuffle=True)
+    dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
+    test_loader = data_loader(FeatureDataset(test_split, model.processor), cfg)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -203,7 +201,8 @@ def train(config: TrainConfig) -> Path:
         train_seconds = time.time() - epoch_start
         dev = evaluate(model, dev_loader, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                        sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator)
-        row = {"epoch": epoch, "step": step, "tau": tau, "lr": lr_scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
+        row = {"epoch": epoch, "step": step, "tau": tau, "lr": lr_scheduler.get_last_lr()[0],
+               "train_seconds": round(train_seconds, 2),
                "train_samples_per_s": round(len(train_set) / max(train_seconds, 1e-9), 2),
                **{f"train_{k}": v / len(train_loader) for k, v in sums.items()},
                **{f"dev_{k}": v for k, v in dev.items()}}
@@ -211,8 +210,7 @@ def train(config: TrainConfig) -> Path:
         if accelerator.is_main_process:
             tqdm.write(_epoch_line(row))
         if dev["l_re"] < best["l_re"]:
-            best.update(l_re=dev["l_re"], epoch=epoch, dev=dev,
-                        state={k: v.detach().to("cpu", copy=True) for k, v in core.state_dict().items()})
+            best.update(l_re=dev["l_re"], epoch=epoch, dev=dev, state=cpu_snapshot(core))
             if accelerator.is_main_process:
                 save_checkpoint(core, cfg.out, state_dict=best["state"], log=log,
                                 extra_config={**extra_config, "status": f"training (best epoch {epoch})"},
@@ -236,6 +234,19 @@ def train(config: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return Path(cfg.out)
+
+
+def data_loader(dataset, cfg: TrainConfig, shuffle: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of ``cfg.batch_size``, padding trimmed per batch; a shuffled loader's order is seeded."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=shuffle,
+        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
+        num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, cfg.trim_padding))
+
+
+def cpu_snapshot(module: torch.nn.Module) -> dict:
+    """A CPU copy of the module's weights: the best epoch's, kept while training goes on."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length: int,
