@@ -40,6 +40,7 @@ REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name 
 
 
 SEED_SUFFIX = re.compile(r"-s\d+$")  # the recipes name a run's extra seeds NAME-sSEED
+RATIO_SUFFIX = re.compile(r"-r\d*\.?\d+$")  # ... and the points of a ratio sweep NAME-rRATIO
 VARIANT_RUN = re.compile(r"/variants/(?:teacher|student)-(?:rekd|re|cls)-(?P<variant>.+)$")
 
 
@@ -51,8 +52,8 @@ def series_name(run_name: str) -> str:
 def variant_of(run_name: str) -> str | None:
     """The recipe variant a run belongs to (``text/variants/student-re-example-cost-s2027`` ->
     ``example-cost``), or None for a headline, seed or sweep run. A variant lives under
-    ``GROUP/variants/ROLE-MODE-VARIANT``; the dashboard plots it as its own series."""
-    match = VARIANT_RUN.search(series_name(run_name))
+    ``GROUP/variants/ROLE-MODE-VARIANT[-rRATIO]``; the dashboard plots it as its own series."""
+    match = VARIANT_RUN.search(RATIO_SUFFIX.sub("", series_name(run_name)))
     return match["variant"] if match else None
 
 

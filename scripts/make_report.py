@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rekd_core.sweep import series_name  # noqa: E402
+from rekd_core.sweep import series_name, variant_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The first part of a run's name is its group: group -> (dataset as the paper's table names it, headline ratio).
@@ -306,20 +306,21 @@ def _chance(table: pd.DataFrame) -> pd.Series:
 
 def variants_section(runs: pd.DataFrame) -> str:
     """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the headline runs of the
-    same role, mode and ratio."""
+    same role, mode and ratio (away from the headline ratio: the sweep's runs)."""
     variants = runs[runs.run.str.contains("/variants/")].copy()
     if variants.empty:
         return ""
     variants["variant"] = variants.run.map(series_name)
     lines = ["## Variants of the recipe", "",
              "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
-             "headline runs of the same role, mode and ratio.", "",
+             "headline runs (or the sweep's runs) of the same role, mode and ratio.", "",
              "| variant | accuracy | achieved ratio | teacher agreement | mask IoU with its teacher | "
-             "plausibility token F1 | headline runs: accuracy |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "plausibility token F1 | headline or sweep runs: accuracy |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, rows in variants.groupby("variant", sort=False):
         first = rows.iloc[0]
-        base = headline_runs(runs, first.group, first.role, first["mode"])
-        base = base[(base.ratio - first.ratio).abs() < 1e-9]
+        same_model = runs[(runs.group == first.group) & (runs.role == first.role) & (runs["mode"] == first["mode"])
+                          & ~runs.run.str.contains("/variants/")]
+        base = same_model[(same_model.ratio - first.ratio).abs() < 1e-9]
         lines.append(f"| {name} | {mean_std(rows.accuracy, 4)} | {rows.achieved_ratio.mean():.3f} | "
                      f"{_cell(rows.teacher_agreement.mean())} | {_cell(rows.teacher_mask_iou.mean())} | "
                      f"{_cell(rows.plausibility_f1.mean())} | {mean_std(base.accuracy, 4)} |")
@@ -353,37 +354,48 @@ def _epochs(checkpoint: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
 
 
+def _sweep_series(models: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str, str, str]]:
+    """(label, rows, colour, marker, line style) of every series of a ratio sweep: the headline
+    roles and modes, then each recipe variant run at several ratios (star markers, dashed)."""
+    plain = models[~models.run.str.contains("/variants/")]
+    series = [(label, plain[(plain.role == role) & (plain["mode"] == mode)], colour, marker, "-")
+              for role, mode, label, colour, marker in SERIES]
+    variants = models[models.run.str.contains("/variants/")].assign(variant=lambda f: f.run.map(variant_of))
+    for (role, mode, variant), rows in variants.groupby(["role", "mode", "variant"], sort=False):
+        if rows.ratio.nunique() >= 2:
+            colour = next(c for r, m, _label, c, _marker in SERIES if (r, m) == (role, mode))
+            series.append((f"{role} {mode.upper()} ({variant})", rows, colour, "*", "--"))
+    return [entry for entry in series if len(entry[1])]
+
+
 def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     lines = ["## Accuracy and achieved ratio against the target ratio", "",
              "Mean over the seeds at each ratio (error bars: std where there are several seeds). "
              "Every REKD point distils from the headline teacher (trained at the headline ratio), which "
-             "selects top-k at the student's ratio."]
+             "selects top-k at the student's ratio; a variant swept over the ratios (dashed, star markers) "
+             "is described in the recipe's comments."]
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
-        models = runs[(runs.group == group) & (runs["mode"] != "cls") & ~runs.run.str.contains("/variants/")]
-        if models.ratio.nunique() < 2:
+        models = runs[(runs.group == group) & (runs["mode"] != "cls")]
+        series = _sweep_series(models)
+        if models[~models.run.str.contains("/variants/")].ratio.nunique() < 2:
             continue
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
-        for role, mode, label, colour, marker in SERIES:
-            rows = models[(models.role == role) & (models["mode"] == mode)]
-            if rows.empty:
-                continue
+        for label, rows, colour, marker, style in series:
             grouped = rows.groupby("ratio")
             stats = grouped.accuracy.agg(["mean", "std", "count"]).reset_index()
             ax_acc.errorbar(stats.ratio, stats["mean"], yerr=stats["std"].fillna(0), marker=marker, capsize=3,
-                            label=label, color=colour, alpha=0.85)
+                            label=label, color=colour, alpha=0.85, linestyle=style)
             achieved = grouped.achieved_ratio.mean().reset_index()
             ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker=marker, label=label,
-                          color=colour, alpha=0.85)
-        for mode, style in (("cls", "--"),):
-            for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
-                cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode)]
-                if len(cls):
-                    ax_acc.axhline(cls.accuracy.mean(), linestyle=style, color=colour, linewidth=1,
-                                   label=f"{role} CLS (all features)")
+                          color=colour, alpha=0.85, linestyle=style)
+        for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
+            cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")]
+            if len(cls):
+                ax_acc.axhline(cls.accuracy.mean(), linestyle=":", color=colour, linewidth=1,
+                               label=f"{role} CLS (all features)")
         ax_acc.set(xlabel="target ratio", ylabel="test accuracy", title=f"{dataset}: accuracy")
         ax_acc.legend(fontsize=8)
-        grid = sorted(models.ratio.unique())
         ax_ratio.axhline(0.0, color="black", linewidth=0.8)
         ax_ratio.axhspan(-RATIO_TOLERANCE, RATIO_TOLERANCE, color="black", alpha=0.08, label=f"± {RATIO_TOLERANCE}")
         ax_ratio.set(xlabel="target ratio", ylabel="achieved − target ratio (real features)",
@@ -396,12 +408,12 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         lines += ["", f"### {dataset}", "", f"![{dataset} sweep]({os.path.relpath(path, out.parent)})", "",
-                  "| target ratio | " + " | ".join(label for _r, _m, label, *_x in SERIES) + " |",
-                  "| --- | " + " | ".join("---" for _ in SERIES) + " |"]
-        for ratio in grid:
+                  "| target ratio | " + " | ".join(label for label, *_x in series) + " |",
+                  "| --- | " + " | ".join("---" for _ in series) + " |"]
+        for ratio in sorted(models.ratio.unique()):
             cells = []
-            for role, mode, *_x in SERIES:
-                rows = models[(models.role == role) & (models["mode"] == mode) & ((models.ratio - ratio).abs() < 1e-9)]
+            for _label, rows, *_x in series:
+                rows = rows[(rows.ratio - ratio).abs() < 1e-9]
                 cells.append(f"{mean_std(rows.accuracy)}; achieved {rows.achieved_ratio.mean():.3f}" if len(rows)
                              else "not run")
             lines.append(f"| {ratio:.2f} | " + " | ".join(cells) + " |")

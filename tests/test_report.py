@@ -55,6 +55,9 @@ def write_results(path: Path) -> None:
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
+    for ratio in (0.05, 0.25):
+        rows.append(_row(f"text/variants/student-rekd-matched-teacher-r{ratio}", "student", "rekd", ratio, 2026,
+                         0.74 + ratio / 2))
     rows.append(_row("text/variants/student-re-example-cost", "student", "re", 0.1, 2026, 0.81))
     rows.append(_row("text/variants/student-re-example-cost-s2027", "student", "re", 0.1, 2027, 0.83))
     for row in rows:
@@ -114,6 +117,12 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table.
     assert "| text/variants/student-re-example-cost | 0.8200 ± 0.0141 (2 seeds) |" in report
     assert "| 0.7800 ± 0.0100 (3 seeds) |" in report
+    # A variant run at several ratios is its own series of the sweep, and each of its points is set
+    # beside the sweep's run of the same model and ratio.
+    assert "| student RE | student REKD | student REKD (matched-teacher) |" in report
+    assert "| 0.25 | not run | 0.825 (1 seed); achieved 0.260 | 0.845 (1 seed); achieved 0.260 | 0.865 (1 seed)" in report
+    assert "| text/variants/student-rekd-matched-teacher-r0.05 | 0.7650 (1 seed) |" in report
+    assert report.count("| 0.7450 (1 seed) |") == 1  # the sweep's REKD at 0.05, beside the matched variant
     # Training curves of the shipped model, its kept epoch in bold.
     assert "| text/teacher-re | **2** | 0.210 | 0.130 | 0.530 | 0.710 | 0.4800 |" in report
     plot = out.parent / "results" / "text_sweep.png"

@@ -37,6 +37,10 @@ def test_expand_runs_formats_names_and_references():
     ("text/variants/teacher-re-example-cost", "text/variants/teacher-re-example-cost", "example-cost"),
     ("text/seeds/student-re-s2028", "text/seeds/student-re", None),
     ("vision/sweep/student-rekd-r0.35", "vision/sweep/student-rekd-r0.35", None),
+    ("text/variants/student-rekd-matched-teacher-r0.05", "text/variants/student-rekd-matched-teacher-r0.05",
+     "matched-teacher"),
+    ("text/variants/student-rekd-matched-teacher-r0.5-s2027", "text/variants/student-rekd-matched-teacher-r0.5",
+     "matched-teacher"),
     ("text/student-re", "text/student-re", None),
 ])
 def test_series_and_variant_names(run, series, variant):
