@@ -124,6 +124,9 @@ class TrainConfig:
             cfg.alpha = _parse_float("alpha", cfg.alpha)
         if cfg.mode == "mlm" and cfg.task != "text":
             raise ConfigError("--mode mlm pretrains text backbones only")
+        if cfg.mode == "mlm" and (cfg.teacher or cfg.init_from):
+            raise ConfigError("--mode mlm starts from the backbone's initial weights and learns from no teacher: "
+                              "drop --teacher and --init-from")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         return cfg

@@ -49,3 +49,11 @@ def test_mlm_rejects_images(image_task, trainer, tmp_path):
     with pytest.raises(ConfigError, match="text backbones only"):
         trainer(f"imagefolder:{image_task}", tmp_path / "mlm", task="vision", mode="mlm")
     assert not (tmp_path / "mlm").exists()
+
+
+@pytest.mark.parametrize("option", ["teacher", "init_from"])
+def test_mlm_rejects_a_teacher_or_a_start(text_task, trainer, tmp_path, option):
+    """Both options would be ignored by MLM pretraining; a run must never silently drop one."""
+    with pytest.raises(ConfigError, match="drop --teacher and --init-from"):
+        trainer(f"csv:{text_task}", tmp_path / "mlm", mode="mlm", **{option: str(tmp_path / "some-checkpoint")})
+    assert not (tmp_path / "mlm").exists()
