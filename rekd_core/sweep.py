@@ -34,7 +34,8 @@ from .training import TrainConfig, load_config_file, train
 RESULT_FIELDS = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
                  "ratio_argmax", "teacher_agreement", "teacher_mask_iou", "sufficiency", "comprehensiveness",
                  "plausibility_f1", "plausibility_iou_f1", "random_plausibility_f1", "plausibility_examples",
-                 "parameters", "train_examples", "test_examples", "epochs", "wall_time_s", "hardware", "kept"]
+                 "parameters", "train_examples", "test_examples", "epochs", "wall_time_s", "hardware", "kept",
+                 "split_seed"]  # last, so that the rows of files written before it still line up
 RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility"}
 REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name another run
 
@@ -148,16 +149,19 @@ def result_row(run: dict, checkpoint: Path) -> dict:
     test = metrics.get("test", {})
     params = config.get("parameters", {})
     mode = "mlm" if config.get("pretraining") else config["mode"]  # an MLM run has no test metrics
+    training = config.get("training", {})
     return {"run": run["name"], "task": config["task"], "role": run.get("role", ""), "mode": mode,
             "backbone": config["backbone"].get("source", ""), "ratio": config["ratio"],
-            "seed": config.get("training", {}).get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
+            "seed": training.get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
             "achieved_ratio": test.get("ratio", 1.0 if test else ""), "ratio_argmax": test.get("ratio_argmax", ""),
             "teacher_agreement": test.get("teacher_agreement", ""), "teacher_mask_iou": test.get("teacher_mask_iou", ""),
             "sufficiency": test.get("sufficiency", ""), "comprehensiveness": test.get("comprehensiveness", ""),
             "parameters": params.get("generator", 0) + params.get("predictor", 0),
-            "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""), "epochs": config.get("training", {}).get("epochs", ""),
+            "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""), "epochs": training.get("epochs", ""),
             "wall_time_s": metrics.get("wall_time_s", ""), "hardware": metrics.get("hardware", ""),
-            "kept": run.get("keep", True) is not False}
+            "kept": run.get("keep", True) is not False,
+            # before split_seed existed, the split was drawn with the run's seed
+            "split_seed": training.get("split_seed") if training.get("split_seed") is not None else training.get("seed", "")}
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -171,13 +175,31 @@ def read_results(path: str | Path) -> list[dict]:
 def append_result(path: str | Path, row: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as fh:
+    with open(path, "a+", newline="") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # several sweep processes may append to one file
         writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
         if fh.tell() == 0:
             writer.writeheader()
+        else:
+            _extend_header(fh)
         writer.writerow({k: row.get(k, "") for k in RESULT_FIELDS})
         fh.flush()
+
+
+def _extend_header(fh) -> None:
+    """Give a results file written before the newest columns their names (its rows stay as they are:
+    new columns are only ever added at the end, so the old rows just leave them empty)."""
+    fh.seek(0)
+    text = fh.read()
+    header, _, rows = text.partition("\n")
+    columns = header.strip().split(",")
+    if columns == RESULT_FIELDS:
+        return
+    if columns != RESULT_FIELDS[:len(columns)]:
+        raise ConfigError(f"{fh.name}: its columns are not those of a rekd results file ({header.strip()})")
+    fh.seek(0)
+    fh.truncate()
+    fh.write(",".join(RESULT_FIELDS) + ("\r\n" if header.endswith("\r") else "\n") + rows)
 
 
 def _train_config(run: dict, roots: RunRoots) -> TrainConfig:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
-from .checkpoint import WEIGHTS_FILE, check_writable, load_checkpoint, save_checkpoint
+from .checkpoint import WEIGHTS_FILE, check_writable, load_checkpoint, read_config, save_checkpoint
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
 from .errors import ConfigError, first_line
 from .evaluation import evaluate
@@ -59,6 +59,9 @@ class TrainConfig:
     weight_decay: float | None = None
     dropout: float | None = None
     seed: int = 2026
+    # The train/dev split and the --train-limit / --eval-limit subsets. Default: that of --init-from
+    # and --teacher (so that the data they trained on never lands in this run's dev split), else --seed.
+    split_seed: int | None = None
     max_length: int = 256
     image_size: int | None = None
     patch_size: int | None = None
@@ -148,6 +151,7 @@ def train(config: TrainConfig) -> Path:
     bundle = load_dataset_spec(cfg.dataset)
     if bundle.task != cfg.task:
         raise ConfigError(f"dataset {cfg.dataset!r} is a {bundle.task} dataset, but --task is {cfg.task}")
+    cfg.split_seed = inherited_split_seed(cfg)
     train_split, dev_split, test_split = make_splits(bundle, cfg)
     if cfg.mode == "mlm":
         from .pretraining import pretrain_mlm
@@ -297,7 +301,7 @@ def teacher_test_cache(cfg: TrainConfig, num_examples: int, accelerator) -> Path
     weights = Path(cfg.teacher) / WEIGHTS_FILE
     stat = weights.stat()
     key = json.dumps([str(weights.resolve()), stat.st_size, stat.st_mtime_ns, cfg.ratio, cfg.eval_selection,
-                      cfg.dataset, cfg.eval_limit, cfg.seed if cfg.eval_limit else None, cfg.max_length,
+                      cfg.dataset, cfg.eval_limit, _split_seed(cfg) if cfg.eval_limit else None, cfg.max_length,
                       cfg.image_size, cfg.patch_size, num_examples])
     return Path(cfg.cache_dir) / f"teacher-test-{hashlib.sha1(key.encode()).hexdigest()[:16]}.safetensors"
 
@@ -324,22 +328,45 @@ class TeacherCache:
         return self.logits[index, :length].to(next(teacher.parameters()).device)
 
 
+def _split_seed(cfg: TrainConfig) -> int:
+    return cfg.seed if cfg.split_seed is None else cfg.split_seed
+
+
+def inherited_split_seed(cfg: TrainConfig) -> int:
+    """The split seed of a run: its own ``split_seed``, else the one that ``init_from`` and ``teacher``
+    were trained with, else its ``seed``. A seed-2027 run started from a seed-2026 checkpoint would
+    otherwise carve its dev split (which picks the kept epoch) partly out of that checkpoint's
+    training data."""
+    if cfg.split_seed is not None:
+        return cfg.split_seed
+    sources = {}
+    for option, path in (("--init-from", cfg.init_from), ("--teacher", cfg.teacher)):
+        training = read_config(path).get("training", {}) if path else {}
+        if "seed" in training:
+            sources[option] = training["split_seed"] if training.get("split_seed") is not None else training["seed"]
+    if len(set(sources.values())) > 1:
+        raise ConfigError("--init-from and --teacher were trained on different train/dev splits "
+                          f"(split seeds {sources}); choose this run's with --split-seed")
+    return next(iter(sources.values()), cfg.seed)
+
+
 def make_splits(bundle: DatasetBundle, cfg: TrainConfig) -> tuple[RawSplit, RawSplit, RawSplit]:
     """Train / dev / test: the seeded stratified limits, and a stratified dev split carved from train
-    unless the source ships a dev split."""
+    unless the source ships a dev split; all drawn with the split seed, not the run's seed."""
+    seed = _split_seed(cfg)
     train_split = bundle.train
     if cfg.train_limit:
-        train_split = train_split.subset(stratified_subset(train_split.targets, cfg.train_limit, cfg.seed))
+        train_split = train_split.subset(stratified_subset(train_split.targets, cfg.train_limit, seed))
     if bundle.dev is not None:
         dev_split = bundle.dev
     else:
-        kept, held_out = stratified_split(train_split.targets, cfg.dev_fraction, cfg.seed)
+        kept, held_out = stratified_split(train_split.targets, cfg.dev_fraction, seed)
         train_split, dev_split = train_split.subset(kept), train_split.subset(held_out)
     test_split = bundle.test
     if cfg.eval_limit:
-        test_split = test_split.subset(stratified_subset(test_split.targets, cfg.eval_limit, cfg.seed))
+        test_split = test_split.subset(stratified_subset(test_split.targets, cfg.eval_limit, seed))
         if bundle.dev is not None:
-            dev_split = dev_split.subset(stratified_subset(dev_split.targets, cfg.eval_limit, cfg.seed))
+            dev_split = dev_split.subset(stratified_subset(dev_split.targets, cfg.eval_limit, seed))
     if len(train_split) == 0 or len(dev_split) == 0 or len(test_split) == 0:
         raise ConfigError("a split is empty: the dataset (or --train-limit) is too small for a dev split")
     return train_split, dev_split, test_split

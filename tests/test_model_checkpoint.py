@@ -419,3 +419,35 @@ def test_learning_rate_schedules(text_task, trainer, tmp_path):
     assert json.loads((linear / "config.json").read_text())["training"]["lr_schedule"] == "linear"
     with pytest.raises(ConfigError, match="lr_schedule"):
         trainer(f"csv:{text_task}", tmp_path / "bad", lr_schedule="step")
+
+
+def test_split_seed_follows_the_checkpoints_a_run_starts_from(text_task, text_cls_ckpt, text_re_ckpt, trainer,
+                                                              tmp_path):
+    """A seed-7 run started from a seed-2026 checkpoint keeps that checkpoint's dev split, so the reviews
+    the start model trained on never pick this run's kept epoch."""
+    from rekd_core.training import inherited_split_seed, make_splits
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+
+    def split_of(**options):
+        cfg = TrainConfig(task="text", dataset=f"csv:{text_task}", out="unused", seed=7, **options)
+        cfg.split_seed = inherited_split_seed(cfg)
+        return cfg.split_seed, list(make_splits(bundle, cfg)[1].inputs)
+
+    start_seed, start_dev = split_of(split_seed=2026)  # the dev split text_cls_ckpt was trained with
+    own_seed, own_dev = split_of()
+    assert own_seed == 7 and set(own_dev) != set(start_dev)
+    assert split_of(init_from=str(text_cls_ckpt)) == (2026, start_dev)
+    assert split_of(init_from=str(text_cls_ckpt), teacher=str(text_re_ckpt)) == (2026, start_dev)
+    assert split_of(init_from=str(text_cls_ckpt), split_seed=7) == (7, own_dev)  # an explicit choice wins
+
+    other = tmp_path / "teacher-of-another-split"
+    shutil.copytree(text_re_ckpt, other)
+    config = json.loads((other / "config.json").read_text())
+    config["training"].update(seed=99, split_seed=99)
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="different train/dev splits"):
+        split_of(init_from=str(text_cls_ckpt), teacher=str(other))
+
+    out = trainer(f"csv:{text_task}", tmp_path / "re-seed-7", seed=7, init_from=str(text_cls_ckpt))
+    assert read_config(out)["training"]["split_seed"] == 2026 and read_config(out)["training"]["seed"] == 7

@@ -161,3 +161,23 @@ def test_re_with_a_teacher_only_compares(text_task, text_re_ckpt, tmp_path):
     assert "teacher_agreement" not in a and 0.0 <= b["teacher_agreement"] <= 1.0 and "teacher_mask_iou" in b
     config = read_config(compared)
     assert config["compared_with"]["path"] == str(text_re_ckpt) and "teacher" not in config
+
+
+def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
+    """Columns are only added at the end: an older file keeps its rows, gets the new names, and its old
+    rows read the new columns as empty."""
+    from rekd_core.sweep import RESULT_FIELDS, append_result
+
+    path = tmp_path / "results.csv"
+    old_fields = RESULT_FIELDS[:-1]
+    path.write_text(",".join(old_fields) + "\n" + ",".join("old" if f == "run" else "" for f in old_fields) + "\n")
+    append_result(path, {"run": "new", "split_seed": 2026})
+    rows = read_results(path)
+    assert [(r["run"], r["split_seed"]) for r in rows] == [("old", None), ("new", "2026")]
+    assert path.read_text().splitlines()[0] == ",".join(RESULT_FIELDS)
+
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("name,score\nx,1\n")
+    with pytest.raises(ConfigError, match="not those of a rekd results file"):
+        append_result(foreign, {"run": "new"})
+    assert foreign.read_text() == "name,score\nx,1\n"
