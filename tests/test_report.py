@@ -49,9 +49,9 @@ def write_results(path: Path) -> None:
             _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83)]
     for seed, (re_acc, rekd_acc) in zip((2026, 2027, 2028), ((0.78, 0.80), (0.79, 0.81), (0.77, 0.80))):
         rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc,
-                         teacher_agreement=0.6, teacher_mask_iou=0.2))
+                         teacher_agreement=0.6, teacher_mask_iou=0.2, split_seed=2026))
         rows.append(_row(f"text/seeds/student-rekd-s{seed}", "student", "rekd", 0.1, seed, rekd_acc,
-                         teacher_agreement=0.8, teacher_mask_iou=0.5))
+                         teacher_agreement=0.8, teacher_mask_iou=0.5, split_seed=2026))
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
@@ -123,6 +123,9 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "| 0.25 | not run | 0.825 (1 seed); achieved 0.260 | 0.845 (1 seed); achieved 0.260 | 0.865 (1 seed)" in report
     assert "| text/variants/student-rekd-matched-teacher-r0.05 | 0.7650 (1 seed) |" in report
     assert report.count("| 0.7450 (1 seed) |") == 1  # the sweep's REKD at 0.05, beside the matched variant
+    # The one RE run on its own seed's split (written before split_seed: its seed) is named.
+    assert "1 RE / REKD runs were trained before" in report
+    assert "gives leak-free epoch choices:\n\n`text/variants/student-re-example-cost-s2027`.\n" in report
     # Training curves of the shipped model, its kept epoch in bold.
     assert "| text/teacher-re | **2** | 0.210 | 0.130 | 0.530 | 0.710 | 0.4800 |" in report
     plot = out.parent / "results" / "text_sweep.png"
