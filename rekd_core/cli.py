@@ -11,6 +11,8 @@ from pathlib import Path
 from .errors import DataError, RekdError
 
 TRAIN_HELP = {
+    "split_seed": "seed of the train/dev split and of the --train-limit / --eval-limit subsets "
+                  "(default: that of the --init-from / --teacher checkpoints, else --seed)",
     "task": "text or vision",
     "mode": "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher), "
             "mlm (masked-language pretraining of a text backbone, for --init-from)",
