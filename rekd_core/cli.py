@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--teacher", help="also report agreement with this teacher checkpoint")
     eval_p.add_argument("--selection", default="topk", choices=["topk", "argmax", "gumbel"])
     eval_p.add_argument("--batch-size", type=int, default=64)
-    eval_p.add_argument("--seed", type=int, default=2026)
+    eval_p.add_argument("--seed", type=int, help="seed of the train/dev split and of --limit "
+                        "(default: the split seed the checkpoint was trained with, else 2026)")
     eval_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     eval_p.set_defaults(handler=cmd_eval)
@@ -174,11 +175,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_dataset_spec, pick_split
     from .evaluation import check_dataset_fits, evaluate_split
+    from .training import split_seed_of
 
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
     check_dataset_fits(bundle, model)
-    split = pick_split(bundle, args.split, args.seed, args.limit)
+    training = model.config.get("training", {})
+    seed = args.seed if args.seed is not None else (split_seed_of(model.config) or 2026)
+    split = pick_split(bundle, args.split, seed, args.limit, training.get("dev_fraction", 0.2))
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,
                              batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
     if args.json:

@@ -741,10 +741,11 @@ def stratified_subset(targets: Sequence[int], n: int, seed: int) -> list[int]:
     return sorted(int(i) for label, order in permutations.items() for i in order[: quotas[label]])
 
 
-def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | None = None) -> RawSplit:
+def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | None = None,
+               dev_fraction: float = 0.2) -> RawSplit:
     """One split of a bundle by name (train / dev / test), optionally a seeded stratified sample of
-    ``limit`` examples. Without a shipped dev split, dev is the stratified 20% that training holds out
-    of train (same seed, same examples), and train is the rest."""
+    ``limit`` examples. Without a shipped dev split, dev is the stratified ``dev_fraction`` that
+    training holds out of train (with the run's split seed, the same examples), and train is the rest."""
     if name not in ("train", "dev", "test"):
         raise DataError(f"unknown split {name!r}: expected train, dev or test")
     if name == "test":
@@ -754,7 +755,7 @@ def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | 
     elif name == "train" and bundle.dev is not None:
         split = bundle.train
     else:
-        kept, held_out = stratified_split(bundle.train.targets, 0.2, seed)
+        kept, held_out = stratified_split(bundle.train.targets, dev_fraction, seed)
         split = bundle.train.subset(held_out if name == "dev" else kept)
     if len(split) == 0:
         raise DataError(f"{bundle.name}: no {name} split")

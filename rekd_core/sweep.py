@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .checkpoint import read_config, read_metrics
 from .errors import CheckpointError, ConfigError
-from .training import TrainConfig, load_config_file, train
+from .training import TrainConfig, load_config_file, split_seed_of, train
 
 RESULT_FIELDS = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
                  "ratio_argmax", "teacher_agreement", "teacher_mask_iou", "sufficiency", "comprehensiveness",
@@ -160,8 +160,7 @@ def result_row(run: dict, checkpoint: Path) -> dict:
             "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""), "epochs": training.get("epochs", ""),
             "wall_time_s": metrics.get("wall_time_s", ""), "hardware": metrics.get("hardware", ""),
             "kept": run.get("keep", True) is not False,
-            # before split_seed existed, the split was drawn with the run's seed
-            "split_seed": training.get("split_seed") if training.get("split_seed") is not None else training.get("seed", "")}
+            "split_seed": split_seed_of(config)}
 
 
 def read_results(path: str | Path) -> list[dict]:

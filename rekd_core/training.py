@@ -332,6 +332,13 @@ def _split_seed(cfg: TrainConfig) -> int:
     return cfg.seed if cfg.split_seed is None else cfg.split_seed
 
 
+def split_seed_of(config: dict) -> int | None:
+    """The split seed a checkpoint was trained with (its config.json), None if it does not say.
+    Checkpoints from before ``split_seed`` drew their split with their ``seed``."""
+    training = config.get("training", {})
+    return training["split_seed"] if training.get("split_seed") is not None else training.get("seed")
+
+
 def inherited_split_seed(cfg: TrainConfig) -> int:
     """The split seed of a run: its own ``split_seed``, else the one that ``init_from`` and ``teacher``
     were trained with, else its ``seed``. A seed-2027 run started from a seed-2026 checkpoint would
@@ -339,11 +346,9 @@ def inherited_split_seed(cfg: TrainConfig) -> int:
     training data."""
     if cfg.split_seed is not None:
         return cfg.split_seed
-    sources = {}
-    for option, path in (("--init-from", cfg.init_from), ("--teacher", cfg.teacher)):
-        training = read_config(path).get("training", {}) if path else {}
-        if "seed" in training:
-            sources[option] = training["split_seed"] if training.get("split_seed") is not None else training["seed"]
+    sources = {option: split_seed_of(read_config(path)) for option, path in
+               (("--init-from", cfg.init_from), ("--teacher", cfg.teacher)) if path}
+    sources = {option: seed for option, seed in sources.items() if seed is not None}
     if len(set(sources.values())) > 1:
         raise ConfigError("--init-from and --teacher were trained on different train/dev splits "
                           f"(split seeds {sources}); choose this run's with --split-seed")
