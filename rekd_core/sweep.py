@@ -189,16 +189,16 @@ def _extend_header(fh) -> None:
     """Give a results file written before the newest columns their names (its rows stay as they are:
     new columns are only ever added at the end, so the old rows just leave them empty)."""
     fh.seek(0)
-    text = fh.read()
-    header, _, rows = text.partition("\n")
+    header = fh.readline()  # every append checks it; only an outdated file is read whole
     columns = header.strip().split(",")
     if columns == RESULT_FIELDS:
         return
     if columns != RESULT_FIELDS[:len(columns)]:
         raise ConfigError(f"{fh.name}: its columns are not those of a rekd results file ({header.strip()})")
+    rows = fh.read()
     fh.seek(0)
     fh.truncate()
-    fh.write(",".join(RESULT_FIELDS) + ("\r\n" if header.endswith("\r") else "\n") + rows)
+    fh.write(",".join(RESULT_FIELDS) + ("\r\n" if header.endswith("\r\n") else "\n") + rows)
 
 
 def _train_config(run: dict, roots: RunRoots) -> TrainConfig:

@@ -404,9 +404,9 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
         models = runs[(runs.group == group) & (runs["mode"] != "cls")]
-        series = _sweep_series(models)
         if models[~models.run.str.contains("/variants/")].ratio.nunique() < 2:
             continue
+        series = _sweep_series(models)
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
         for label, rows, colour, marker, style in series:
             grouped = rows.groupby("ratio")
