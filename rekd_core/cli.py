@@ -180,9 +180,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
     check_dataset_fits(bundle, model)
+    training = model.config.get("training", {})
     seed = args.seed if args.seed is not None else split_seed_of(model.config)
     split = pick_split(bundle, args.split, 2026 if seed is None else seed, args.limit,
-                       model.config.get("training", {}).get("dev_fraction", 0.2))
+                       training.get("dev_fraction", 0.2), training.get("train_limit"))
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,
                              batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
     if args.json:

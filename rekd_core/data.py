@@ -741,22 +741,32 @@ def stratified_subset(targets: Sequence[int], n: int, seed: int) -> list[int]:
     return sorted(int(i) for label, order in permutations.items() for i in order[: quotas[label]])
 
 
+def train_and_dev(bundle: DatasetBundle, seed: int, dev_fraction: float = 0.2,
+                  train_limit: int | None = None) -> tuple[RawSplit, RawSplit]:
+    """The examples a run trains on and its dev split: the seeded stratified ``train_limit`` sample
+    of train, then, unless the source ships a dev split, its stratified ``dev_fraction`` held out.
+    Training and ``rekd eval --split dev`` both draw them here, so they score the same examples."""
+    train = bundle.train
+    if train_limit:
+        train = train.subset(stratified_subset(train.targets, train_limit, seed))
+    if bundle.dev is not None:
+        return train, bundle.dev
+    kept, held_out = stratified_split(train.targets, dev_fraction, seed)
+    return train.subset(kept), train.subset(held_out)
+
+
 def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | None = None,
-               dev_fraction: float = 0.2) -> RawSplit:
+               dev_fraction: float = 0.2, train_limit: int | None = None) -> RawSplit:
     """One split of a bundle by name (train / dev / test), optionally a seeded stratified sample of
-    ``limit`` examples. Without a shipped dev split, dev is the stratified ``dev_fraction`` that
-    training holds out of train (with the run's split seed, the same examples), and train is the rest."""
+    ``limit`` examples. Train and dev are those a run with this split seed, dev fraction and train
+    limit used (see ``train_and_dev``)."""
     if name not in ("train", "dev", "test"):
         raise DataError(f"unknown split {name!r}: expected train, dev or test")
     if name == "test":
         split = bundle.test
-    elif name == "dev" and bundle.dev is not None:
-        split = bundle.dev
-    elif name == "train" and bundle.dev is not None:
-        split = bundle.train
     else:
-        kept, held_out = stratified_split(bundle.train.targets, dev_fraction, seed)
-        split = bundle.train.subset(held_out if name == "dev" else kept)
+        train, dev = train_and_dev(bundle, seed, dev_fraction, train_limit)
+        split = dev if name == "dev" else train
     if len(split) == 0:
         raise DataError(f"{bundle.name}: no {name} split")
     return split.subset(stratified_subset(split.targets, limit, seed)) if limit else split

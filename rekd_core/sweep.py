@@ -176,7 +176,7 @@ def append_result(path: str | Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+", newline="") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # several sweep processes may append to one file
-        writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS, lineterminator="\n")
         if fh.tell() == 0:
             writer.writeheader()
         else:
@@ -198,7 +198,7 @@ def _extend_header(fh) -> None:
     rows = fh.read()
     fh.seek(0)
     fh.truncate()
-    fh.write(",".join(RESULT_FIELDS) + ("\r\n" if header.endswith("\r\n") else "\n") + rows)
+    fh.write(",".join(RESULT_FIELDS) + "\n" + rows)
 
 
 def _train_config(run: dict, roots: RunRoots) -> TrainConfig:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
 from .checkpoint import WEIGHTS_FILE, check_writable, load_checkpoint, read_config, save_checkpoint
-from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_split, stratified_subset
+from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
 from .errors import ConfigError, first_line
 from .evaluation import evaluate
 from .losses import prediction_kd, rationale_kd, selection_cost
@@ -359,14 +359,7 @@ def make_splits(bundle: DatasetBundle, cfg: TrainConfig) -> tuple[RawSplit, RawS
     """Train / dev / test: the seeded stratified limits, and a stratified dev split carved from train
     unless the source ships a dev split; all drawn with the split seed, not the run's seed."""
     seed = _split_seed(cfg)
-    train_split = bundle.train
-    if cfg.train_limit:
-        train_split = train_split.subset(stratified_subset(train_split.targets, cfg.train_limit, seed))
-    if bundle.dev is not None:
-        dev_split = bundle.dev
-    else:
-        kept, held_out = stratified_split(train_split.targets, cfg.dev_fraction, seed)
-        train_split, dev_split = train_split.subset(kept), train_split.subset(held_out)
+    train_split, dev_split = train_and_dev(bundle, seed, cfg.dev_fraction, cfg.train_limit)
     test_split = bundle.test
     if cfg.eval_limit:
         test_split = test_split.subset(stratified_subset(test_split.targets, cfg.eval_limit, seed))

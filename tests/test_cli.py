@@ -439,13 +439,16 @@ def test_accelerate_two_process_training(text_task, tmp_path):
     assert len(exp.selected) == round(0.1 * exp.num_features)
 
 
-def test_eval_on_dev_uses_the_checkpoints_own_split(text_task, trainer, capsys, tmp_path):
-    """`rekd eval --split dev` scores the dev split the run held out (its split seed and dev fraction),
-    so it reproduces the dev numbers of training instead of scoring examples the model trained on."""
-    out = trainer(f"csv:{text_task}", tmp_path / "re", seed=7, dev_fraction=0.3)
+@pytest.mark.parametrize("train_limit", [None, 150])
+def test_eval_on_dev_uses_the_checkpoints_own_split(text_task, trainer, capsys, tmp_path, train_limit):
+    """`rekd eval --split dev` scores the dev split the run held out (its split seed, dev fraction and
+    train limit), so it reproduces the dev numbers of training instead of scoring examples the model
+    trained on."""
+    out = trainer(f"csv:{text_task}", tmp_path / "re", seed=7, dev_fraction=0.3, train_limit=train_limit)
     dev = read_metrics(out)["dev"]
     rc, stdout, err = cli(capsys, "eval", out, "--dataset", f"csv:{text_task}", "--split", "dev", "--json")
     assert rc == 0, err
     metrics = json.loads(stdout)
-    assert metrics["n"] == dev["n"] == 60 and metrics["accuracy"] == pytest.approx(dev["accuracy"])
+    assert dev["n"] == pytest.approx(0.3 * (train_limit or 200), abs=2)
+    assert metrics["n"] == dev["n"] and metrics["accuracy"] == pytest.approx(dev["accuracy"])
     assert metrics["ratio"] == pytest.approx(dev["ratio"])

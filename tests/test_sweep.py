@@ -175,6 +175,7 @@ def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
     rows = read_results(path)
     assert [(r["run"], r["split_seed"]) for r in rows] == [("old", None), ("new", "2026")]
     assert path.read_text().splitlines()[0] == ",".join(RESULT_FIELDS)
+    assert "\r" not in path.read_bytes().decode()  # one line ending throughout, the one git diffs cleanly
 
     foreign = tmp_path / "foreign.csv"
     foreign.write_text("name,score\nx,1\n")
