@@ -108,12 +108,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
     path = Path(path)
     config = read_config(path)
     weights_path = path / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path}: missing; the checkpoint is incomplete")
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from exc
+    state = read_weights(path)
     processor = load_processor(config["processor"], path)
     try:
         model = RationaleModel(config, processor)
@@ -150,6 +145,23 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's ``model.safetensors`` (on the CPU)."""
+    weights_path = Path(path) / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing; the checkpoint is incomplete")
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from exc
+
+
+def stored_form(data: dict) -> dict:
+    """``data`` as config.json would hold it after a save (paths as strings, tuples as lists), to
+    compare a run's settings with a saved checkpoint's."""
+    return json.loads(json.dumps(data, default=_json_default))
 
 
 def _write_json(path: Path, data: dict) -> None:

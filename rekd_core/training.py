@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
-from .checkpoint import WEIGHTS_FILE, check_writable, load_checkpoint, read_config, save_checkpoint
+from .checkpoint import (WEIGHTS_FILE, check_writable, load_checkpoint, read_config, read_log, read_metrics,
+                         read_weights, save_checkpoint, stored_form)
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
-from .errors import ConfigError, first_line
+from .errors import CheckpointError, ConfigError, first_line
 from .evaluation import evaluate
 from .losses import prediction_kd, rationale_kd, selection_cost
 from .model import SELECTIONS, RationaleModel
@@ -188,8 +189,11 @@ def train(config: TrainConfig) -> Path:
     log: list[dict] = []
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
-    step, seen = 0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    step, seen, earlier_s = 0, 0, 0.0
+    resumed = trained_run(cfg.out, extra_config)
+    if resumed is not None:  # its epochs all finished before it was cut: the test split is all that is left
+        log, best, step, earlier_s = resumed
+    for epoch in range(len(log) + 1, cfg.epochs + 1):
         model.train()
         epoch_start, sums = time.time(), {}
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (cfg.progress and accelerator.is_main_process))
@@ -223,16 +227,20 @@ def train(config: TrainConfig) -> Path:
                                 extra_config={**extra_config, "status": f"training (best epoch {epoch})"},
                                 metrics={"best_epoch": epoch, "dev": dev})
         accelerator.wait_for_everyone()
+    if resumed is None and accelerator.is_main_process:
+        save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, extra_config={**extra_config, "status": TRAINED},
+                        metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": step,
+                                 "train_wall_s": round(time.time() - started, 1)})
 
     core.load_state_dict(best["state"])
     test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                     sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator,
                     with_faithfulness=cfg.faithfulness and cfg.mode != "cls",
                     teacher_cache=teacher_test_cache(cfg, len(test_split), accelerator))
-    wall = time.time() - started
+    wall = time.time() - started + earlier_s
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
                "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,
-               "hardware": _hardware(accelerator)}
+               "hardware": _hardware(accelerator), **({"resumed_at_test": True} if resumed else {})}
     if accelerator.is_main_process:
         save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
                         extra_config={**extra_config, "status": "complete"})
@@ -241,6 +249,25 @@ def train(config: TrainConfig) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return Path(cfg.out)
+
+
+TRAINED = "trained; test split not evaluated yet"
+
+
+def trained_run(out: str, description: dict) -> tuple[list[dict], dict, int, float] | None:
+    """The log, best epoch, step count and training seconds that a run with this very description
+    saved at ``out`` once its epochs had all finished, if its test evaluation was then cut (status
+    ``TRAINED``): training it again would give the same weights, so it resumes at the test split."""
+    try:
+        config = read_config(out)
+        if config.get("status") != TRAINED or any(config.get(k) != v for k, v in stored_form(description).items()):
+            return None
+        state = read_weights(out)
+    except CheckpointError:
+        return None
+    metrics = read_metrics(out)
+    best = {"l_re": metrics["dev"]["l_re"], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": state}
+    return read_log(out), best, metrics["steps"], metrics["train_wall_s"]
 
 
 def data_loader(dataset, cfg: TrainConfig, shuffle: bool = False) -> torch.utils.data.DataLoader:

@@ -96,6 +96,38 @@ def test_sweep_resumes_a_run_whose_checkpoint_is_complete(text_task, tmp_path, c
     assert [r["run"] for r in read_results(tmp_path / "shipped" / "results.csv")] == ["teacher-re"]
 
 
+def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, tmp_path, monkeypatch):
+    """A run whose epochs all finished is not trained again when only its test evaluation was cut: the
+    rerun evaluates the saved best epoch and matches an uninterrupted run; changed settings retrain."""
+    import rekd_core.training as training
+    from rekd_core.checkpoint import read_log, read_metrics, read_weights
+
+    dataset, options = f"csv:{text_task}", dict(epochs=2, lr=1e-3)
+    whole = read_metrics(trainer(dataset, tmp_path / "whole", **options))
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "teacher_test_cache", cut)  # called once the epochs are done
+        with pytest.raises(KeyboardInterrupt):
+            trainer(dataset, tmp_path / "cut", **options)
+    assert read_config(tmp_path / "cut")["status"] == training.TRAINED
+    trained_weights, trained_log = read_weights(tmp_path / "cut"), read_log(tmp_path / "cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "training_loss", cut)  # resuming must not train a single step
+        with pytest.raises(KeyboardInterrupt):
+            trainer(dataset, tmp_path / "cut", **{**options, "lr": 2e-3})  # other settings: no resume
+        resumed = read_metrics(trainer(dataset, tmp_path / "cut", **options))
+    assert read_config(tmp_path / "cut")["status"] == "complete" and resumed["resumed_at_test"]
+    assert read_log(tmp_path / "cut") == trained_log and resumed["steps"] == whole["steps"]
+    weights = read_weights(tmp_path / "cut")
+    assert weights.keys() == trained_weights.keys() and all(torch.equal(weights[k], trained_weights[k]) for k in weights)
+    # the same seed retrained in one process agrees to float noise, not bit for bit
+    assert resumed["best_epoch"] == whole["best_epoch"] and resumed["test"] == pytest.approx(whole["test"], abs=1e-3)
+
+
 def test_teacher_cache_gives_the_same_metrics(text_task, text_re_ckpt, text_rekd_ckpt, tmp_path):
     student, teacher = load_checkpoint(text_rekd_ckpt), load_checkpoint(text_re_ckpt)
     split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test")
