@@ -14,7 +14,8 @@ Each entry is a TrainConfig plus ``name`` (the checkpoint directory under ``out_
 ``keep: false`` to write the checkpoint under ``work_dir`` (default ``runs/``, not shipped) instead
 of ``out_root``, and ``plausibility: SPEC`` to score the finished model's rationales against the
 human ones of a dataset with rationales (its test split; ERASER movies). ``teacher``,
-``init_from`` and ``tokenizer`` may name another run. Runs whose result is already recorded (or
+``init_from`` and ``tokenizer`` may name another run; a list of ``teacher`` runs (seeds of one
+teacher on one train/dev split) means the one of them with the best dev accuracy. Runs whose result is already recorded (or
 whose checkpoint is complete) are skipped, so a recipe resumes where it stopped; several
 ``rekd sweep --only ...`` processes may share one results file.
 """
@@ -73,6 +74,8 @@ def expand_runs(recipe: dict) -> list[dict]:
                 for key in ("name", *REFERENCE_KEYS):
                     if isinstance(run.get(key), str):
                         run[key] = run[key].format(ratio=ratio, seed=seed)
+                    elif isinstance(run.get(key), list):
+                        run[key] = [str(ref).format(ratio=ratio, seed=seed) for ref in run[key]]
                 runs.append(run)
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
@@ -97,7 +100,7 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
         out = roots.out(run)
         if not _complete(out):
             started = time.time()
-            train(_train_config(run, roots))
+            train(_train_config(with_chosen_teacher(run, roots), roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)
         row = result_row(run, out)
         if run.get("plausibility"):
@@ -124,6 +127,28 @@ class RunRoots:
             if (root / reference).is_dir():
                 return str(root / reference)
         return reference
+
+
+def with_chosen_teacher(run: dict, roots: RunRoots) -> dict:
+    """The run with a list of candidate ``teacher`` runs replaced by the one of best dev accuracy.
+    Choosing on dev leaves the test set untouched; the candidates must share a train/dev split (one
+    split seed), or their dev scores would not be comparable. Done just before the run trains,
+    once the candidates exist."""
+    candidates = run.get("teacher")
+    if not isinstance(candidates, list):
+        return run
+    paths = [roots.resolve(name) for name in candidates]
+    configs = {path: read_config(path) for path in paths}
+    unfinished = [path for path, config in configs.items() if config.get("status") != "complete"]
+    if unfinished:
+        raise ConfigError(f"run {run['name']}: teacher candidates not trained to the end yet: {unfinished}")
+    splits = {split_seed_of(config) for config in configs.values()}
+    if len(splits) > 1:
+        raise ConfigError(f"run {run['name']}: teacher candidates were trained on different train/dev splits "
+                          f"(split seeds {sorted(splits)}), so their dev accuracies are not comparable")
+    best = max(paths, key=lambda path: read_metrics(path)["dev"]["accuracy"])
+    print(f"  teacher: {best} (best dev accuracy of {len(paths)})", flush=True)
+    return {**run, "teacher": best}
 
 
 def plausibility_row(checkpoint: Path, dataset: str, batch_size: int = 64) -> dict:

@@ -28,6 +28,8 @@ def test_expand_runs_formats_names_and_references():
     assert [r["name"] for r in runs] == ["t-r0.1", "t-r0.2", "s-r0.1-s1", "s-r0.1-s2"]
     assert [r["teacher"] for r in runs[2:]] == ["t-r0.1", "t-r0.1"]
     assert all(r["epochs"] == 1 for r in runs) and [r["seed"] for r in runs[2:]] == [1, 2]
+    listed = expand_runs({"runs": [{"name": "s-r{ratio}", "ratios": [0.1], "teacher": ["t-r{ratio}", "u-r{ratio}"]}]})
+    assert listed[0]["teacher"] == ["t-r0.1", "u-r0.1"]
     with pytest.raises(ConfigError, match="unique"):
         expand_runs({"runs": [{"name": "same", "ratios": [0.1, 0.2]}]})
 
@@ -128,6 +130,36 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
     assert resumed["best_epoch"] == whole["best_epoch"] and resumed["test"] == pytest.approx(whole["test"], abs=1e-3)
 
 
+def test_a_list_of_teachers_means_the_best_on_dev(text_re_ckpt, tmp_path):
+    """The candidate with the best dev accuracy is chosen; candidates on different train/dev splits, or
+    not trained to the end, are refused with the reason."""
+    import json
+    import shutil
+
+    from rekd_core.sweep import RunRoots, with_chosen_teacher
+
+    def candidate(name: str, dev_accuracy: float, split_seed: int = 2026, status: str = "complete") -> None:
+        path = shutil.copytree(text_re_ckpt, tmp_path / name)
+        config, metrics = json.loads((path / "config.json").read_text()), json.loads((path / "metrics.json").read_text())
+        config["training"]["split_seed"], config["status"] = split_seed, status
+        metrics["dev"]["accuracy"] = dev_accuracy
+        (path / "config.json").write_text(json.dumps(config))
+        (path / "metrics.json").write_text(json.dumps(metrics))
+
+    roots = RunRoots(tmp_path, tmp_path / "work")
+    for name, accuracy in (("a", 0.7), ("b", 0.9), ("c", 0.8)):
+        candidate(name, accuracy)
+    run = {"name": "student", "teacher": ["a", "b", "c"]}
+    assert with_chosen_teacher(run, roots)["teacher"] == str(tmp_path / "b")
+    assert with_chosen_teacher({"name": "s", "teacher": "a"}, roots)["teacher"] == "a"
+    candidate("other-split", 0.95, split_seed=7)
+    with pytest.raises(ConfigError, match="different train/dev splits"):
+        with_chosen_teacher({**run, "teacher": ["a", "other-split"]}, roots)
+    candidate("cut", 0.95, status="training (best epoch 1)")
+    with pytest.raises(ConfigError, match="not trained to the end"):
+        with_chosen_teacher({**run, "teacher": ["a", "cut"]}, roots)
+
+
 def test_teacher_cache_gives_the_same_metrics(text_task, text_re_ckpt, text_rekd_ckpt, tmp_path):
     student, teacher = load_checkpoint(text_rekd_ckpt), load_checkpoint(text_re_ckpt)
     split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test")
@@ -171,6 +203,9 @@ def test_shipped_recipes_are_valid(recipe):
     assert runs
     roots = RunRoots(Path(loaded.get("out_root", "checkpoints")), Path(loaded.get("work_dir", "runs")))
     for run in runs:
+        if isinstance(run.get("teacher"), list):  # chosen on dev once the candidates exist
+            assert {*run["teacher"]} <= {r["name"] for r in runs}
+            run = {**run, "teacher": run["teacher"][0]}
         cfg = _train_config(run, roots).resolved()
         assert run.get("role") in ("teacher", "student") and cfg.dataset
         for reference in (cfg.teacher, cfg.init_from):
