@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     runs["group"] = runs.run.str.split("/").str[0]
     # rows written before the split_seed column: their split was drawn with the run's seed
     runs["split_seed"] = runs.get("split_seed", pd.Series(float("nan"), index=runs.index)).fillna(runs.seed)
+    runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).fillna("")  # ... and the teacher column
     runs = runs[runs.group.isin(list(GROUPS))]
     out = Path(args.out)
     figures = out.parent / "results"
@@ -341,17 +342,28 @@ def variants_section(runs: pd.DataFrame) -> str:
     lines = ["## Variants of the recipe", "",
              "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
              "headline runs (or the sweep's runs) of the same role, mode and ratio.", "",
-             "| variant | accuracy | achieved ratio | teacher agreement | mask IoU with its teacher | "
-             "plausibility token F1 | headline or sweep runs: accuracy |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| variant | accuracy | achieved ratio | teacher (its test accuracy) | teacher agreement | "
+             "mask IoU with its teacher | plausibility token F1 | headline or sweep runs: accuracy |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rows in variants.groupby("variant", sort=False):
         first = rows.iloc[0]
         same_model = runs[(runs.group == first.group) & (runs.role == first.role) & (runs["mode"] == first["mode"])
                           & ~runs.run.str.contains("/variants/")]
         base = same_model[(same_model.ratio - first.ratio).abs() < 1e-9]
         lines.append(f"| {name} | {mean_std(rows.accuracy, 4)} | {rows.achieved_ratio.mean():.3f} | "
+                     f"{teachers_cell(rows, runs)} | "
                      f"{_cell(rows.teacher_agreement.mean())} | {_cell(rows.teacher_mask_iou.mean())} | "
                      f"{_cell(rows.plausibility_f1.mean())} | {mean_std(base.accuracy, 4)} |")
     return "\n".join(lines)
+
+
+def teachers_cell(rows: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """The teacher runs of ``rows`` (their checkpoint paths read as run names), each with its test accuracy."""
+    cells = []
+    for path in dict.fromkeys(rows.teacher[rows.teacher != ""]):
+        teacher = runs[[path == run or path.endswith("/" + run) for run in runs.run]]
+        cells.append(f"{teacher.run.iloc[0]} ({teacher.accuracy.iloc[0]:.3f})" if len(teacher) else path)
+    return ", ".join(cells)
 
 
 def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:

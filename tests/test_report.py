@@ -57,7 +57,8 @@ def write_results(path: Path) -> None:
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/variants/student-rekd-matched-teacher-r{ratio}", "student", "rekd", ratio, 2026,
-                         0.74 + ratio / 2))
+                         0.74 + ratio / 2, teacher=f"runs/text/sweep/teacher-re-r{ratio}"))
+    rows.append(_row("text/sweep/teacher-re-r0.05", "teacher", "re", 0.05, 2026, 0.625))
     rows.append(_row("text/variants/student-re-example-cost", "student", "re", 0.1, 2026, 0.81))
     rows.append(_row("text/variants/student-re-example-cost-s2027", "student", "re", 0.1, 2027, 0.83))
     for row in rows:
@@ -122,6 +123,8 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "| student RE | student REKD | student REKD (matched-teacher) |" in report
     assert "| 0.25 | not run | 0.825 (1 seed); achieved 0.260 | 0.845 (1 seed); achieved 0.260 | 0.865 (1 seed)" in report
     assert "| text/variants/student-rekd-matched-teacher-r0.05 | 0.7650 (1 seed) |" in report
+    # each variant's teacher, read as a run name with its test accuracy where the results file has it
+    assert "| text/sweep/teacher-re-r0.05 (0.625) |" in report and "| runs/text/sweep/teacher-re-r0.25 |" in report
     assert report.count("| 0.7450 (1 seed) |") == 1  # the sweep's REKD at 0.05, beside the matched variant
     # The one RE run on its own seed's split (written before split_seed: its seed) is named.
     assert "1 RE / REKD runs were trained before" in report

@@ -76,6 +76,7 @@ def test_sweep_runs_resumes_and_shares_teacher_outputs(text_task, tmp_path, caps
         assert 0.0 <= float(row["accuracy"]) <= 1.0 and abs(float(row["achieved_ratio"]) - 0.2) < 0.06
         assert int(row["test_examples"]) == 40 and float(row["wall_time_s"]) > 0
     assert all(0.0 <= float(r["teacher_agreement"]) <= 1.0 for r in rows[1:])
+    assert [r["teacher"] for r in rows] == ["", *[str(tmp_path / "shipped" / "teacher-re")] * 2]
     # Shipped runs under out_root, the others under work_dir; the teacher's test outputs cached once.
     assert read_config(tmp_path / "shipped" / "teacher-re")["status"] == "complete"
     assert not (tmp_path / "shipped" / "student-rekd-s1").exists()
@@ -236,7 +237,7 @@ def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
     from rekd_core.sweep import RESULT_FIELDS, append_result
 
     path = tmp_path / "results.csv"
-    old_fields = RESULT_FIELDS[:-1]
+    old_fields = RESULT_FIELDS[:-2]  # before split_seed and teacher
     path.write_text(",".join(old_fields) + "\n" + ",".join("old" if f == "run" else "" for f in old_fields) + "\n")
     append_result(path, {"run": "new", "split_seed": 2026})
     rows = read_results(path)
