@@ -244,7 +244,7 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
             said.append(f"The teacher RE is ahead of the student RE ({t_re.accuracy.mean():.3f} against "
                         f"{s_re.accuracy.mean():.3f}).")
         if teachers_cell(s_rekd, runs):
-            said.append(f"The headline REKD students distil from {teachers_cell(s_rekd, runs)} (test accuracy).")
+            said.append(f"The headline REKD students distil from {teachers_cell(s_rekd, runs, 'test accuracy ')}.")
         said.append(f"Distillation does move the student towards the teacher: prediction agreement "
                     f"{s_re.teacher_agreement.mean():.3f} (RE) → {s_rekd.teacher_agreement.mean():.3f} (REKD), "
                     f"mask IoU {s_re.teacher_mask_iou.mean():.3f} → {s_rekd.teacher_mask_iou.mean():.3f}; "
@@ -359,12 +359,12 @@ def variants_section(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def teachers_cell(rows: pd.DataFrame, runs: pd.DataFrame) -> str:
+def teachers_cell(rows: pd.DataFrame, runs: pd.DataFrame, accuracy_label: str = "") -> str:
     """The teacher runs of ``rows`` (their checkpoint paths read as run names), each with its test accuracy."""
     cells = []
     for path in dict.fromkeys(rows.teacher[rows.teacher != ""]):
         teacher = runs[[path == run or path.endswith("/" + run) for run in runs.run]]
-        cells.append(f"{teacher.run.iloc[0]} ({teacher.accuracy.iloc[0]:.3f})" if len(teacher) else path)
+        cells.append(f"{teacher.run.iloc[0]} ({accuracy_label}{teacher.accuracy.iloc[0]:.3f})" if len(teacher) else path)
     return ", ".join(cells)
 
 
