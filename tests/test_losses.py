@@ -199,6 +199,8 @@ def test_rationale_kd_hand_computed():
     assert KL_QUARTER == approx(0.130812, abs=1e-6)
     assert kd.item() == approx((2 * KL_QUARTER + KL_QUARTER) / 2, abs=1e-6)
     assert kd.item() == approx(0.196218, abs=1e-6)
+    # the tau2 option scales it like KD_Y: 2^2 * 0.196218
+    assert rationale_kd(student, teacher, 2.0, fm, scale="tau2").item() == approx(4 * 0.196218, abs=1e-5)
 
 
 def test_rationale_kd_direction_and_gradient():

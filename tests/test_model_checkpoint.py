@@ -127,6 +127,15 @@ def test_config_records_the_run(text_re_ckpt, text_rekd_ckpt, vision_re_ckpt):
     assert [row["epoch"] for row in read_log(text_re_ckpt)] == [1]
 
 
+def test_rekd_with_the_tau2_rationale_kd_trains_and_is_recorded(text_task, text_re_ckpt, trainer, tmp_path):
+    out = trainer(f"csv:{text_task}", tmp_path / "tau2", mode="rekd", teacher=str(text_re_ckpt),
+                  rationale_kd_scale="tau2")
+    assert read_config(out)["training"]["rationale_kd_scale"] == "tau2"
+    assert read_log(out)[0]["train_kd_r"] >= 0.0 and read_metrics(out)["test"]["n"] == 40
+    with pytest.raises(ConfigError, match="rationale_kd_scale"):
+        TrainConfig(task="text", dataset="x", out="y", rationale_kd_scale="tau").resolved()
+
+
 def test_weights_are_safetensors_not_pickle(text_re_ckpt):
     raw = (text_re_ckpt / "model.safetensors").read_bytes()
     assert not raw.startswith(b"PK") and not raw.startswith(b"\x80")  # neither a torch zip nor a pickle
