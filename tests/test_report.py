@@ -81,6 +81,13 @@ def write_teacher_log(checkpoints: Path) -> None:
                "dev_accuracy": 0.71, "dev_recall_pos": 0.48}]
     (teacher / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     (teacher / "metrics.json").write_text(json.dumps({"best_epoch": 2}))
+    # ... and a REKD student whose training selection doubles in its second epoch
+    student = checkpoints / "text" / "student-rekd"
+    student.mkdir(parents=True)
+    epochs = [{"epoch": 1, "tau": 0.76, "train_ratio": 0.11, "train_kd_r": 30.0, "train_sel": 100.0, "dev_accuracy": 0.77},
+              {"epoch": 2, "tau": 0.12, "train_ratio": 0.24, "train_kd_r": 36.0, "train_sel": 900.0, "dev_accuracy": 0.56}]
+    (student / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
+    (student / "config.json").write_text(json.dumps({"training": {"alpha": 0.5, "lambda_r": 0.5, "lambda_sel": 1e-4}}))
 
 
 def test_report_tables_targets_and_plots(make_report, tmp_path):
@@ -107,6 +114,9 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "The teacher RE is ahead of the student RE (0.840 against 0.780)." in report
     assert "prediction agreement 0.600 (RE) → 0.800 (REKD), mask IoU 0.200 → 0.500" in report
     assert "dev accuracy went from 0.760 → 0.710 over the epochs: it overfits the training set." in report
+    assert ("The REKD student selected 0.240 of the features while training in epoch 2 (target 0.10; dev accuracy "
+            "over the epochs 0.770 → 0.560)") in report
+    assert "(epoch 1 (ending at tau 0.76): 7.50 against 0.005; epoch 2 (ending at tau 0.12): 9.00 against 0.045)" in report
     # Selection diagnostics: the table and what it shows.
     assert ("| checkpoints/text/teacher-re | RE | 0.10 | 0.700 | 0.800 | 0.150 (pos 0.060 – neg 0.240) | 0.500 / 0.500 "
             "| 0.510 |") in report
