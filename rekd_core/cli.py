@@ -28,7 +28,7 @@ TRAIN_HELP = {
     "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
     "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
     "lambda_r": "weight of the rationale distillation KD_R",
-    "rationale_kd_scale": "none (the paper) | tau2: scale KD_R by tau^2 as KD_Y is, so it cannot swamp the selection cost",
+    "rationale_kd_scale": "none (the paper) | tau2: scale KD_R by tau^2, as the paper does KD_Y",
     "distil": "both | rationale | prediction",
     "teacher_labels": "soft | hard teacher predictions for KD_Y",
     "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",

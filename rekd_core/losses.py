@@ -66,9 +66,8 @@ def rationale_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float, fea
     """KD_R: KL(teacher || student) of the per-feature {not, selected} distributions at ``tau``,
     summed over real features and both classes, averaged over the batch.
 
-    ``scale="none"`` is the paper's. ``"tau2"`` multiplies it by tau^2, as KD_Y is: unscaled, the
-    term grows as tau anneals towards 0.1 until it swamps the selection cost, and a text student
-    then selects about twice its target ratio while training (measured in docs/RESULTS.md)."""
+    ``scale="none"`` is the paper's. ``"tau2"`` multiplies it by tau^2, as the paper does for KD_Y
+    (the usual correction for the 1/tau^2 gradient scale of softened targets)."""
     log_p_student = F.log_softmax(student_logits / tau, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits / tau, dim=-1)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)
