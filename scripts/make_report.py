@@ -291,8 +291,8 @@ def _student_selection_drift(checkpoint: Path, ratio: float) -> str:
     return (f"The REKD student selected {ratios} of the features while training in epoch {epochs} (target "
             f"{ratio:.2f}; dev accuracy over the epochs {dev}). The weighted rationale distillation (1 − α)·λ_R·KD_R "
             f"dwarfs the weighted selection cost α·λ_sel·cost throughout ({weights}), so little holds the selected "
-            "count to the target once the distillation pulls it elsewhere; the kd-r-tau2 variant scales KD_R down "
-            "as tau anneals.")
+            "count to the target once the distillation pulls it elsewhere. The variants below scale KD_R by tau² "
+            "(kd-r-tau2) or drop it (distil-prediction).")
 
 
 def _best_teacher(runs: pd.DataFrame, task: str) -> str:
