@@ -536,7 +536,7 @@ def hardware_section(runs: pd.DataFrame, args) -> str:
         "## Hardware and commands", "",
         f"- Runs recorded on: {hardware} (as each run wrote it).",
         f"- This report was generated on: {_cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}.",
-        "- The runs were spread over several sittings, two or three `rekd sweep` processes at once (split with "
+        "- The runs were spread over several sittings, two to four `rekd sweep` processes at once (split with "
         "`--only`), each with `OMP_NUM_THREADS=1`: a run's wall time includes that sharing of the 2 cores.",
         f"- Shipped `checkpoints/` size: {size}.", "",
         "```bash",
