@@ -243,8 +243,9 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
         else:
             said.append(f"The teacher RE is ahead of the student RE ({t_re.accuracy.mean():.3f} against "
                         f"{s_re.accuracy.mean():.3f}).")
-        if teachers_cell(s_rekd, runs):
-            said.append(f"The headline REKD students distil from {teachers_cell(s_rekd, runs, 'test accuracy ')}.")
+        distilled_from = teachers_cell(s_rekd, runs, "test accuracy ")
+        if distilled_from:
+            said.append(f"The headline REKD students distil from {distilled_from}.")
         said.append(f"Distillation does move the student towards the teacher: prediction agreement "
                     f"{s_re.teacher_agreement.mean():.3f} (RE) → {s_rekd.teacher_agreement.mean():.3f} (REKD), "
                     f"mask IoU {s_re.teacher_mask_iou.mean():.3f} → {s_rekd.teacher_mask_iou.mean():.3f}; "
