@@ -62,15 +62,22 @@ def selection_cost(mask: Tensor, ratio: float, length: Tensor | float, per_examp
 
 
 def rationale_kd(student_logits: Tensor, teacher_logits: Tensor, tau: float, feature_mask: Tensor,
-                 scale: str = "none") -> Tensor:
+                 scale: str = "none", teacher_mask: Tensor | None = None) -> Tensor:
     """KD_R: KL(teacher || student) of the per-feature {not, selected} distributions at ``tau``,
     summed over real features and both classes, averaged over the batch.
 
     ``scale="none"`` is the paper's. ``"tau2"`` multiplies it by tau^2, as the paper does for KD_Y
-    (the usual correction for the 1/tau^2 gradient scale of softened targets)."""
+    (the usual correction for the 1/tau^2 gradient scale of softened targets).
+    With ``teacher_mask`` (0/1 per feature, e.g. the teacher's top-k selection) the teacher's
+    distribution is that hard choice instead of its softened logits: KL to a one-hot target is the
+    student's cross-entropy on the teacher's choice."""
     log_p_student = F.log_softmax(student_logits / tau, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits / tau, dim=-1)
-    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)
+    if teacher_mask is None:
+        log_p_teacher = F.log_softmax(teacher_logits / tau, dim=-1)
+        kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)
+    else:
+        selected = teacher_mask.to(log_p_student.dtype)
+        kl = -(selected * log_p_student[..., 1] + (1.0 - selected) * log_p_student[..., 0])
     return (kl * feature_mask).sum(dim=1).mean() * (tau**2 if scale == "tau2" else 1.0)
 
 

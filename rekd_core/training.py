@@ -80,6 +80,7 @@ class TrainConfig:
     alpha: float | str = 0.5  # REKD weight of L_RE: a number, or "schedule"
     lambda_r: float = 0.5
     rationale_kd_scale: str = "none"  # KD_R as the paper has it | tau2: scaled by tau^2 like KD_Y
+    teacher_rationale: str = "soft"  # KD_R target: the teacher's softened selection (paper) | its top-k mask
     distil: str = "both"  # both | rationale | prediction
     teacher_labels: str = "soft"  # soft | hard
     teacher_mask: str = "student"  # the teacher predictor reads: the student's mask (paper) | its own
@@ -102,6 +103,7 @@ class TrainConfig:
         _check_choice("teacher_labels", cfg.teacher_labels, ("soft", "hard"))
         _check_choice("teacher_mask", cfg.teacher_mask, ("student", "teacher"))
         _check_choice("rationale_kd_scale", cfg.rationale_kd_scale, ("none", "tau2"))
+        _check_choice("teacher_rationale", cfg.teacher_rationale, ("soft", "topk"))
         _check_choice("eval_selection", cfg.eval_selection, SELECTIONS)
         _check_choice("sel_length", cfg.sel_length, ("padded", "real"))
         _check_choice("sel_cost", cfg.sel_cost, ("batch", "example"))
@@ -312,8 +314,10 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
         t_mask = out.mask.detach() if cfg.teacher_mask == "student" else teacher.select(
             t_gen, fm, cfg.eval_selection, ratio=cfg.ratio)
         t_logits = teacher.predictor(inputs, t_mask)
-    kd_r = (rationale_kd(out.gen_logits, t_gen, tau, fm, cfg.rationale_kd_scale) if cfg.distil != "prediction"
-            else ce.new_zeros(()))
+    kd_r = ce.new_zeros(())
+    if cfg.distil != "prediction":
+        t_rationale = teacher.select(t_gen, fm, "topk", ratio=cfg.ratio) if cfg.teacher_rationale == "topk" else None
+        kd_r = rationale_kd(out.gen_logits, t_gen, tau, fm, cfg.rationale_kd_scale, teacher_mask=t_rationale)
     kd_y = prediction_kd(out.logits, t_logits, tau, cfg.teacher_labels == "hard") if cfg.distil != "rationale" else ce.new_zeros(())
     alpha = alpha_at(tau, cfg.tau0) if cfg.alpha == "schedule" else float(cfg.alpha)
     loss = alpha * l_re + (1 - alpha) * (cfg.lambda_r * kd_r + kd_y)

@@ -203,6 +203,22 @@ def test_rationale_kd_hand_computed():
     assert rationale_kd(student, teacher, 2.0, fm, scale="tau2").item() == approx(4 * 0.196218, abs=1e-5)
 
 
+def test_rationale_kd_to_a_hard_teacher_mask_is_cross_entropy_on_the_teacher_choice():
+    # tau 1; student logits [0, ln 3] -> p_S = [1/4, 3/4]; the teacher's logits are ignored
+    # example 0: features chosen 1, 0 (+1 padding) -> -ln(3/4) - ln(1/4) = 0.287682 + 1.386294 = 1.673976
+    # example 1: feature chosen 1 (+2 padding)     -> -ln(3/4)                               = 0.287682
+    # batch mean = (1.673976 + 0.287682) / 2 = 0.980829
+    student = torch.tensor([0.0, LN3]).expand(2, 3, 2).clone()
+    teacher = torch.randn(2, 3, 2)
+    chosen = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    fm = torch.tensor([[T, T, F], [T, F, F]])
+    kd = rationale_kd(student, teacher, 1.0, fm, teacher_mask=chosen)
+    assert kd.item() == approx(0.980829, abs=1e-6)
+    # a one-hot target is the limit of a confident soft teacher: logits +-20 give the same value
+    confident = torch.stack([20 * (1 - 2 * chosen), 20 * (2 * chosen - 1)], dim=-1)
+    assert rationale_kd(student, confident, 1.0, fm).item() == approx(kd.item(), abs=1e-5)
+
+
 def test_rationale_kd_direction_and_gradient():
     # KL is teacher || student: swapping the roles changes the value
     # KL([1/2, 1/2] || [1/4, 3/4]) = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.346574 - 0.202733 = 0.143841

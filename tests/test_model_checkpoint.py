@@ -19,7 +19,9 @@ from rekd_core.data import load_dataset_spec
 from rekd_core.errors import CheckpointError, ConfigError, DataError
 from rekd_core.evaluation import evaluate_split
 from rekd_core.explain import explain
-from rekd_core.training import TrainConfig, build_model
+from rekd_core.losses import rationale_kd
+from rekd_core.processing import model_inputs
+from rekd_core.training import TrainConfig, build_model, training_loss
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -134,6 +136,24 @@ def test_rekd_with_the_tau2_rationale_kd_trains_and_is_recorded(text_task, text_
     assert read_log(out)[0]["train_kd_r"] >= 0.0 and read_metrics(out)["test"]["n"] == 40
     with pytest.raises(ConfigError, match="rationale_kd_scale"):
         TrainConfig(task="text", dataset="x", out="y", rationale_kd_scale="tau").resolved()
+
+
+def test_the_topk_teacher_rationale_is_the_teachers_topk_mask_at_the_students_ratio(text_re_ckpt):
+    # Self-distillation, no dropout: the paper's KD_R of a model against itself is exactly 0; with
+    # teacher_rationale="topk" it is the model's cross-entropy on its own top-k choice at --ratio.
+    model = load_checkpoint(text_re_ckpt, "cpu").eval()
+    batch = dict(model.processor(["a good film", "bad and dull, a waste of time"]), label=torch.tensor([1, 0]))
+    cfg = TrainConfig(task="text", dataset="x", out="y", mode="rekd", teacher="t", ratio=0.3, alpha=0.0, lambda_r=1.0,
+                      distil="rationale").resolved()
+    grid = model.num_features
+    assert training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"] == pytest.approx(0.0, abs=1e-6)
+    cfg.teacher_rationale = "topk"
+    kd_r = training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"]
+    out = model(model_inputs(batch), ratio=0.3)
+    expected = rationale_kd(out.gen_logits, out.gen_logits, 1.0, out.feature_mask, teacher_mask=out.mask)
+    assert kd_r == pytest.approx(expected.item(), rel=1e-5) and kd_r > 0.1
+    with pytest.raises(ConfigError, match="teacher_rationale"):
+        TrainConfig(task="text", dataset="x", out="y", teacher_rationale="hard").resolved()
 
 
 def test_weights_are_safetensors_not_pickle(text_re_ckpt):
