@@ -10,7 +10,6 @@ targets of issue 3 are checked against the measured numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -23,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rekd_core.checkpoint import read_config, read_log, read_metrics  # noqa: E402
 from rekd_core.sweep import series_name, variant_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,7 +250,7 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
                     f"{s_re.teacher_agreement.mean():.3f} (RE) → {s_rekd.teacher_agreement.mean():.3f} (REKD), "
                     f"mask IoU {s_re.teacher_mask_iou.mean():.3f} → {s_rekd.teacher_mask_iou.mean():.3f}; "
                     f"accuracy {s_re.accuracy.mean():.3f} → {s_rekd.accuracy.mean():.3f}.")
-        log = _epochs(checkpoints / task / "teacher-re")
+        log = read_log(checkpoints / task / "teacher-re")
         if log:
             last = log[-1]
             said.append(f"In its last epoch the teacher RE had a training cross-entropy of {last['train_ce']:.3f} "
@@ -290,11 +290,11 @@ def _one_part_distilled(runs: pd.DataFrame, task: str) -> str:
 def _student_selection_drift(checkpoint: Path, ratio: float) -> str:
     """A sentence when the shipped REKD student selected far more than its ratio in some epoch while
     training (sampled masks), which then leaves its predictor unused to top-k masks at the ratio."""
-    log = _epochs(checkpoint)
+    log = read_log(checkpoint)
     drift = [e for e in log if e["train_ratio"] > 1.5 * ratio]
     if not drift:
         return ""
-    training = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))["training"]
+    training = read_config(checkpoint)["training"]
     alpha, lambda_r, lambda_sel = training["alpha"], training["lambda_r"], training["lambda_sel"]
     if not isinstance(alpha, (int, float)):
         alpha = drift[-1]["train_alpha"]
@@ -417,21 +417,14 @@ def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
     shipped = runs[(runs["mode"] != "cls") & runs.kept.astype(str).eq("True")]
     for run in shipped.run:
         directory = checkpoints / run
-        metrics = directory / "metrics.json"
-        if not metrics.is_file():
+        best = read_metrics(directory).get("best_epoch")
+        if best is None:
             continue
-        best = json.loads(metrics.read_text(encoding="utf-8")).get("best_epoch")
-        for entry in _epochs(directory):
+        for entry in read_log(directory):
             mark = "**" if entry["epoch"] == best else ""
             lines.append(f"| {run} | {mark}{entry['epoch']}{mark} | {entry['train_ce']:.3f} | {entry['train_ratio']:.3f} "
                          f"| {entry['dev_l_re']:.3f} | {entry['dev_accuracy']:.3f} | {_cell(entry.get('dev_recall_pos'))} |")
     return "\n".join(lines) if len(lines) > 6 else ""
-
-
-def _epochs(checkpoint: Path) -> list[dict]:
-    """The per-epoch log of a checkpoint (empty when it has none)."""
-    log = checkpoint / "log.jsonl"
-    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.is_file() else []
 
 
 def _sweep_series(models: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str, str, str]]:

@@ -90,7 +90,9 @@ def write_teacher_log(checkpoints: Path) -> None:
     epochs = [{"epoch": 1, "tau": 0.76, "train_ratio": 0.11, "train_kd_r": 30.0, "train_sel": 100.0, "dev_accuracy": 0.77},
               {"epoch": 2, "tau": 0.12, "train_ratio": 0.24, "train_kd_r": 36.0, "train_sel": 900.0, "dev_accuracy": 0.56}]
     (student / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
-    (student / "config.json").write_text(json.dumps({"training": {"alpha": 0.5, "lambda_r": 0.5, "lambda_sel": 1e-4}}))
+    config = {"format": "rekd-checkpoint", "version": 1, "task": "text", "mode": "rekd", "ratio": 0.1, "labels": ["neg", "pos"],
+              "backbone": {}, "dropout": 0.1, "processor": {}, "training": {"alpha": 0.5, "lambda_r": 0.5, "lambda_sel": 1e-4}}
+    (student / "config.json").write_text(json.dumps(config))
 
 
 def test_report_tables_targets_and_plots(make_report, tmp_path):
