@@ -36,7 +36,7 @@ RESULT_FIELDS = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "ac
                  "ratio_argmax", "teacher_agreement", "teacher_mask_iou", "sufficiency", "comprehensiveness",
                  "plausibility_f1", "plausibility_iou_f1", "random_plausibility_f1", "plausibility_examples",
                  "parameters", "train_examples", "test_examples", "epochs", "wall_time_s", "hardware", "kept",
-                 "split_seed", "teacher"]  # new columns go last, so that the rows of older files still line up
+                 "split_seed", "teacher", "dev_accuracy"]  # new columns go last, so that the rows of older files still line up
 RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility"}
 REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name another run
 
@@ -187,7 +187,9 @@ def result_row(run: dict, checkpoint: Path) -> dict:
             "kept": run.get("keep", True) is not False,
             "split_seed": split_seed_of(config),
             # REKD: the checkpoint distilled from; RE: the one teacher_agreement compares with
-            "teacher": (config.get("teacher") or config.get("compared_with") or {}).get("path", "")}
+            "teacher": (config.get("teacher") or config.get("compared_with") or {}).get("path", ""),
+            # the kept epoch's, on the run's own dev split: what a variant may be chosen on, not the test set
+            "dev_accuracy": metrics.get("dev", {}).get("accuracy", "")}
 
 
 def read_results(path: str | Path) -> list[dict]:

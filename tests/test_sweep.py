@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from rekd_core.checkpoint import load_checkpoint, read_config
+from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.data import load_dataset_spec, pick_split
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.evaluation import evaluate
@@ -81,6 +81,7 @@ def test_sweep_runs_resumes_and_shares_teacher_outputs(text_task, tmp_path, caps
     assert read_config(tmp_path / "shipped" / "teacher-re")["status"] == "complete"
     assert not (tmp_path / "shipped" / "student-rekd-s1").exists()
     assert read_config(tmp_path / "work" / "student-rekd-s2")["status"] == "complete"
+    assert float(rows[2]["dev_accuracy"]) == read_metrics(tmp_path / "work" / "student-rekd-s2")["dev"]["accuracy"]
     assert len(list((tmp_path / "work" / "cache").glob("teacher-test-*.safetensors"))) == 1
 
     capsys.readouterr()
@@ -237,7 +238,7 @@ def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
     from rekd_core.sweep import RESULT_FIELDS, append_result
 
     path = tmp_path / "results.csv"
-    old_fields = RESULT_FIELDS[:-2]  # before split_seed and teacher
+    old_fields = RESULT_FIELDS[:RESULT_FIELDS.index("split_seed")]  # before split_seed, teacher and dev_accuracy
     path.write_text(",".join(old_fields) + "\n" + ",".join("old" if f == "run" else "" for f in old_fields) + "\n")
     append_result(path, {"run": "new", "split_seed": 2026})
     rows = read_results(path)
