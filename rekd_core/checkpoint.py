@@ -6,7 +6,9 @@ A checkpoint is one directory:
   the training settings and the teacher it learned from;
 - ``model.safetensors``: generator and predictor weights (never a pickle);
 - ``tokenizer/`` (text models);
-- ``metrics.json``: dev and test metrics; ``log.jsonl``: the per-epoch training log.
+- ``metrics.json``: dev and test metrics; ``log.jsonl``: the per-epoch training log;
+- ``resume.safetensors``, only while a run is training: the state its next epoch starts from
+  (resume.py), its JSON part in the file's metadata.
 
 Saving writes a sibling temporary directory and renames it into place, so a killed run leaves
 either the previous checkpoint or the new one, never a half-written one.
@@ -20,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
@@ -30,16 +32,18 @@ from .processing import load_processor
 FORMAT = "rekd-checkpoint"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.json", "model.safetensors", "metrics.json", "log.jsonl"
+RESUME_FILE = "resume.safetensors"
 REQUIRED_KEYS = ("task", "mode", "ratio", "labels", "backbone", "dropout", "processor")
 
 
 def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict | None = None,
                     extra_config: dict | None = None, metrics: dict | None = None,
-                    log: list[dict] | None = None) -> Path:
+                    log: list[dict] | None = None, resume: tuple[dict, dict] | None = None) -> Path:
     """Atomically write ``model`` (or ``state_dict`` for its architecture) to the directory ``path``.
 
     An existing directory is replaced only if it is a checkpoint itself (or empty): a path that
-    holds anything else is refused, so nothing of the user's is overwritten.
+    holds anything else is refused, so nothing of the user's is overwritten. ``resume`` (tensors, JSON
+    data) is the state an interrupted run goes on from (resume.py); saved with the weights it belongs to.
     """
     path = Path(path)
     check_writable(path)
@@ -54,6 +58,10 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
         _write_json(tmp / CONFIG_FILE, config)
         _write_json(tmp / METRICS_FILE, metrics or {})
         (tmp / LOG_FILE).write_text("".join(json.dumps(row) + "\n" for row in log or []))
+        if resume is not None:
+            state, info = resume
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / RESUME_FILE),
+                      metadata={"info": json.dumps(info, default=_json_default)})
         _fsync_tree(tmp)
         _swap_into_place(tmp, path)
     except BaseException:
@@ -156,6 +164,19 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from exc
+
+
+def read_resume(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The resume state of a checkpoint (tensors, JSON data), or None when it has none."""
+    resume_path = Path(path) / RESUME_FILE
+    if not resume_path.is_file():
+        return None
+    try:
+        with safe_open(str(resume_path), framework="pt") as fh:
+            info = json.loads((fh.metadata() or {})["info"])
+            return {k: fh.get_tensor(k) for k in fh.keys()}, info
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{resume_path}: corrupt resume state ({exc})") from exc
 
 
 def stored_form(data: dict) -> dict:

@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
+from . import resume
 from .checkpoint import (WEIGHTS_FILE, check_writable, load_checkpoint, read_config, read_log, read_metrics,
-                         read_weights, save_checkpoint, stored_form)
+                         read_resume, read_weights, save_checkpoint, stored_form)
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
 from .errors import CheckpointError, ConfigError, first_line
 from .evaluation import evaluate
@@ -175,6 +176,7 @@ def train(config: TrainConfig) -> Path:
 
     train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment)
     train_loader = data_loader(train_set, cfg, shuffle=True)
+    batch_order = train_loader.generator  # part of the state a cut run is resumed with
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
     test_loader = data_loader(FeatureDataset(test_split, model.processor), cfg)
 
@@ -194,9 +196,13 @@ def train(config: TrainConfig) -> Path:
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
     step, seen, earlier_s = 0, 0, 0.0
-    resumed = trained_run(cfg.out, extra_config)
-    if resumed is not None:  # its epochs all finished before it was cut: the test split is all that is left
-        log, best, step, earlier_s = resumed
+    earlier = earlier_progress(cfg.out, extra_config)
+    if earlier is not None:
+        log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
+        if earlier.resume is not None:
+            resume.restore(*earlier.resume, core, optimizer, lr_scheduler, batch_order)
+        if accelerator.is_main_process:
+            tqdm.write(f"{cfg.out}: resuming after epoch {len(log)} of {cfg.epochs}")
     for epoch in range(len(log) + 1, cfg.epochs + 1):
         model.train()
         epoch_start, sums = time.time(), {}
@@ -226,15 +232,15 @@ def train(config: TrainConfig) -> Path:
             tqdm.write(_epoch_line(row))
         if dev["l_re"] < best["l_re"]:
             best.update(l_re=dev["l_re"], epoch=epoch, dev=dev, state=cpu_snapshot(core))
-            if accelerator.is_main_process:
-                save_checkpoint(core, cfg.out, state_dict=best["state"], log=log,
-                                extra_config={**extra_config, "status": f"training (best epoch {epoch})"},
-                                metrics={"best_epoch": epoch, "dev": dev})
+        if accelerator.is_main_process:
+            # the best weights so far, and (before the last epoch) the state the next epoch starts from
+            last = epoch == cfg.epochs
+            status = TRAINED if last else f"{TRAINING} (epoch {epoch} of {cfg.epochs}, best epoch {best['epoch']})"
+            save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, extra_config={**extra_config, "status": status},
+                            metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": step,
+                                     "train_wall_s": round(time.time() - started + earlier_s, 1)},
+                            resume=None if last else resume.capture(core, optimizer, lr_scheduler, batch_order))
         accelerator.wait_for_everyone()
-    if resumed is None and accelerator.is_main_process:
-        save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, extra_config={**extra_config, "status": TRAINED},
-                        metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": step,
-                                 "train_wall_s": round(time.time() - started, 1)})
 
     core.load_state_dict(best["state"])
     test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
@@ -244,7 +250,7 @@ def train(config: TrainConfig) -> Path:
     wall = time.time() - started + earlier_s
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "test": test, "eval_selection": cfg.eval_selection,
                "wall_time_s": round(wall, 1), "train_examples": len(train_set), "steps": step,
-               "hardware": _hardware(accelerator), **({"resumed_at_test": True} if resumed else {})}
+               "hardware": _hardware(accelerator), **_resumed(earlier)}
     if accelerator.is_main_process:
         save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
                         extra_config={**extra_config, "status": "complete"})
@@ -255,23 +261,53 @@ def train(config: TrainConfig) -> Path:
     return Path(cfg.out)
 
 
+TRAINING = "training"
 TRAINED = "trained; test split not evaluated yet"
 
 
-def trained_run(out: str, description: dict) -> tuple[list[dict], dict, int, float] | None:
-    """The log, best epoch, step count and training seconds that a run with this very description
-    saved at ``out`` once its epochs had all finished, if its test evaluation was then cut (status
-    ``TRAINED``): training it again would give the same weights, so it resumes at the test split."""
+@dataclass
+class Progress:
+    """What an earlier run with the same settings saved before it was cut."""
+
+    log: list[dict]
+    best: dict  # l_re, epoch, dev metrics and weights of its best epoch so far
+    steps: int
+    seconds: float  # its training time
+    resume: tuple[dict, dict] | None  # the state its next epoch starts from; None once its epochs are all done
+
+
+def earlier_progress(out: str, description: dict) -> Progress | None:
+    """The progress that a run with this very description saved at ``out`` before it was cut: after
+    an epoch (status ``training (epoch E of N, ...)``, with its resume state), or once its epochs had
+    all finished (status ``TRAINED``: only the test split is left). None for anything else, including
+    a checkpoint of other settings; going on from its state gives the weights of an uninterrupted run."""
     try:
         config = read_config(out)
-        if config.get("status") != TRAINED or any(config.get(k) != v for k, v in stored_form(description).items()):
-            return None
-        state = read_weights(out)
     except CheckpointError:
         return None
+    status = str(config.get("status", ""))
+    if not (status == TRAINED or status.startswith(TRAINING + " (epoch ")):
+        return None
+    if any(config.get(k) != v for k, v in stored_form(description).items()):
+        return None
+    try:
+        state = read_resume(out) if status != TRAINED else None
+        weights = read_weights(out)
+    except CheckpointError as exc:
+        print(f"not resuming {out}: {first_line(exc)}; training from the start", flush=True)
+        return None
+    if status != TRAINED and state is None:
+        return None
     metrics = read_metrics(out)
-    best = {"l_re": metrics["dev"]["l_re"], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": state}
-    return read_log(out), best, metrics["steps"], metrics["train_wall_s"]
+    best = {"l_re": metrics["dev"]["l_re"], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": weights}
+    return Progress(read_log(out), best, metrics["steps"], metrics["train_wall_s"], state)
+
+
+def _resumed(earlier: Progress | None) -> dict:
+    """What the metrics say about an earlier, cut run this one went on from."""
+    if earlier is None:
+        return {}
+    return {"resumed_at_test": True} if earlier.resume is None else {"resumed_after_epoch": len(earlier.log)}
 
 
 def data_loader(dataset, cfg: TrainConfig, shuffle: bool = False) -> torch.utils.data.DataLoader:

@@ -132,6 +132,69 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
     assert resumed["best_epoch"] == whole["best_epoch"] and resumed["test"] == pytest.approx(whole["test"], abs=1e-3)
 
 
+@pytest.mark.parametrize("task, mode", [("text", "re"), ("text", "rekd"), ("vision", "re")])
+def test_a_run_cut_after_an_epoch_goes_on_from_there(task, mode, text_task, image_task, text_re_ckpt, trainer, tmp_path,
+                                                    monkeypatch):
+    """Cut in its second epoch, a run goes on from the end of its first (weights, optimizer, schedule and
+    random number generators) and ends bit for bit where an uninterrupted run ends."""
+    from rekd_core.checkpoint import RESUME_FILE, read_log, read_metrics, read_weights
+
+    dataset = f"csv:{text_task}" if task == "text" else f"imagefolder:{image_task}"
+    options = dict(task=task, epochs=3, lr=1e-3, mode=mode, lr_schedule="linear")
+    if task == "text":  # one fixed vocabulary: training a WordPiece tokenizer is not deterministic (tokenizers#1794)
+        options.update(tokenizer=str(text_re_ckpt), **({"teacher": str(text_re_ckpt)} if mode == "rekd" else {}))
+    else:  # random crops and flips draw from the generators that a resumed run restores
+        options.update(augment=True)
+    whole = tmp_path / "whole"
+    trainer(dataset, whole, **options)
+    _cut_in_epoch_2(trainer, dataset, tmp_path / "cut", options, monkeypatch)
+    assert (tmp_path / "cut" / RESUME_FILE).is_file() and len(read_log(tmp_path / "cut")) == 1
+    trainer(dataset, tmp_path / "cut", **options)
+
+    resumed = read_metrics(tmp_path / "cut")
+    assert resumed["resumed_after_epoch"] == 1 and resumed["steps"] == read_metrics(whole)["steps"]
+    assert not (tmp_path / "cut" / RESUME_FILE).exists()  # a finished checkpoint carries no training state
+    timing = ("train_seconds", "train_samples_per_s")
+    assert ([{k: v for k, v in row.items() if k not in timing} for row in read_log(tmp_path / "cut")]
+            == [{k: v for k, v in row.items() if k not in timing} for row in read_log(whole)])
+    weights, expected = read_weights(tmp_path / "cut"), read_weights(whole)
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+
+
+def _cut_in_epoch_2(trainer, dataset: str, out: Path, options: dict, monkeypatch) -> None:
+    """Train until the second epoch starts, then stop as a killed run would."""
+    import rekd_core.training as training
+
+    real_loss = training.training_loss
+
+    def cut(*args, **kwargs):
+        if (out / "config.json").is_file() and read_config(out)["status"].startswith("training (epoch 1 of"):
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "training_loss", cut)
+        with pytest.raises(KeyboardInterrupt):
+            trainer(dataset, out, **options)
+
+
+def test_a_cut_run_with_other_settings_or_a_corrupt_resume_state_starts_over(text_task, text_re_ckpt, trainer,
+                                                                          tmp_path, monkeypatch, capsys):
+    from rekd_core.checkpoint import RESUME_FILE, read_log, read_metrics
+
+    dataset, options = f"csv:{text_task}", dict(epochs=2, lr=1e-3, tokenizer=str(text_re_ckpt))
+    _cut_in_epoch_2(trainer, dataset, tmp_path / "cut", options, monkeypatch)
+    trainer(dataset, tmp_path / "cut", **{**options, "lr": 2e-3})
+    assert "resumed_after_epoch" not in read_metrics(tmp_path / "cut") and len(read_log(tmp_path / "cut")) == 2
+
+    _cut_in_epoch_2(trainer, dataset, tmp_path / "corrupt", options, monkeypatch)
+    (tmp_path / "corrupt" / RESUME_FILE).write_bytes(b"not a safetensors file")
+    capsys.readouterr()
+    trainer(dataset, tmp_path / "corrupt", **options)
+    assert f"not resuming {tmp_path / 'corrupt'}: " in capsys.readouterr().out
+    assert "resumed_after_epoch" not in read_metrics(tmp_path / "corrupt") and len(read_log(tmp_path / "corrupt")) == 2
+
+
 def test_a_list_of_teachers_means_the_best_on_dev(text_re_ckpt, tmp_path):
     """The candidate with the best dev accuracy is chosen; candidates on different train/dev splits, or
     not trained to the end, are refused with the reason."""
