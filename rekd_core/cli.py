@@ -29,6 +29,8 @@ TRAIN_HELP = {
     "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
     "lambda_r": "weight of the rationale distillation KD_R",
     "rationale_kd_scale": "none (the paper) | tau2: scale KD_R by tau^2, as the paper does KD_Y",
+    "rationale_kd_tau": "KD_R temperature: the annealed Gumbel tau (the paper; default) or this fixed number; "
+                        "at 1 it matches the probabilities the training masks are sampled with",
     "teacher_rationale": "KD_R target: soft (the paper: the teacher's selection distribution at tau) | "
                          "topk (the teacher's top-k mask at --ratio)",
     "distil": "both | rationale | prediction",

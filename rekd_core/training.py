@@ -82,6 +82,7 @@ class TrainConfig:
     lambda_r: float = 0.5
     rationale_kd_scale: str = "none"  # KD_R as the paper has it | tau2: scaled by tau^2 like KD_Y
     teacher_rationale: str = "soft"  # KD_R target: the teacher's softened selection (paper) | its top-k mask
+    rationale_kd_tau: float | None = None  # KD_R temperature: None = the annealed Gumbel tau (paper), or fixed
     distil: str = "both"  # both | rationale | prediction
     teacher_labels: str = "soft"  # soft | hard
     teacher_mask: str = "student"  # the teacher predictor reads: the student's mask (paper) | its own
@@ -138,6 +139,8 @@ class TrainConfig:
                               "drop --teacher and --init-from")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
+        if cfg.rationale_kd_tau is not None and not cfg.rationale_kd_tau > 0:
+            raise ConfigError(f"rationale_kd_tau must be a positive temperature, got {cfg.rationale_kd_tau}")
         return cfg
 
 
@@ -353,7 +356,8 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
     kd_r = ce.new_zeros(())
     if cfg.distil != "prediction":
         t_rationale = teacher.select(t_gen, fm, "topk", ratio=cfg.ratio) if cfg.teacher_rationale == "topk" else None
-        kd_r = rationale_kd(out.gen_logits, t_gen, tau, fm, cfg.rationale_kd_scale, teacher_mask=t_rationale)
+        kd_tau = tau if cfg.rationale_kd_tau is None else cfg.rationale_kd_tau
+        kd_r = rationale_kd(out.gen_logits, t_gen, kd_tau, fm, cfg.rationale_kd_scale, teacher_mask=t_rationale)
     kd_y = prediction_kd(out.logits, t_logits, tau, cfg.teacher_labels == "hard") if cfg.distil != "rationale" else ce.new_zeros(())
     alpha = alpha_at(tau, cfg.tau0) if cfg.alpha == "schedule" else float(cfg.alpha)
     loss = alpha * l_re + (1 - alpha) * (cfg.lambda_r * kd_r + kd_y)

@@ -138,7 +138,7 @@ def test_rekd_with_the_tau2_rationale_kd_trains_and_is_recorded(text_task, text_
         TrainConfig(task="text", dataset="x", out="y", rationale_kd_scale="tau").resolved()
 
 
-def test_the_topk_teacher_rationale_is_the_teachers_topk_mask_at_the_students_ratio(text_re_ckpt):
+def test_the_topk_teacher_rationale_and_a_fixed_rationale_kd_temperature(text_re_ckpt):
     # Self-distillation, no dropout: the paper's KD_R of a model against itself is exactly 0; with
     # teacher_rationale="topk" it is the model's cross-entropy on its own top-k choice at --ratio.
     model = load_checkpoint(text_re_ckpt, "cpu").eval()
@@ -152,8 +152,16 @@ def test_the_topk_teacher_rationale_is_the_teachers_topk_mask_at_the_students_ra
     out = model(model_inputs(batch), ratio=0.3)
     expected = rationale_kd(out.gen_logits, out.gen_logits, 1.0, out.feature_mask, teacher_mask=out.mask)
     assert kd_r == pytest.approx(expected.item(), rel=1e-5) and kd_r > 0.1
+    # at the annealed tau 0.25, or at a fixed temperature 1 (rationale_kd_tau) whatever tau is
+    at_quarter = rationale_kd(out.gen_logits, out.gen_logits, 0.25, out.feature_mask, teacher_mask=out.mask).item()
+    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(at_quarter, rel=1e-5)
+    cfg.rationale_kd_tau = 1.0
+    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(kd_r, rel=1e-5)
+    assert abs(at_quarter - kd_r) > 0.01
     with pytest.raises(ConfigError, match="teacher_rationale"):
         TrainConfig(task="text", dataset="x", out="y", teacher_rationale="hard").resolved()
+    with pytest.raises(ConfigError, match="rationale_kd_tau"):
+        TrainConfig(task="text", dataset="x", out="y", rationale_kd_tau=0.0).resolved()
 
 
 def test_weights_are_safetensors_not_pickle(text_re_ckpt):
