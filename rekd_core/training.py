@@ -198,7 +198,7 @@ def train(config: TrainConfig) -> Path:
     log: list[dict] = []
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
-    step, seen, earlier_s = 0, 0, 0.0
+    step, earlier_s = 0, 0.0
     earlier = earlier_progress(cfg.out, extra_config)
     if earlier is not None:
         log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
@@ -218,7 +218,6 @@ def train(config: TrainConfig) -> Path:
             optimizer.step()
             lr_scheduler.step()
             step += 1
-            seen += len(batch["label"]) * accelerator.num_processes
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{parts['loss']:.3f}", tau=f"{tau:.2f}")
