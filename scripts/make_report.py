@@ -303,8 +303,10 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
                 else float("nan")
             dev = rows.dev_accuracy.mean() if rows.dev_accuracy.notna().all() else float("nan")
             label = name or "headline (the paper's REKD)"
+            base_dev = f"; dev {base.dev_accuracy.mean():.4f}" if base.dev_accuracy.notna().all() else ""
             lines.append(f"| {task} | {label} | {teachers_cell(rows, runs)} | {_cell(dev)} | {mean_std(rows.accuracy, 4)} "
-                         f"| {base_name or 'headline'}: {mean_std(base.accuracy, 4)} | {gain:+.4f} against {_cell(spread) or '—'} | "
+                         f"| {base_name or 'headline'}: {mean_std(base.accuracy, 4)}{base_dev} | {gain:+.4f} against "
+                         f"{_cell(spread) or '—'} | "
                          f"{_yes(gain > spread) if spread == spread else 'needs seeds'} |")
             if len(rows) >= 3 and dev == dev:
                 candidates.append((dev, label, rows.accuracy.mean(), gain > spread))
