@@ -264,9 +264,10 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
             elif len(log) > 1 and log[-1]["dev_accuracy"] > log[-2]["dev_accuracy"]:
                 said.append("and dev accuracy was still rising ("
                             + " → ".join(f"{e['dev_accuracy']:.3f}" for e in log)
-                            + "): it underfits, and more epochs than this CPU budget allows would help.")
+                            + "): it underfits.")
             else:
                 said[-1] += "."
+        said.append(_longer_teachers(runs, task, t_re))
         said.append(_one_part_distilled(runs, task))
         said.append(_student_selection_drift(checkpoints / task / "student-rekd", ratio))
         said.append(_best_teacher(runs, task))
@@ -320,6 +321,18 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
         lines += ["", "Chosen on dev alone, among the REKD rows with at least 3 seeds and their dev accuracies: "
                   + "; ".join(choices) + "."]
     return "\n".join(lines)
+
+
+def _longer_teachers(runs: pd.DataFrame, task: str, headline: pd.DataFrame) -> str:
+    """A sentence on the RE teachers at the headline ratio trained for more epochs than the headline's."""
+    ratio, epochs = GROUPS[task][1], headline.epochs.max()
+    longer = runs[(runs.group == task) & (runs.role == "teacher") & (runs["mode"] == "re")
+                  & ((runs.ratio - ratio).abs() < 1e-9) & (runs.epochs > epochs)]
+    if longer.empty:
+        return ""
+    return ("Trained for longer than the headline's " + f"{epochs:.0f} epochs, the RE teacher reaches "
+            + "; ".join(f"{row.accuracy:.3f} in {row.epochs:.0f} epochs (`{row.run}`, {row.wall_time_s / 3600:.2f} h)"
+                        for row in longer.itertuples()) + ".")
 
 
 def _one_part_distilled(runs: pd.DataFrame, task: str) -> str:
