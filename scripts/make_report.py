@@ -284,9 +284,11 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
              "The target's rule for each student REKD at the headline ratio: its mean test accuracy minus that of "
              "its RE counterpart must exceed the larger of the two seed standard deviations. The counterpart is "
              "the RE variant whose name starts the REKD variant's name (same student settings), else the headline "
-             "RE. Dev accuracy is the kept epoch's on the run's own dev split; the last line picks on it alone.", "",
-             "| group | REKD | teacher (its test accuracy) | dev accuracy | test accuracy | RE counterpart: test "
-             "accuracy | REKD − RE against std | clears |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "RE. The argmax ratio is the generator's own selection, before top-k re-selects at the ratio. Dev "
+             "accuracy is the kept epoch's on the run's own dev split; the last line picks on it alone.", "",
+             "| group | REKD | teacher (its test accuracy) | its own argmax ratio (test) | dev accuracy | test accuracy | "
+             "RE counterpart: test accuracy | REKD − RE against std | clears |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     choices = []
     for task, (_dataset, ratio) in GROUPS.items():
         students = runs[(runs.group == task) & (runs.role == "student") & ((runs.ratio - ratio).abs() < 1e-9)
@@ -305,7 +307,9 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
             dev = rows.dev_accuracy.mean() if rows.dev_accuracy.notna().all() else float("nan")
             label = name or "headline (the paper's REKD)"
             base_dev = f"; dev {base.dev_accuracy.mean():.4f}" if base.dev_accuracy.notna().all() else ""
-            lines.append(f"| {task} | {label} | {teachers_cell(rows, runs)} | {_cell(dev)} | {mean_std(rows.accuracy, 4)} "
+            argmax = pd.to_numeric(rows.ratio_argmax, errors="coerce").mean()
+            lines.append(f"| {task} | {label} | {teachers_cell(rows, runs)} | {_cell(argmax)} | {_cell(dev)} | "
+                         f"{mean_std(rows.accuracy, 4)} "
                          f"| {base_name or 'headline'}: {mean_std(base.accuracy, 4)}{base_dev} | {gain:+.4f} against "
                          f"{_cell(spread) or '—'} | "
                          f"{_yes(gain > spread) if spread == spread else 'needs seeds'} |")
