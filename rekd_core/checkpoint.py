@@ -166,6 +166,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from exc
 
 
+def cpu_snapshot(module: torch.nn.Module) -> dict:
+    """A CPU copy of the module's weights as they are now (a best epoch's, or a resume state's)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
 def read_resume(path: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
     """The resume state of a checkpoint (tensors, JSON data), or None when it has none."""
     resume_path = Path(path) / RESUME_FILE

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
 
-from .checkpoint import save_checkpoint
+from .checkpoint import cpu_snapshot, save_checkpoint
 from .data import RawSplit
 from .errors import ConfigError
 from .processing import FeatureDataset
-from .training import TrainConfig, _hardware, build_model, cpu_snapshot, data_loader, run_description
+from .training import TrainConfig, _hardware, build_model, data_loader, run_description
 
 MLM_PROBABILITY = 0.15
 

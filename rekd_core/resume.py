@@ -15,6 +15,8 @@ import random
 import numpy as np
 import torch
 
+from .checkpoint import cpu_snapshot
+
 MODEL, OPTIMIZER, RNG = "model.", "optimizer.", "rng."
 
 
@@ -22,7 +24,7 @@ def capture(model: torch.nn.Module, optimizer, lr_scheduler,
             batch_order: torch.Generator) -> tuple[dict[str, torch.Tensor], dict]:
     """The training state now, split into tensors and plain JSON data. ``batch_order`` is the
     generator that shuffles the training set (a DataLoader's own, apart from torch's global one)."""
-    tensors = {MODEL + k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    tensors = {MODEL + k: v for k, v in cpu_snapshot(model).items()}
     optimizer_state = optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for key, value in state.items():

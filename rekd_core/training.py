@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
 from . import resume
-from .checkpoint import (WEIGHTS_FILE, check_writable, load_checkpoint, read_config, read_log, read_metrics,
-                         read_resume, read_weights, save_checkpoint, stored_form)
+from .checkpoint import (WEIGHTS_FILE, check_writable, cpu_snapshot, load_checkpoint, read_config, read_log,
+                         read_metrics, read_resume, read_weights, save_checkpoint, stored_form)
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
 from .errors import CheckpointError, ConfigError, first_line
 from .evaluation import evaluate
@@ -288,17 +288,18 @@ def earlier_progress(out: str, description: dict) -> Progress | None:
     except CheckpointError:
         return None
     status = str(config.get("status", ""))
-    if not (status == TRAINED or status.startswith(TRAINING + " (epoch ")):
+    finished = status == TRAINED
+    if not (finished or status.startswith(TRAINING + " (epoch ")):
         return None
     if any(config.get(k) != v for k, v in stored_form(description).items()):
         return None
     try:
-        state = read_resume(out) if status != TRAINED else None
+        state = None if finished else read_resume(out)
         weights = read_weights(out)
     except CheckpointError as exc:
         print(f"not resuming {out}: {first_line(exc)}; training from the start", flush=True)
         return None
-    if status != TRAINED and state is None:
+    if not finished and state is None:  # saved by a version that kept no resume state
         return None
     metrics = read_metrics(out)
     best = {"l_re": metrics["dev"]["l_re"], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": weights}
@@ -318,11 +319,6 @@ def data_loader(dataset, cfg: TrainConfig, shuffle: bool = False) -> torch.utils
         dataset, batch_size=cfg.batch_size, shuffle=shuffle,
         generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
         num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, cfg.trim_padding))
-
-
-def cpu_snapshot(module: torch.nn.Module) -> dict:
-    """A CPU copy of the module's weights: the best epoch's, kept while training goes on."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length: int,
