@@ -616,7 +616,8 @@ TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser",
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
-    ``role`` are lower-cased, and a recipe variant's role names the variant (``student (example-cost)``);
+    ``role`` are lower-cased; column ``variant`` names a run's recipe variant ("" for headline, seed and
+    sweep runs), and a variant's role names it too (``student (example-cost)``);
     numbers that do not parse become NaN and rows without an accuracy are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
     path = Path(str(path).strip()).expanduser()
     if not path.is_file():
@@ -643,13 +644,18 @@ def load_results(path: str | Path) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
     frame["role"] = frame["role"].str.lower()
-    if "run" in frame.columns:  # a recipe variant (GROUP/variants/NAME[-sSEED]) is its own series, not more seeds
-        variant = frame["run"].map(variant_of)
-        frame["role"] = frame["role"].where(variant.isna(), frame["role"] + " (" + variant.fillna("") + ")")
+    frame["variant"] = frame["run"].map(variant_of).fillna("") if "run" in frame.columns else ""
+    # A recipe variant (GROUP/variants/NAME[-sSEED]) is its own series, not more seeds of the headline one.
+    frame["role"] = frame["role"].where(frame["variant"] == "", frame["role"] + " (" + frame["variant"] + ")")
     frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{path}: the results file has no row with an accuracy")
     return frame
+
+
+def base_role(role: str) -> str:
+    """The role without its recipe variant: ``student (example-cost)`` -> ``student``."""
+    return role.partition(" (")[0]
 
 
 def results_task_for(values: Sequence[str], task: str) -> str | None:

@@ -35,10 +35,14 @@ def write_results(path: Path) -> None:
                                      accuracy=base + 0.2 * ratio + 0.003 * seed, f1=0.7, achieved_ratio=ratio * 0.98,
                                      teacher_agreement=0.7 if mode == "re" else 0.8,
                                      teacher_mask_iou=0.3 if mode == "re" else 0.6, wall_time_s=5))
+    for seed in (1, 2, 3):  # a recipe variant: its own series, hidden until picked
+        rows.append(dict(run=f"text/variants/student-rekd-example-cost-s{seed}", task="text", role="student",
+                         mode="rekd", backbone="bert-1x64", ratio=0.1, seed=seed, accuracy=0.9, f1=0.9,
+                         achieved_ratio=0.1, teacher_agreement=0.9, teacher_mask_iou=0.7, wall_time_s=5))
     fields = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
               "teacher_agreement", "teacher_mask_iou", "wall_time_s"]  # as rekd sweep writes them (and more)
     for number, row in enumerate(rows):
-        row["run"] = f"{row['task']}/{row['role']}-{row['mode']}-{number}"
+        row.setdefault("run", f"{row['task']}/{row['role']}-{row['mode']}-{number}")
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()

@@ -439,6 +439,15 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
     summary = table_with(at, "accuracy_mean")
     assert {"accuracy_mean", "accuracy_std", "achieved_ratio_mean", "runs"} <= set(summary.columns)
     assert set(summary["runs"]) == {3}
+    # Recipe variants are off until picked; a picked one is its own starred series, and the role filter
+    # (which lists the plain roles) still applies to it.
+    assert at.multiselect(key="results_roles").options == ["student", "teacher"]
+    at.multiselect(key="results_variants").set_value(["example-cost"]).run()
+    variant = next(t for t in plotly_specs(at)[0]["data"] if t["name"] == "student (example-cost) · REKD · bert-1x64")
+    assert variant["x"] == [0.1] and variant["y"] == [pytest.approx(0.9)] and variant["marker"]["symbol"] == "star"
+    at.multiselect(key="results_roles").set_value(["teacher"]).run()
+    assert all(t["name"].startswith("teacher") for t in plotly_specs(at)[0]["data"])
+    at.multiselect(key="results_roles").set_value(["student", "teacher"]).run()
     # Filters: drop CLS, switch to the vision rows.
     at.multiselect(key="results_modes").set_value(["re", "rekd"]).run()
     assert all("CLS" not in t["name"] for t in plotly_specs(at)[0]["data"])
@@ -692,7 +701,10 @@ def test_results_file_reading(tmp_path):
     path.write_text("run,task,role,mode,ratio,seed,accuracy\ntext/student-re,text,student,re,0.1,1,0.8\n"
                     "text/variants/student-re-example-cost,text,student,re,0.1,1,0.9\n"
                     "text/variants/student-re-example-cost-s2,text,student,re,0.1,2,0.7\n")
-    agg = B.aggregate_results(B.load_results(path)).set_index("role")
+    frame = B.load_results(path)
+    assert list(frame["variant"]) == ["", "example-cost", "example-cost"]
+    assert B.base_role("student (example-cost)") == "student" == B.base_role("student")
+    agg = B.aggregate_results(frame).set_index("role")
     assert agg.loc["student", "runs"] == 1 and agg.loc["student (example-cost)", "runs"] == 2
     assert agg.loc["student (example-cost)", "accuracy_mean"] == pytest.approx(0.8)
     markers = {trace.name: trace.marker.symbol for trace in R.results_figure(agg.reset_index()).data}
