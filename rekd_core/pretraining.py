@@ -21,7 +21,9 @@ from .checkpoint import cpu_snapshot, save_checkpoint
 from .data import RawSplit
 from .errors import ConfigError
 from .processing import FeatureDataset
-from .training import TrainConfig, _hardware, build_model, data_loader, run_description
+from . import resume
+from .training import (TrainConfig, _hardware, _resumed, build_model, data_loader, earlier_progress, run_description,
+                       save_epoch)
 
 MLM_PROBABILITY = 0.15
 
@@ -29,7 +31,8 @@ MLM_PROBABILITY = 0.15
 def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: RawSplit, dev_split: RawSplit,
                  started: float) -> Path:
     """Pretrain ``cfg.backbone`` by masked-language modelling on the texts of ``train_split`` (dev
-    loss on ``dev_split``); return the checkpoint directory. ``cfg`` is a resolved text TrainConfig
+    loss on ``dev_split``); return the checkpoint directory. A run cut between epochs goes on from
+    its last finished one, as ``train`` does. ``cfg`` is a resolved text TrainConfig
     with ``mode == "mlm"``; ``train`` has seeded everything and made the splits since ``started``."""
     model = build_model(dataclasses.replace(cfg, mode="cls"), labels, train_split)
     tokenizer = model.processor.tokenizer
@@ -40,19 +43,29 @@ def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: 
     setattr(mlm, mlm.base_model_prefix, encoder)  # the head trains on top of the model's own encoder
 
     train_loader = data_loader(FeatureDataset(train_split, model.processor), cfg, shuffle=True)
+    masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=cfg.seed)
+    # The collator would create this generator at its first batch; made here, a cut run can restore it.
+    masker.generator = torch.Generator().manual_seed(cfg.seed)
+    generators = {"batch_order": train_loader.generator, "masking": masker.generator}
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
     optimizer = torch.optim.AdamW([p for p in mlm.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     mlm, optimizer, train_loader, dev_loader = accelerator.prepare(mlm, optimizer, train_loader, dev_loader)
     total_steps = cfg.epochs * len(train_loader)
     lr_scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=0, num_training_steps=total_steps)
-    masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=cfg.seed)
 
     description = run_description(cfg, model, None)
     description["pretraining"] = "mlm: the encoder is pretrained, the classification head is untrained"
     log: list[dict] = []
-    best = {"loss": math.inf, "epoch": 0, "state": None}
-    for epoch in range(1, cfg.epochs + 1):
+    best = {"mlm_loss": math.inf, "epoch": 0, "state": None, "dev": {}}
+    step, earlier_s = 0, 0.0
+    earlier = earlier_progress(cfg.out, description, criterion="mlm_loss")
+    if earlier is not None:  # only ever cut between epochs: the last one saves the finished checkpoint
+        log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
+        resume.restore(*earlier.resume, accelerator.unwrap_model(mlm), optimizer, lr_scheduler, generators)
+        if accelerator.is_main_process:
+            print(f"{cfg.out}: resuming after epoch {len(log)} of {cfg.epochs}", flush=True)
+    for epoch in range(len(log) + 1, cfg.epochs + 1):
         mlm.train()
         epoch_start, total = time.time(), 0.0
         for batch in train_loader:
@@ -61,6 +74,7 @@ def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: 
             accelerator.backward(loss)
             optimizer.step()
             lr_scheduler.step()
+            step += 1
             total += loss.item()
         train_seconds = time.time() - epoch_start
         dev_loss = _dev_loss(mlm, dev_loader, tokenizer, cfg.seed)
@@ -71,15 +85,19 @@ def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: 
         if accelerator.is_main_process:
             print(f"epoch {epoch}, train mlm loss {row['train_loss']:.4f}, dev mlm loss {dev_loss:.4f}, "
                   f"{row['train_samples_per_s']:.1f} samples/s", flush=True)
-        if dev_loss < best["loss"]:
-            best.update(loss=dev_loss, epoch=epoch, state=cpu_snapshot(model))
-    wall = time.time() - started
-    metrics = {"best_epoch": best["epoch"], "dev": {"mlm_loss": best["loss"]}, "wall_time_s": round(wall, 1),
-               "train_examples": len(train_split), "hardware": _hardware(accelerator)}
+        if dev_loss < best["mlm_loss"]:
+            best.update(mlm_loss=dev_loss, epoch=epoch, dev={"mlm_loss": dev_loss}, state=cpu_snapshot(model))
+        if accelerator.is_main_process and epoch < cfg.epochs:
+            save_epoch(model, cfg, log, best, description, steps=step, seconds=time.time() - started + earlier_s,
+                       resume_state=resume.capture(accelerator.unwrap_model(mlm), optimizer, lr_scheduler, generators))
+        accelerator.wait_for_everyone()
+    wall = time.time() - started + earlier_s
+    metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "wall_time_s": round(wall, 1), "steps": step,
+               "train_examples": len(train_split), "hardware": _hardware(accelerator), **_resumed(earlier)}
     if accelerator.is_main_process:
         save_checkpoint(model, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
                         extra_config={**description, "status": "complete"})
-        print(f"mlm: dev loss {best['loss']:.4f} (epoch {best['epoch']}) -> {cfg.out} ({wall:.0f} s)", flush=True)
+        print(f"mlm: dev loss {best['mlm_loss']:.4f} (epoch {best['epoch']}) -> {cfg.out} ({wall:.0f} s)", flush=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return Path(cfg.out)

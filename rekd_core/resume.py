@@ -21,16 +21,18 @@ MODEL, OPTIMIZER, RNG = "model.", "optimizer.", "rng."
 
 
 def capture(model: torch.nn.Module, optimizer, lr_scheduler,
-            batch_order: torch.Generator) -> tuple[dict[str, torch.Tensor], dict]:
-    """The training state now, split into tensors and plain JSON data. ``batch_order`` is the
-    generator that shuffles the training set (a DataLoader's own, apart from torch's global one)."""
+            generators: dict[str, torch.Generator]) -> tuple[dict[str, torch.Tensor], dict]:
+    """The training state now, split into tensors and plain JSON data. ``generators`` are the loop's
+    own random number generators apart from torch's global one, by name: the DataLoader's that
+    shuffles the training set (``batch_order``), an MLM collator's that masks words."""
     tensors = {MODEL + k: v for k, v in cpu_snapshot(model).items()}
     optimizer_state = optimizer.state_dict()
     for index, state in optimizer_state["state"].items():
         for key, value in state.items():
             tensors[f"{OPTIMIZER}{index}.{key}"] = torch.as_tensor(value).detach().to("cpu", copy=True)
     tensors[RNG + "torch"] = torch.get_rng_state()
-    tensors[RNG + "batch_order"] = batch_order.get_state()
+    for name, generator in generators.items():
+        tensors[RNG + name] = generator.get_state()
     if torch.cuda.is_available():
         for device, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"{RNG}cuda.{device}"] = state
@@ -45,7 +47,7 @@ def capture(model: torch.nn.Module, optimizer, lr_scheduler,
 
 
 def restore(tensors: dict[str, torch.Tensor], info: dict, model: torch.nn.Module, optimizer, lr_scheduler,
-            batch_order: torch.Generator) -> None:
+            generators: dict[str, torch.Generator]) -> None:
     """Put a captured state back: weights, optimizer, schedule and random number generators."""
     model.load_state_dict({k[len(MODEL):]: v for k, v in tensors.items() if k.startswith(MODEL)})
     state: dict[int, dict] = {}
@@ -57,7 +59,8 @@ def restore(tensors: dict[str, torch.Tensor], info: dict, model: torch.nn.Module
     # transformers' schedules are LambdaLR: their lambdas are code, rebuilt with the scheduler, not state
     lr_scheduler.load_state_dict({**info["lr_scheduler"], "lr_lambdas": [None] * len(lr_scheduler.lr_lambdas)})
     torch.set_rng_state(tensors[RNG + "torch"])
-    batch_order.set_state(tensors[RNG + "batch_order"])
+    for name, generator in generators.items():
+        generator.set_state(tensors[RNG + name])
     cuda = [tensors[f"{RNG}cuda.{d}"] for d in range(torch.cuda.device_count()) if f"{RNG}cuda.{d}" in tensors]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)

@@ -179,7 +179,7 @@ def train(config: TrainConfig) -> Path:
 
     train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment)
     train_loader = data_loader(train_set, cfg, shuffle=True)
-    batch_order = train_loader.generator  # part of the state a cut run is resumed with
+    generators = {"batch_order": train_loader.generator}  # part of the state a cut run is resumed with
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
     test_loader = data_loader(FeatureDataset(test_split, model.processor), cfg)
 
@@ -203,7 +203,7 @@ def train(config: TrainConfig) -> Path:
     if earlier is not None:
         log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
         if earlier.resume is not None:
-            resume.restore(*earlier.resume, core, optimizer, lr_scheduler, batch_order)
+            resume.restore(*earlier.resume, core, optimizer, lr_scheduler, generators)
         if accelerator.is_main_process:
             tqdm.write(f"{cfg.out}: resuming after epoch {len(log)} of {cfg.epochs}")
     for epoch in range(len(log) + 1, cfg.epochs + 1):
@@ -235,13 +235,9 @@ def train(config: TrainConfig) -> Path:
         if dev["l_re"] < best["l_re"]:
             best.update(l_re=dev["l_re"], epoch=epoch, dev=dev, state=cpu_snapshot(core))
         if accelerator.is_main_process:
-            # the best weights so far, and (before the last epoch) the state the next epoch starts from
             last = epoch == cfg.epochs
-            status = TRAINED if last else f"{TRAINING} (epoch {epoch} of {cfg.epochs}, best epoch {best['epoch']})"
-            save_checkpoint(core, cfg.out, state_dict=best["state"], log=log, extra_config={**extra_config, "status": status},
-                            metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": step,
-                                     "train_wall_s": round(time.time() - started + earlier_s, 1)},
-                            resume=None if last else resume.capture(core, optimizer, lr_scheduler, batch_order))
+            save_epoch(core, cfg, log, best, extra_config, steps=step, seconds=time.time() - started + earlier_s,
+                       resume_state=None if last else resume.capture(core, optimizer, lr_scheduler, generators))
         accelerator.wait_for_everyone()
 
     core.load_state_dict(best["state"])
@@ -272,17 +268,32 @@ class Progress:
     """What an earlier run with the same settings saved before it was cut."""
 
     log: list[dict]
-    best: dict  # l_re, epoch, dev metrics and weights of its best epoch so far
+    best: dict  # the kept-epoch criterion (l_re, or mlm_loss), epoch, dev metrics and weights of its best epoch so far
     steps: int
     seconds: float  # its training time
     resume: tuple[dict, dict] | None  # the state its next epoch starts from; None once its epochs are all done
 
 
-def earlier_progress(out: str, description: dict) -> Progress | None:
+def save_epoch(model: RationaleModel, cfg: TrainConfig, log: list[dict], best: dict, description: dict, *,
+               steps: int, seconds: float, resume_state: tuple[dict, dict] | None) -> None:
+    """After an epoch: the best weights so far and, before the last epoch, ``resume_state`` (the
+    state the next epoch starts from; resume.py). After the last one the status is ``TRAINED``."""
+    if resume_state is None:
+        status = TRAINED
+    else:
+        status = f"{TRAINING} (epoch {len(log)} of {cfg.epochs}, best epoch {best['epoch']})"
+    save_checkpoint(model, cfg.out, state_dict=best["state"], log=log, extra_config={**description, "status": status},
+                    metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": steps,
+                             "train_wall_s": round(seconds, 1)},
+                    resume=resume_state)
+
+
+def earlier_progress(out: str, description: dict, criterion: str = "l_re") -> Progress | None:
     """The progress that a run with this very description saved at ``out`` before it was cut: after
     an epoch (status ``training (epoch E of N, ...)``, with its resume state), or once its epochs had
     all finished (status ``TRAINED``: only the test split is left). None for anything else, including
-    a checkpoint of other settings; going on from its state gives the weights of an uninterrupted run."""
+    a checkpoint of other settings; going on from its state gives the weights of an uninterrupted run.
+    ``criterion`` is the dev metric that picks the kept epoch."""
     try:
         config = read_config(out)
     except CheckpointError:
@@ -302,7 +313,7 @@ def earlier_progress(out: str, description: dict) -> Progress | None:
     if not finished and state is None:  # saved by a version that kept no resume state
         return None
     metrics = read_metrics(out)
-    best = {"l_re": metrics["dev"]["l_re"], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": weights}
+    best = {criterion: metrics["dev"][criterion], "epoch": metrics["best_epoch"], "dev": metrics["dev"], "state": weights}
     return Progress(read_log(out), best, metrics["steps"], metrics["train_wall_s"], state)
 
 

@@ -137,7 +137,7 @@ def test_a_run_cut_after_an_epoch_goes_on_from_there(task, mode, text_task, imag
                                                     monkeypatch):
     """Cut in its second epoch, a run goes on from the end of its first (weights, optimizer, schedule and
     random number generators) and ends bit for bit where an uninterrupted run ends."""
-    from rekd_core.checkpoint import RESUME_FILE, read_log, read_metrics, read_weights
+    from rekd_core.checkpoint import RESUME_FILE, read_log
 
     dataset = f"csv:{text_task}" if task == "text" else f"imagefolder:{image_task}"
     options = dict(task=task, epochs=3, lr=1e-3, mode=mode, lr_schedule="linear")
@@ -151,29 +151,52 @@ def test_a_run_cut_after_an_epoch_goes_on_from_there(task, mode, text_task, imag
     assert (tmp_path / "cut" / RESUME_FILE).is_file() and len(read_log(tmp_path / "cut")) == 1
     trainer(dataset, tmp_path / "cut", **options)
 
-    resumed = read_metrics(tmp_path / "cut")
+    _assert_resumed_as_whole(tmp_path / "cut", whole)
+
+
+def test_a_cut_mlm_pretraining_goes_on_from_its_last_epoch(text_task, text_re_ckpt, trainer, tmp_path, monkeypatch):
+    """The same for --mode mlm, whose collator draws the masked words from a generator of its own."""
+    import rekd_core.pretraining as pretraining
+    from rekd_core.checkpoint import RESUME_FILE, read_log
+
+    dataset = f"csv:{text_task}"
+    options = dict(mode="mlm", epochs=3, lr=3e-3, lr_schedule="linear", tokenizer=str(text_re_ckpt))
+    trainer(dataset, tmp_path / "whole", **options)
+    _cut_in_epoch_2(trainer, dataset, tmp_path / "cut", options, monkeypatch, step=(pretraining, "_masked"))
+    assert (tmp_path / "cut" / RESUME_FILE).is_file() and len(read_log(tmp_path / "cut")) == 1
+    trainer(dataset, tmp_path / "cut", **options)
+    _assert_resumed_as_whole(tmp_path / "cut", tmp_path / "whole")
+
+
+def _assert_resumed_as_whole(cut: Path, whole: Path) -> None:
+    """``cut`` went on after its first epoch and ended bit for bit where ``whole`` ended."""
+    from rekd_core.checkpoint import RESUME_FILE, read_log, read_metrics, read_weights
+
+    resumed = read_metrics(cut)
     assert resumed["resumed_after_epoch"] == 1 and resumed["steps"] == read_metrics(whole)["steps"]
-    assert not (tmp_path / "cut" / RESUME_FILE).exists()  # a finished checkpoint carries no training state
+    assert not (cut / RESUME_FILE).exists()  # a finished checkpoint carries no training state
     timing = ("train_seconds", "train_samples_per_s")
-    assert ([{k: v for k, v in row.items() if k not in timing} for row in read_log(tmp_path / "cut")]
+    assert ([{k: v for k, v in row.items() if k not in timing} for row in read_log(cut)]
             == [{k: v for k, v in row.items() if k not in timing} for row in read_log(whole)])
-    weights, expected = read_weights(tmp_path / "cut"), read_weights(whole)
+    weights, expected = read_weights(cut), read_weights(whole)
     assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
 
 
-def _cut_in_epoch_2(trainer, dataset: str, out: Path, options: dict, monkeypatch) -> None:
-    """Train until the second epoch starts, then stop as a killed run would."""
+def _cut_in_epoch_2(trainer, dataset: str, out: Path, options: dict, monkeypatch, step=None) -> None:
+    """Train until the second epoch starts, then stop as a killed run would. ``step`` (module, name)
+    is the function that every training batch calls (training.training_loss by default)."""
     import rekd_core.training as training
 
-    real_loss = training.training_loss
+    module, name = step or (training, "training_loss")
+    real_step = getattr(module, name)
 
     def cut(*args, **kwargs):
         if (out / "config.json").is_file() and read_config(out)["status"].startswith("training (epoch 1 of"):
             raise KeyboardInterrupt
-        return real_loss(*args, **kwargs)
+        return real_step(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "training_loss", cut)
+        patch.setattr(module, name, cut)
         with pytest.raises(KeyboardInterrupt):
             trainer(dataset, out, **options)
 
