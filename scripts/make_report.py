@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = [header(args), headline_section(classifiers, paper), targets_section(classifiers),
                 split_section(classifiers), findings_section(classifiers, checkpoints), rekd_bar_section(classifiers),
                 sweep_section(classifiers, figures, out),
-                plausibility_section(classifiers), diagnostics_section(Path(args.diagnostics)),
+                plausibility_section(classifiers), diagnostics_section(Path(args.diagnostics), runs),
                 variants_section(classifiers), curves_section(classifiers, checkpoints),
                 runs_section(runs), hardware_section(runs, args)]
     out.write_text("\n\n".join(s for s in sections if s) + "\n", encoding="utf-8")
@@ -377,8 +377,9 @@ def _student_selection_drift(checkpoint: Path, ratio: float) -> str:
             f"{ratio:.2f}; dev accuracy over the epochs {dev}). The weighted rationale distillation (1 − α)·λ_R·KD_R "
             f"dwarfs the weighted selection cost α·λ_sel·cost throughout ({weights}), so little holds the selected "
             f"count to the target once the distillation pulls it elsewhere.{sampled_only} The variants below scale "
-            "KD_R by tau² (kd-r-tau2), point it at the teacher's top-k mask (kd-r-topk), compute it at a fixed "
-            "tau 1 (kd-r-tau1) or drop it (distil-prediction).")
+            "KD_R by tau² (kd-r-tau2), weight it 0.05 instead of 0.5 (kd-r-0.05), point it at the teacher's top-k "
+            "mask (kd-r-topk), compute it at a fixed tau 1 (kd-r-tau1), pin each review's selected count "
+            "(example-cost-headline-teacher) or drop it (distil-prediction).")
 
 
 def _best_teacher(runs: pd.DataFrame, task: str) -> str:
@@ -396,7 +397,7 @@ def _best_teacher(runs: pd.DataFrame, task: str) -> str:
             + "; ".join(f"{label} {row.accuracy:.3f} (`{row.run}`)" for label, row in best.items()) + ".")
 
 
-def diagnostics_section(path: Path) -> str:
+def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
     """The table of scripts/selection_diagnostics.py, with what it shows in sentences built from it."""
     if not path.is_file():
         return ""
@@ -418,14 +419,14 @@ def diagnostics_section(path: Path) -> str:
                      f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
                      f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} |")
     notes = []
-    skewed = table[table.argmax_ratio_highest_class > 2 * table.argmax_ratio_lowest_class.clip(lower=1e-9)]
-    skewed = skewed[skewed.argmax_ratio > 0.01]
+    skewed = table[_class_skewed(table)]
     if len(skewed):
         notes.append(f"{len(skewed)} of {len(table)} generators select, on their own, at least twice as much of one "
                      "class as of another: the paper's selection cost pins only the batch-mean count, so the "
                      "rationale's length follows the class, and a fixed-ratio top-k gives the predictor lengths it "
                      "was not trained on (top-k accuracy below argmax accuracy: "
                      f"{int((skewed.topk_accuracy < skewed.argmax_accuracy).sum())} of them).")
+    notes.append(_inherited_skew(table, runs))
     worse = table[table.random_mask_accuracy > table.topk_accuracy]
     if len(worse):
         notes.append(f"{len(worse)} of {len(table)} models do better on a random selection of the same size than on "
@@ -436,7 +437,31 @@ def diagnostics_section(path: Path) -> str:
     notes.append("With the content removed, " + ("no model is above chance: the masks' shapes do not carry the class."
                                                  if leaks.empty else f"{len(leaks)} models stay above chance: "
                                                  + ", ".join(leaks.checkpoint) + "."))
-    return "\n".join(lines + [""] + ["- " + note for note in notes])
+    return "\n".join(lines + [""] + ["- " + note for note in notes if note])
+
+
+def _class_skewed(table: pd.DataFrame) -> pd.Series:
+    """Generators whose own (argmax) selection covers at least twice as much of one class as of another."""
+    return ((table.argmax_ratio_highest_class > 2 * table.argmax_ratio_lowest_class.clip(lower=1e-9))
+            & (table.argmax_ratio > 0.01))
+
+
+def _inherited_skew(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """A sentence on the REKD students whose class skew is their teacher's (both in the table)."""
+    teacher_of = {run: teacher for run, teacher in zip(runs.run, runs.teacher) if teacher}
+    rows = table.assign(skewed=_class_skewed(table)).set_index("checkpoint")
+    classes = lambda r: f"{r.lowest_class} {r.argmax_ratio_lowest_class:.3f} – {r.highest_class} {r.argmax_ratio_highest_class:.3f}"  # noqa: E731
+    found = []
+    for checkpoint, student in rows[(rows["mode"] == "rekd") & rows.skewed].iterrows():
+        teacher = teacher_of.get(checkpoint.split("/", 1)[-1])
+        if teacher in rows.index and rows.loc[teacher, "skewed"] and rows.loc[teacher, "highest_class"] == student.highest_class:
+            found.append(f"{checkpoint} ({classes(student)}; top-k {student.topk_accuracy:.3f}, argmax "
+                         f"{student.argmax_accuracy:.3f}) from {teacher} ({classes(rows.loc[teacher])})")
+    if not found:
+        return ""
+    return (f"{len(found)} REKD students select most of the class that their teacher selects most of: "
+            + "; ".join(found) + ". The rationale distillation passes the teacher's class-dependent length on; "
+            "top-k at the ratio then cuts the longer rationales and pads the shorter ones.")
 
 
 def _chance(table: pd.DataFrame) -> pd.Series:

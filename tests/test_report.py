@@ -52,7 +52,7 @@ def write_results(path: Path) -> None:
                          teacher_agreement=0.6, teacher_mask_iou=0.2, split_seed=2026))
         rows.append(_row(f"text/seeds/student-rekd-s{seed}", "student", "rekd", 0.1, seed, rekd_acc,
                          teacher_agreement=0.8, teacher_mask_iou=0.5, split_seed=2026, dev_accuracy=0.81,
-                         ratio_argmax=0.12))
+                         ratio_argmax=0.12, teacher="checkpoints/text/teacher-re"))
     for ratio in (0.05, 0.25):
         rows.append(_row(f"text/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.7 + ratio / 2))
         rows.append(_row(f"text/sweep/student-rekd-r{ratio}", "student", "rekd", ratio, 2026, 0.72 + ratio / 2))
@@ -76,6 +76,8 @@ def write_results(path: Path) -> None:
 DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy
 checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51
 checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42
+runs/text/seeds/student-rekd-s2026,text,rekd,0.1,2000,0.75,0.84,0.12,0.04,pos,0.20,neg,0.5,0.5,0.50
+runs/text/seeds/student-rekd-s2027,text,rekd,0.1,2000,0.80,0.80,0.10,0.09,neg,0.11,pos,0.5,0.5,0.50
 """
 
 
@@ -138,10 +140,13 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     # Selection diagnostics: the table and what it shows.
     assert ("| checkpoints/text/teacher-re | RE | 0.10 | 0.700 | 0.800 | 0.150 (pos 0.060 – neg 0.240) | 0.500 / 0.500 "
             "| 0.510 |") in report
-    assert "1 of 2 generators select, on their own, at least twice as much of one class" in report
-    assert "(top-k accuracy below argmax accuracy: 1 of them)" in report
-    assert "1 of 2 models do better on a random selection of the same size than on their own top-k selection " \
+    assert "2 of 4 generators select, on their own, at least twice as much of one class" in report
+    assert "(top-k accuracy below argmax accuracy: 2 of them)" in report
+    assert "1 of 4 models do better on a random selection of the same size than on their own top-k selection " \
            "(checkpoints/vision/student-re)" in report
+    # the student with its teacher's skew, not the one without it
+    assert ("1 REKD students select most of the class that their teacher selects most of: runs/text/seeds/student-rekd-s2026 "
+            "(pos 0.040 – neg 0.200; top-k 0.750, argmax 0.840) from checkpoints/text/teacher-re (pos 0.060 – neg 0.240).") in report
     assert "no model is above chance" in report
     # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table.
     assert "| text/variants/student-re-example-cost | 0.8200 ± 0.0141 (2 seeds) |" in report
@@ -159,7 +164,7 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "gives leak-free epoch choices:\n\n`text/variants/student-re-example-cost-s2027`.\n" in report
     # Every REKD against its RE counterpart (the RE variant of the same name, else the headline RE);
     # the choice among them is made on dev accuracy alone.
-    assert ("| text | headline (the paper's REKD) |  | 0.1200 | 0.8100 | 0.8033 ± 0.0058 (3 seeds) | headline: 0.7800 ± 0.0100 "
+    assert ("| text | headline (the paper's REKD) | text/teacher-re (0.840) | 0.1200 | 0.8100 | 0.8033 ± 0.0058 (3 seeds) | headline: 0.7800 ± 0.0100 "
             "(3 seeds) | +0.0233 against 0.0100 | yes |") in report
     assert ("| text | example-cost |  |  | 0.9000 | 0.8300 ± 0.0100 (3 seeds) | example-cost: 0.8200 ± 0.0141 (2 seeds) "
             "| +0.0100 against 0.0141 | **no** |") in report
