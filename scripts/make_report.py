@@ -559,7 +559,8 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
             ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker=marker, label=label,
                           color=colour, alpha=0.85, linestyle=style)
         for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
-            cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")]
+            cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")
+                       & ~runs.run.str.contains("/variants/")]  # the headline CLS and its seeds
             if len(cls):
                 ax_acc.axhline(cls.accuracy.mean(), linestyle=":", color=colour, linewidth=1,
                                label=f"{role} CLS (all features)")
