@@ -423,13 +423,14 @@ def results_section(ctx, frame):
     modes = sorted(part["mode"].unique(), key=lambda m: list(B.MODES).index(m) if m in B.MODES else 9)
     picked_modes = middle.multiselect("Modes", modes, default=modes, format_func=lambda m: B.MODES.get(m, m.upper()),
                                       key="results_modes")
-    roles = sorted(part["role"].map(B.base_role).unique())
+    base_roles = part["role"].map(B.base_role)
+    roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
     variants = sorted(set(part["variant"]) - {""})
     picked_variants = st.multiselect(
         "Recipe variants, each its own series (starred); the headline runs are always shown", variants, default=[],
         key="results_variants") if variants else []
-    part = part[part["mode"].isin(picked_modes) & part["role"].map(B.base_role).isin(picked_roles)
+    part = part[part["mode"].isin(picked_modes) & base_roles.isin(picked_roles)
                 & part["variant"].isin(["", *picked_variants])]
     if part.empty:
         st.info("No run matches these filters.")

@@ -108,6 +108,11 @@ def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone
     return rows if mode == "cls" else rows[(rows.ratio - ratio).abs() < 1e-9]
 
 
+def is_variant(runs: pd.DataFrame) -> pd.Series:
+    """The runs of recipe variants (under GROUP/variants/), as a boolean mask of ``runs``."""
+    return runs.run.str.contains("/variants/")
+
+
 def paper_student(dataset: str, backbone: str) -> str:
     return next((name for key, name in PAPER_STUDENTS.items() if key in backbone.lower()),
                 SMALLEST_PAPER_STUDENT.get(dataset, ""))
@@ -472,7 +477,7 @@ def _chance(table: pd.DataFrame) -> pd.Series:
 def variants_section(runs: pd.DataFrame) -> str:
     """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the headline runs of the
     same role, mode and ratio (away from the headline ratio: the sweep's runs)."""
-    variants = runs[runs.run.str.contains("/variants/")].copy()
+    variants = runs[is_variant(runs)].copy()
     if variants.empty:
         return ""
     variants["variant"] = variants.run.map(series_name)
@@ -485,7 +490,7 @@ def variants_section(runs: pd.DataFrame) -> str:
     for name, rows in variants.groupby("variant", sort=False):
         first = rows.iloc[0]
         same_model = runs[(runs.group == first.group) & (runs.role == first.role) & (runs["mode"] == first["mode"])
-                          & ~runs.run.str.contains("/variants/")]
+                          & ~is_variant(runs)]
         base = same_model[(same_model.ratio - first.ratio).abs() < 1e-9]
         lines.append(f"| {name} | {mean_std(rows.accuracy, 4)} | {rows.achieved_ratio.mean():.3f} | "
                      f"{teachers_cell(rows, runs)} | "
@@ -526,10 +531,10 @@ def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
 def _sweep_series(models: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str, str, str]]:
     """(label, rows, colour, marker, line style) of every series of a ratio sweep: the headline
     roles and modes, then each recipe variant run at several ratios (star markers, dashed)."""
-    plain = models[~models.run.str.contains("/variants/")]
+    plain = models[~is_variant(models)]
     series = [(label, plain[(plain.role == role) & (plain["mode"] == mode)], colour, marker, "-")
               for role, mode, label, colour, marker in SERIES]
-    variants = models[models.run.str.contains("/variants/")].assign(variant=lambda f: f.run.map(variant_of))
+    variants = models[is_variant(models)].assign(variant=lambda f: f.run.map(variant_of))
     for (role, mode, variant), rows in variants.groupby(["role", "mode", "variant"], sort=False):
         if rows.ratio.nunique() >= 2:
             colour = next(c for r, m, _label, c, _marker in SERIES if (r, m) == (role, mode))
@@ -546,7 +551,7 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
         models = runs[(runs.group == group) & (runs["mode"] != "cls")]
-        if models[~models.run.str.contains("/variants/")].ratio.nunique() < 2:
+        if models[~is_variant(models)].ratio.nunique() < 2:
             continue
         series = _sweep_series(models)
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -560,7 +565,7 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
                           color=colour, alpha=0.85, linestyle=style)
         for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
             cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")
-                       & ~runs.run.str.contains("/variants/")]  # the headline CLS and its seeds
+                       & ~is_variant(runs)]  # the headline CLS and its seeds
             if len(cls):
                 ax_acc.axhline(cls.accuracy.mean(), linestyle=":", color=colour, linewidth=1,
                                label=f"{role} CLS (all features)")
