@@ -413,16 +413,19 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
              "ratio (the reported selection) and with the generator's own argmax choice; the argmax selection's "
              "ratio overall and for its lowest and highest class; accuracy with every feature's content removed "
              "but the mask kept (text: all word pieces [UNK]; images: all pixels 0), where anything above chance "
-             "would mean the mask's shape alone carries the class; and accuracy with a random mask of the top-k "
-             "size on the real content.", "",
+             "would mean the mask's shape alone carries the class; accuracy with a random mask of the top-k "
+             "size on the real content; and accuracy with the k features the generator ranks lowest (bottom-k).", "",
              "| checkpoint | mode | ratio | top-k acc. | argmax acc. | argmax ratio (lowest – highest class) | "
-             "content removed: top-k / argmax acc. | random mask acc. |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "content removed: top-k / argmax acc. | random mask acc. | bottom-k acc. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if "bottomk_accuracy" not in table:  # written before the column existed
+        table["bottomk_accuracy"] = float("nan")
     for _, r in table.iterrows():
         lines.append(f"| {r.checkpoint} | {r['mode'].upper()} | {r.ratio:.2f} | {r.topk_accuracy:.3f} | "
                      f"{r.argmax_accuracy:.3f} | {r.argmax_ratio:.3f} ({r.lowest_class} {r.argmax_ratio_lowest_class:.3f} "
                      f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
-                     f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} |")
+                     f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} | "
+                     + (f"{r.bottomk_accuracy:.3f}" if r.bottomk_accuracy == r.bottomk_accuracy else "—") + " |")
     notes = []
     skewed = table[_class_skewed(table)]
     if len(skewed):
@@ -438,6 +441,13 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
                      "their own top-k selection (" + ", ".join(worse.checkpoint) + "): their generator has not "
                      "learned what to select.")
     margin = 1.5 / table.n.clip(lower=1) ** 0.5  # three binomial standard deviations at p = 0.5
+    ranked = worse[worse.topk_accuracy > worse.bottomk_accuracy + margin[worse.index]]
+    if len(ranked):
+        notes.append(f"Yet {len(ranked)} of those rank the features informatively: the k they rank lowest score well "
+                     "below the k they rank highest (" + ", ".join(f"{r.checkpoint}: bottom-k {r.bottomk_accuracy:.3f}, "
+                     f"top-k {r.topk_accuracy:.3f}, random {r.random_mask_accuracy:.3f}" for r in ranked.itertuples())
+                     + "). What they pick is better than what they leave, but a random selection, spread over the "
+                     "input, does as well.")
     leaks = table[table.topk_content_removed_accuracy > _chance(table) + margin]
     notes.append("With the content removed, " + ("no model is above chance: the masks' shapes do not carry the class."
                                                  if leaks.empty else f"{len(leaks)} models stay above chance: "
@@ -563,12 +573,14 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
             achieved = grouped.achieved_ratio.mean().reset_index()
             ax_ratio.plot(achieved.ratio, achieved.achieved_ratio - achieved.ratio, marker=marker, label=label,
                           color=colour, alpha=0.85, linestyle=style)
+        levels = []
         for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
             cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")
                        & ~is_variant(runs)]  # the headline CLS and its seeds
             if len(cls):
                 ax_acc.axhline(cls.accuracy.mean(), linestyle=":", color=colour, linewidth=1,
                                label=f"{role} CLS (all features)")
+                levels.append(f"{role} CLS {mean_std(cls.accuracy)}")
         ax_acc.set(xlabel="target ratio", ylabel="test accuracy", title=f"{dataset}: accuracy")
         ax_acc.legend(fontsize=8)
         ax_ratio.axhline(0.0, color="black", linewidth=0.8)
@@ -582,8 +594,10 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
         path = figures / f"{group}_sweep.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        lines += ["", f"### {dataset}", "", f"![{dataset} sweep]({os.path.relpath(path, out.parent)})", "",
-                  "| target ratio | " + " | ".join(label for label, *_x in series) + " |",
+        lines += ["", f"### {dataset}", "", f"![{dataset} sweep]({os.path.relpath(path, out.parent)})", ""]
+        if levels:
+            lines += ["Dotted lines, every feature read (the headline CLS runs): " + "; ".join(levels) + ".", ""]
+        lines += ["| target ratio | " + " | ".join(label for label, *_x in series) + " |",
                   "| --- | " + " | ".join("---" for _ in series) + " |"]
         for ratio in sorted(models.ratio.unique()):
             cells = []

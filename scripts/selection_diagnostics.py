@@ -4,6 +4,8 @@ checkpoint, which scripts/make_report.py turns into a table.
 On a seeded stratified sample of each checkpoint's test split (its training dataset spec):
 - accuracy with top-k at the training ratio (the reported number) and with the generator's own
   argmax selection;
+- accuracy with the k features the generator ranks lowest ("bottom-k"): far below top-k, the ranking
+  carries information even where a random selection does as well as top-k;
 - the argmax selection's ratio for each class (the lowest and the highest class): the paper's
   batch-level selection cost pins only the batch-mean count, so a generator is free to select far
   more for one class than for another, which a fixed-ratio top-k then contradicts;
@@ -36,7 +38,8 @@ from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: 
 
 COLUMNS = ["checkpoint", "task", "mode", "ratio", "n", "topk_accuracy", "argmax_accuracy", "argmax_ratio",
            "argmax_ratio_lowest_class", "lowest_class", "argmax_ratio_highest_class", "highest_class",
-           "topk_content_removed_accuracy", "argmax_content_removed_accuracy", "random_mask_accuracy"]
+           "topk_content_removed_accuracy", "argmax_content_removed_accuracy", "random_mask_accuracy",
+           "bottomk_accuracy"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +84,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
     loader = torch.utils.data.DataLoader(FeatureDataset(split, model.processor, train=False), batch_size=64,
                                          collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)
-    correct = dict.fromkeys(["topk", "argmax", "topk_blank", "argmax_blank", "random"], 0)
+    correct = dict.fromkeys(["topk", "argmax", "topk_blank", "argmax_blank", "random", "bottomk"], 0)
     selected, real, labels = [], [], []
     for batch in loader:
         inputs, targets = model_inputs(batch), batch["label"]
@@ -89,10 +92,12 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
         argmax = model(inputs, selection="argmax")
         blank = content_removed(model, inputs)
         random = random_mask_like(topk.feature_mask, model.ratio, generator).to(topk.mask.dtype)
+        bottomk = model.select(topk.gen_logits.flip(-1), topk.feature_mask)  # ranked by the "not selected" margin
         for name, logits in (("topk", topk.logits), ("argmax", argmax.logits),
                              ("topk_blank", model.predictor(blank, topk.mask)),
                              ("argmax_blank", model.predictor(blank, argmax.mask)),
-                             ("random", model.predictor(inputs, random))):
+                             ("random", model.predictor(inputs, random)),
+                             ("bottomk", model.predictor(inputs, bottomk))):
             correct[name] += int((logits.argmax(dim=-1) == targets).sum())
         selected.append(argmax.mask.sum(dim=1))
         real.append(argmax.feature_mask.sum(dim=1).float())
@@ -108,7 +113,8 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
             "argmax_ratio_lowest_class": per_class[lowest], "lowest_class": lowest,
             "argmax_ratio_highest_class": per_class[highest], "highest_class": highest,
             "topk_content_removed_accuracy": correct["topk_blank"] / n,
-            "argmax_content_removed_accuracy": correct["argmax_blank"] / n, "random_mask_accuracy": correct["random"] / n}
+            "argmax_content_removed_accuracy": correct["argmax_blank"] / n, "random_mask_accuracy": correct["random"] / n,
+            "bottomk_accuracy": correct["bottomk"] / n}
 
 
 def content_removed(model: RationaleModel, inputs: dict) -> dict:

@@ -6,7 +6,9 @@ training reviews (smaller sets or fewer epochs sometimes reach the accuracy with
 from __future__ import annotations
 
 import csv
+import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,6 +19,7 @@ from rekd_core.synthetic import CUE_WORDS, LABELS, write_image_task, write_text_
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["tests.core_fixtures"]
+REPO = Path(__file__).resolve().parents[1]
 CUE_OF = {LABELS[1]: CUE_WORDS[0], LABELS[0]: CUE_WORDS[1]}  # "pos" -> "splendid", "neg" -> "dreadful"
 
 
@@ -54,3 +57,12 @@ def test_vision_re_learns_and_selects_the_planted_patch(tmp_path, trainer):
         assert len(exp.selected) == round(0.1 * 16)  # 2 of the 16 patches
         hits += int(re.search(r"_cell(\d+)\.png$", file.name).group(1)) in exp.selected
     assert hits / len(files) >= 0.90, f"the planted patch is in the rationale of only {hits}/{len(files)} images"
+
+    # scripts/selection_diagnostics.py tells the learned ranking from chance: the 2 patches ranked lowest
+    # miss the planted one (chance, 0.5), a random pair holds it 1 time in 8 (about 0.56).
+    spec = importlib.util.spec_from_file_location("selection_diagnostics", REPO / "scripts" / "selection_diagnostics.py")
+    diagnostics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnostics)
+    row = diagnostics.diagnose(model, limit=200, seed=0)
+    assert row["n"] == 200 and row["topk_accuracy"] >= 0.90
+    assert row["bottomk_accuracy"] <= 0.75 and row["random_mask_accuracy"] <= 0.80

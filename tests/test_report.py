@@ -46,7 +46,8 @@ def write_results(path: Path) -> None:
     rows = [_row("text/teacher-cls", "teacher", "cls", 0.1, 2026, 0.88),
             _row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.84, plausibility_f1=0.21, plausibility_iou_f1=0.05,
                  random_plausibility_f1=0.13, plausibility_examples=199),
-            _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83)]
+            _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83),
+            _row("text/variants/teacher-cls-long", "teacher", "cls", 0.1, 2026, 0.99)]
     for seed, (re_acc, rekd_acc) in zip((2026, 2027, 2028), ((0.78, 0.80), (0.79, 0.81), (0.77, 0.80))):
         rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc,
                          teacher_agreement=0.6, teacher_mask_iou=0.2, split_seed=2026))
@@ -73,11 +74,11 @@ def write_results(path: Path) -> None:
         append_result(path, row)
 
 
-DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy
-checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51
-checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42
-runs/text/seeds/student-rekd-s2026,text,rekd,0.1,2000,0.75,0.84,0.12,0.04,pos,0.20,neg,0.5,0.5,0.50
-runs/text/seeds/student-rekd-s2027,text,rekd,0.1,2000,0.80,0.80,0.10,0.09,neg,0.11,pos,0.5,0.5,0.50
+DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy,bottomk_accuracy
+checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51,0.40
+checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42,0.20
+runs/text/seeds/student-rekd-s2026,text,rekd,0.1,2000,0.75,0.84,0.12,0.04,pos,0.20,neg,0.5,0.5,0.50,0.49
+runs/text/seeds/student-rekd-s2027,text,rekd,0.1,2000,0.80,0.80,0.10,0.09,neg,0.11,pos,0.5,0.5,0.50,0.47
 """
 
 
@@ -139,11 +140,14 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
             "sampled training masks") in report
     # Selection diagnostics: the table and what it shows.
     assert ("| checkpoints/text/teacher-re | RE | 0.10 | 0.700 | 0.800 | 0.150 (pos 0.060 – neg 0.240) | 0.500 / 0.500 "
-            "| 0.510 |") in report
+            "| 0.510 | 0.400 |") in report
     assert "2 of 4 generators select, on their own, at least twice as much of one class" in report
     assert "(top-k accuracy below argmax accuracy: 2 of them)" in report
     assert "1 of 4 models do better on a random selection of the same size than on their own top-k selection " \
            "(checkpoints/vision/student-re)" in report
+    # ... though its ranking is informative: what it ranks lowest scores far below what it ranks highest
+    assert ("Yet 1 of those rank the features informatively: the k they rank lowest score well below the k they rank "
+            "highest (checkpoints/vision/student-re: bottom-k 0.200, top-k 0.340, random 0.420).") in report
     # the student with its teacher's skew, not the one without it
     assert ("1 REKD students select most of the class that their teacher selects most of: runs/text/seeds/student-rekd-s2026 "
             "(pos 0.040 – neg 0.200; top-k 0.750, argmax 0.840) from checkpoints/text/teacher-re (pos 0.060 – neg 0.240).") in report
@@ -173,6 +177,8 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
             "example-cost (dev 0.9000; test 0.8300, does not clear the bar).") in report
     # Training curves of the shipped model, its kept epoch in bold.
     assert "| text/teacher-re | **2** | 0.210 | 0.130 | 0.530 | 0.710 | 0.4800 |" in report
+    # The sweep plots' CLS levels are the headline CLS runs, not a CLS recipe variant.
+    assert "Dotted lines, every feature read (the headline CLS runs): teacher CLS 0.880 (1 seed); student CLS 0.830 (1 seed)." in report
     plot = out.parent / "results" / "text_sweep.png"
     assert plot.is_file() and plot.stat().st_size > 10_000 and "(results/text_sweep.png)" in report
 
