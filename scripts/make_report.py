@@ -426,7 +426,7 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
                      f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
                      f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} | "
                      + (f"{r.bottomk_accuracy:.3f}" if r.bottomk_accuracy == r.bottomk_accuracy else "—") + " |")
-    notes = []
+    notes = [_stale_rows(table, runs)]
     skewed = table[_class_skewed(table)]
     if len(skewed):
         notes.append(f"{len(skewed)} of {len(table)} generators select, on their own, at least twice as much of one "
@@ -453,6 +453,22 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
                                                  if leaks.empty else f"{len(leaks)} models stay above chance: "
                                                  + ", ".join(leaks.checkpoint) + "."))
     return "\n".join(lines + [""] + ["- " + note for note in notes if note])
+
+
+def _stale_rows(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """A warning naming the rows whose top-k accuracy on the sample is too far from the run's test
+    accuracy in the results file for sampling alone (3 binomial standard deviations): the checkpoint was
+    retrained after its diagnostics were measured."""
+    accuracy = dict(zip(runs.run, runs.accuracy))
+    stale = []
+    for r in table.itertuples():
+        test = accuracy.get(r.checkpoint.split("/", 1)[-1])
+        if test is not None and abs(r.topk_accuracy - test) > 3 * (test * (1 - test) / r.n) ** 0.5:
+            stale.append(f"{r.checkpoint} (top-k {r.topk_accuracy:.3f} here, test accuracy {test:.3f})")
+    if not stale:
+        return ""
+    return ("**Stale:** " + "; ".join(stale) + " – the results file's run differs from the checkpoint these rows "
+            "measured; rerun scripts/selection_diagnostics.py on them.")
 
 
 def _class_skewed(table: pd.DataFrame) -> pd.Series:

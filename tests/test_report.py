@@ -152,6 +152,9 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert ("1 REKD students select most of the class that their teacher selects most of: runs/text/seeds/student-rekd-s2026 "
             "(pos 0.040 – neg 0.200; top-k 0.750, argmax 0.840) from checkpoints/text/teacher-re (pos 0.060 – neg 0.240).") in report
     assert "no model is above chance" in report
+    # Rows too far from their run's test accuracy for sampling alone are flagged as measured on an older checkpoint.
+    assert ("**Stale:** checkpoints/text/teacher-re (top-k 0.700 here, test accuracy 0.840); "
+            "runs/text/seeds/student-rekd-s2026 (top-k 0.750 here, test accuracy 0.800) – ") in report
     # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table.
     assert "| text/variants/student-re-example-cost | 0.8200 ± 0.0141 (2 seeds) |" in report
     assert "| 0.7800 ± 0.0100 (3 seeds) |" in report
