@@ -38,7 +38,7 @@ def test_mlm_pretraining_learns_and_starts_a_classifier(text_task, tmp_path):
     # The classifier started from the pretrained encoder: one epoch of CLS leaves its word
     # embeddings much nearer the MLM's than those of a classifier started from scratch.
     def embeddings(checkpoint):
-        return load_checkpoint(checkpoint).predictor.backbone.encoder.get_input_embeddings().weight
+        return load_checkpoint(checkpoint).predictor.backbone.encoder.get_input_embeddings().weight.detach()
 
     pretrained = embeddings(out)
     distance = {run: float((embeddings(tmp_path / "shipped" / run) - pretrained).norm()) for run in ("cls", "fresh")}
