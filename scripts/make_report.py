@@ -438,13 +438,13 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
     worse = table[table.random_mask_accuracy > table.topk_accuracy]
     if len(worse):
         notes.append(f"{len(worse)} of {len(table)} models do better on a random selection of the same size than on "
-                     "their own top-k selection (" + ", ".join(worse.checkpoint) + "): their generator has not "
-                     "learned what to select.")
+                     "their own top-k selection (" + ", ".join(worse.checkpoint) + "): their top-k selection is "
+                     "worth no more than chance.")
     margin = 1.5 / table.n.clip(lower=1) ** 0.5  # three binomial standard deviations at p = 0.5
     ranked = worse[worse.topk_accuracy > worse.bottomk_accuracy + margin[worse.index]]
     if len(ranked):
         notes.append(f"Yet {len(ranked)} of those rank the features informatively: the k they rank lowest score well "
-                     "below the k they rank highest (" + ", ".join(f"{r.checkpoint}: bottom-k {r.bottomk_accuracy:.3f}, "
+                     "below the k they rank highest (" + "; ".join(f"{r.checkpoint}: bottom-k {r.bottomk_accuracy:.3f}, "
                      f"top-k {r.topk_accuracy:.3f}, random {r.random_mask_accuracy:.3f}" for r in ranked.itertuples())
                      + "). What they pick is better than what they leave, but a random selection, spread over the "
                      "input, does as well.")
