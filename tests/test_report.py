@@ -195,3 +195,15 @@ def test_report_without_the_paper(make_report, tmp_path):
     assert "| IMDB | student text-student | 0.830 (1 seed) |" in report
     assert "Training curves" not in report and "training cross-entropy" not in report
     assert "How the selections behave" not in report
+
+
+def test_report_reads_diagnostics_written_before_the_bottom_k_column(make_report, tmp_path):
+    results, out, diagnostics = tmp_path / "results.csv", tmp_path / "RESULTS.md", tmp_path / "diagnostics.csv"
+    write_results(results)
+    old = [line.rsplit(",", 1)[0] for line in DIAGNOSTICS.splitlines()]  # drop the last column, bottomk_accuracy
+    diagnostics.write_text("\n".join(old) + "\n")
+    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
+                      "--checkpoints", str(tmp_path / "no-checkpoints"), "--diagnostics", str(diagnostics)])
+    report = out.read_text()
+    assert "| checkpoints/vision/student-re | RE | 0.15 | 0.340 | 0.100 |" in report
+    assert "| 0.420 | — |" in report and "rank the features informatively" not in report
