@@ -414,18 +414,22 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
              "ratio overall and for its lowest and highest class; accuracy with every feature's content removed "
              "but the mask kept (text: all word pieces [UNK]; images: all pixels 0), where anything above chance "
              "would mean the mask's shape alone carries the class; accuracy with a random mask of the top-k "
-             "size on the real content; and accuracy with the k features the generator ranks lowest (bottom-k).", "",
+             "size on the real content; accuracy with the k features the generator ranks lowest (bottom-k); and "
+             "accuracy with one mask for every example, the k positions that top-k selects most often (fixed "
+             "positions).", "",
              "| checkpoint | mode | ratio | top-k acc. | argmax acc. | argmax ratio (lowest – highest class) | "
-             "content removed: top-k / argmax acc. | random mask acc. | bottom-k acc. |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    if "bottomk_accuracy" not in table:  # written before the column existed
-        table["bottomk_accuracy"] = float("nan")
+             "content removed: top-k / argmax acc. | random mask acc. | bottom-k acc. | fixed positions acc. |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for column in ("bottomk_accuracy", "fixed_positions_accuracy"):  # absent from rows written before them
+        if column not in table:
+            table[column] = float("nan")
     for _, r in table.iterrows():
         lines.append(f"| {r.checkpoint} | {r['mode'].upper()} | {r.ratio:.2f} | {r.topk_accuracy:.3f} | "
                      f"{r.argmax_accuracy:.3f} | {r.argmax_ratio:.3f} ({r.lowest_class} {r.argmax_ratio_lowest_class:.3f} "
                      f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
                      f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} | "
-                     + (f"{r.bottomk_accuracy:.3f}" if r.bottomk_accuracy == r.bottomk_accuracy else "—") + " |")
+                     + " | ".join(_number(v) for v in (r.bottomk_accuracy, r.fixed_positions_accuracy))
+                     + " |")
     notes = [_stale_rows(table, runs)]
     skewed = table[_class_skewed(table)]
     if len(skewed):
@@ -445,7 +449,8 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
     if len(ranked):
         notes.append(f"Yet {len(ranked)} of those rank the features informatively: the k they rank lowest score well "
                      "below the k they rank highest (" + "; ".join(f"{r.checkpoint}: bottom-k {r.bottomk_accuracy:.3f}, "
-                     f"top-k {r.topk_accuracy:.3f}, random {r.random_mask_accuracy:.3f}" for r in ranked.itertuples())
+                     f"top-k {r.topk_accuracy:.3f}, random {r.random_mask_accuracy:.3f}, fixed positions "
+                     f"{_number(r.fixed_positions_accuracy)}" for r in ranked.itertuples())
                      + "). What they pick is better than what they leave, but a random selection, spread over the "
                      "input, does as well.")
     leaks = table[table.topk_content_removed_accuracy > _chance(table) + margin]
@@ -453,6 +458,10 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
                                                  if leaks.empty else f"{len(leaks)} models stay above chance: "
                                                  + ", ".join(leaks.checkpoint) + "."))
     return "\n".join(lines + [""] + ["- " + note for note in notes if note])
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if value == value else "—"
 
 
 def _stale_rows(table: pd.DataFrame, runs: pd.DataFrame) -> str:

@@ -6,6 +6,8 @@ On a seeded stratified sample of each checkpoint's test split (its training data
   argmax selection;
 - accuracy with the k features the generator ranks lowest ("bottom-k"): far below top-k, the ranking
   carries information even where a random selection does as well as top-k;
+- accuracy with one mask for every example, the k positions that top-k selects most often over the
+  sample (where the example has real features): how much of the selection is a fixed position prior;
 - the argmax selection's ratio for each class (the lowest and the highest class): the paper's
   batch-level selection cost pins only the batch-mean count, so a generator is free to select far
   more for one class than for another, which a fixed-ratio top-k then contradicts;
@@ -39,7 +41,7 @@ from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: 
 COLUMNS = ["checkpoint", "task", "mode", "ratio", "n", "topk_accuracy", "argmax_accuracy", "argmax_ratio",
            "argmax_ratio_lowest_class", "lowest_class", "argmax_ratio_highest_class", "highest_class",
            "topk_content_removed_accuracy", "argmax_content_removed_accuracy", "random_mask_accuracy",
-           "bottomk_accuracy"]
+           "bottomk_accuracy", "fixed_positions_accuracy"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +87,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
                                          collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)
     correct = dict.fromkeys(["topk", "argmax", "topk_blank", "argmax_blank", "random", "bottomk"], 0)
-    selected, real, labels = [], [], []
+    selected, real, labels, chosen = [], [], [], 0
     for batch in loader:
         inputs, targets = model_inputs(batch), batch["label"]
         topk = model(inputs, selection="topk")
@@ -99,10 +101,18 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
                              ("random", model.predictor(inputs, random)),
                              ("bottomk", model.predictor(inputs, bottomk))):
             correct[name] += int((logits.argmax(dim=-1) == targets).sum())
+        chosen = chosen + topk.mask.sum(dim=0)
         selected.append(argmax.mask.sum(dim=1))
         real.append(argmax.feature_mask.sum(dim=1).float())
         labels.append(targets)
     selected, real, labels = torch.cat(selected), torch.cat(real), torch.cat(labels)
+    fixed = torch.zeros_like(chosen)
+    fixed[chosen.topk(round(model.ratio * model.num_features)).indices] = 1
+    correct["fixed"] = 0
+    for batch in loader:  # a second pass: the fixed mask needs the whole sample's counts
+        inputs = model_inputs(batch)
+        mask = fixed * model.predictor.backbone.feature_mask(inputs)
+        correct["fixed"] += int((model.predictor(inputs, mask).argmax(dim=-1) == batch["label"]).sum())
     per_class = {model.labels[c]: float(selected[labels == c].sum() / real[labels == c].sum())
                  for c in labels.unique().tolist()}
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
@@ -114,7 +124,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
             "argmax_ratio_highest_class": per_class[highest], "highest_class": highest,
             "topk_content_removed_accuracy": correct["topk_blank"] / n,
             "argmax_content_removed_accuracy": correct["argmax_blank"] / n, "random_mask_accuracy": correct["random"] / n,
-            "bottomk_accuracy": correct["bottomk"] / n}
+            "bottomk_accuracy": correct["bottomk"] / n, "fixed_positions_accuracy": correct["fixed"] / n}
 
 
 def content_removed(model: RationaleModel, inputs: dict) -> dict:

@@ -74,11 +74,11 @@ def write_results(path: Path) -> None:
         append_result(path, row)
 
 
-DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy,bottomk_accuracy
-checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51,0.40
-checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42,0.20
-runs/text/seeds/student-rekd-s2026,text,rekd,0.1,2000,0.75,0.84,0.12,0.04,pos,0.20,neg,0.5,0.5,0.50,0.49
-runs/text/seeds/student-rekd-s2027,text,rekd,0.1,2000,0.80,0.80,0.10,0.09,neg,0.11,pos,0.5,0.5,0.50,0.47
+DIAGNOSTICS = """checkpoint,task,mode,ratio,n,topk_accuracy,argmax_accuracy,argmax_ratio,argmax_ratio_lowest_class,lowest_class,argmax_ratio_highest_class,highest_class,topk_content_removed_accuracy,argmax_content_removed_accuracy,random_mask_accuracy,bottomk_accuracy,fixed_positions_accuracy
+checkpoints/text/teacher-re,text,re,0.1,2000,0.70,0.80,0.15,0.06,pos,0.24,neg,0.5,0.5,0.51,0.40,0.55
+checkpoints/vision/student-re,vision,re,0.15,2000,0.34,0.10,0.0,0.0,airplane,0.0,airplane,0.1,0.1,0.42,0.20,0.30
+runs/text/seeds/student-rekd-s2026,text,rekd,0.1,2000,0.75,0.84,0.12,0.04,pos,0.20,neg,0.5,0.5,0.50,0.49,0.50
+runs/text/seeds/student-rekd-s2027,text,rekd,0.1,2000,0.80,0.80,0.10,0.09,neg,0.11,pos,0.5,0.5,0.50,0.47,0.52
 """
 
 
@@ -140,14 +140,14 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
             "sampled training masks") in report
     # Selection diagnostics: the table and what it shows.
     assert ("| checkpoints/text/teacher-re | RE | 0.10 | 0.700 | 0.800 | 0.150 (pos 0.060 – neg 0.240) | 0.500 / 0.500 "
-            "| 0.510 | 0.400 |") in report
+            "| 0.510 | 0.400 | 0.550 |") in report
     assert "2 of 4 generators select, on their own, at least twice as much of one class" in report
     assert "(top-k accuracy below argmax accuracy: 2 of them)" in report
     assert "1 of 4 models do better on a random selection of the same size than on their own top-k selection " \
            "(checkpoints/vision/student-re)" in report
     # ... though its ranking is informative: what it ranks lowest scores far below what it ranks highest
     assert ("Yet 1 of those rank the features informatively: the k they rank lowest score well below the k they rank "
-            "highest (checkpoints/vision/student-re: bottom-k 0.200, top-k 0.340, random 0.420).") in report
+            "highest (checkpoints/vision/student-re: bottom-k 0.200, top-k 0.340, random 0.420, fixed positions 0.300).") in report
     # the student with its teacher's skew, not the one without it
     assert ("1 REKD students select most of the class that their teacher selects most of: runs/text/seeds/student-rekd-s2026 "
             "(pos 0.040 – neg 0.200; top-k 0.750, argmax 0.840) from checkpoints/text/teacher-re (pos 0.060 – neg 0.240).") in report
@@ -197,13 +197,13 @@ def test_report_without_the_paper(make_report, tmp_path):
     assert "How the selections behave" not in report
 
 
-def test_report_reads_diagnostics_written_before_the_bottom_k_column(make_report, tmp_path):
+def test_report_reads_diagnostics_written_before_the_bottom_k_and_fixed_position_columns(make_report, tmp_path):
     results, out, diagnostics = tmp_path / "results.csv", tmp_path / "RESULTS.md", tmp_path / "diagnostics.csv"
     write_results(results)
-    old = [line.rsplit(",", 1)[0] for line in DIAGNOSTICS.splitlines()]  # drop the last column, bottomk_accuracy
+    old = [line.rsplit(",", 2)[0] for line in DIAGNOSTICS.splitlines()]  # drop bottomk and fixed_positions accuracy
     diagnostics.write_text("\n".join(old) + "\n")
     make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
                       "--checkpoints", str(tmp_path / "no-checkpoints"), "--diagnostics", str(diagnostics)])
     report = out.read_text()
     assert "| checkpoints/vision/student-re | RE | 0.15 | 0.340 | 0.100 |" in report
-    assert "| 0.420 | — |" in report and "rank the features informatively" not in report
+    assert "| 0.420 | — | — |" in report and "rank the features informatively" not in report
