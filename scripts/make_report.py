@@ -428,7 +428,7 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
                      f"{r.argmax_accuracy:.3f} | {r.argmax_ratio:.3f} ({r.lowest_class} {r.argmax_ratio_lowest_class:.3f} "
                      f"– {r.highest_class} {r.argmax_ratio_highest_class:.3f}) | {r.topk_content_removed_accuracy:.3f} / "
                      f"{r.argmax_content_removed_accuracy:.3f} | {r.random_mask_accuracy:.3f} | "
-                     + " | ".join(_number(v) for v in (r.bottomk_accuracy, r.fixed_positions_accuracy))
+                     + " | ".join(_cell(v, 3) or "—" for v in (r.bottomk_accuracy, r.fixed_positions_accuracy))
                      + " |")
     notes = [_stale_rows(table, runs)]
     skewed = table[_class_skewed(table)]
@@ -450,7 +450,7 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
         notes.append(f"Yet {len(ranked)} of those rank the features informatively: the k they rank lowest score well "
                      "below the k they rank highest (" + "; ".join(f"{r.checkpoint}: bottom-k {r.bottomk_accuracy:.3f}, "
                      f"top-k {r.topk_accuracy:.3f}, random {r.random_mask_accuracy:.3f}, fixed positions "
-                     f"{_number(r.fixed_positions_accuracy)}" for r in ranked.itertuples())
+                     f"{_cell(r.fixed_positions_accuracy, 3) or '—'}" for r in ranked.itertuples())
                      + "). What they pick is better than what they leave, but a random selection, spread over the "
                      "input, does as well.")
     leaks = table[table.topk_content_removed_accuracy > _chance(table) + margin]
@@ -460,10 +460,6 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
     return "\n".join(lines + [""] + ["- " + note for note in notes if note])
 
 
-def _number(value: float) -> str:
-    return f"{value:.3f}" if value == value else "—"
-
-
 def _stale_rows(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     """A warning naming the rows whose top-k accuracy on the sample is too far from the run's test
     accuracy in the results file for sampling alone (3 binomial standard deviations): the checkpoint was
@@ -471,13 +467,18 @@ def _stale_rows(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     accuracy = dict(zip(runs.run, runs.accuracy))
     stale = []
     for r in table.itertuples():
-        test = accuracy.get(r.checkpoint.split("/", 1)[-1])
+        test = accuracy.get(_run_name(r.checkpoint))
         if test is not None and abs(r.topk_accuracy - test) > 3 * (test * (1 - test) / r.n) ** 0.5:
             stale.append(f"{r.checkpoint} (top-k {r.topk_accuracy:.3f} here, test accuracy {test:.3f})")
     if not stale:
         return ""
     return ("**Stale:** " + "; ".join(stale) + " – the results file's run differs from the checkpoint these rows "
             "measured; rerun scripts/selection_diagnostics.py on them.")
+
+
+def _run_name(checkpoint: str) -> str:
+    """The results file's run name of a checkpoint directory: checkpoints/RUN or runs/RUN."""
+    return checkpoint.split("/", 1)[-1]
 
 
 def _class_skewed(table: pd.DataFrame) -> pd.Series:
@@ -493,7 +494,7 @@ def _inherited_skew(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     classes = lambda r: f"{r.lowest_class} {r.argmax_ratio_lowest_class:.3f} – {r.highest_class} {r.argmax_ratio_highest_class:.3f}"  # noqa: E731
     found = []
     for checkpoint, student in rows[(rows["mode"] == "rekd") & rows.skewed].iterrows():
-        teacher = teacher_of.get(checkpoint.split("/", 1)[-1])
+        teacher = teacher_of.get(_run_name(checkpoint))
         if teacher in rows.index and rows.loc[teacher, "skewed"] and rows.loc[teacher, "highest_class"] == student.highest_class:
             found.append(f"{checkpoint} ({classes(student)}; top-k {student.topk_accuracy:.3f}, argmax "
                          f"{student.argmax_accuracy:.3f}) from {teacher} ({classes(rows.loc[teacher])})")
@@ -697,11 +698,11 @@ def _parameter_ratios(runs: pd.DataFrame) -> list[str]:
     return out
 
 
-def _cell(value) -> str:
+def _cell(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+        return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:.0f}"
     return str(value)
 
 

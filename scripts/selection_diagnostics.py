@@ -87,7 +87,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
                                          collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)
     correct = dict.fromkeys(["topk", "argmax", "topk_blank", "argmax_blank", "random", "bottomk"], 0)
-    selected, real, labels, chosen = [], [], [], 0
+    selected, real, labels, chosen, seen = [], [], [], 0, []
     for batch in loader:
         inputs, targets = model_inputs(batch), batch["label"]
         topk = model(inputs, selection="topk")
@@ -102,6 +102,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
                              ("bottomk", model.predictor(inputs, bottomk))):
             correct[name] += int((logits.argmax(dim=-1) == targets).sum())
         chosen = chosen + topk.mask.sum(dim=0)
+        seen.append((inputs, topk.feature_mask, targets))
         selected.append(argmax.mask.sum(dim=1))
         real.append(argmax.feature_mask.sum(dim=1).float())
         labels.append(targets)
@@ -109,10 +110,8 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
     fixed = torch.zeros_like(chosen)
     fixed[chosen.topk(round(model.ratio * model.num_features)).indices] = 1
     correct["fixed"] = 0
-    for batch in loader:  # a second pass: the fixed mask needs the whole sample's counts
-        inputs = model_inputs(batch)
-        mask = fixed * model.predictor.backbone.feature_mask(inputs)
-        correct["fixed"] += int((model.predictor(inputs, mask).argmax(dim=-1) == batch["label"]).sum())
+    for inputs, feature_mask, targets in seen:  # a second pass: the fixed mask needs the whole sample's counts
+        correct["fixed"] += int((model.predictor(inputs, fixed * feature_mask).argmax(dim=-1) == targets).sum())
     per_class = {model.labels[c]: float(selected[labels == c].sum() / real[labels == c].sum())
                  for c in labels.unique().tolist()}
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
