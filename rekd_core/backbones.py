@@ -9,7 +9,9 @@ checkpoint without any download:
 
 - ``{"type": "hf_text", "hf_config": {...}}``: any Hugging Face encoder that accepts ``inputs_embeds``
 - ``{"type": "hf_vision", "hf_config": {...}}``: a Hugging Face ViT
-- ``{"type": "timm", "name": NAME, "kwargs": {...}}``: a timm Vision Transformer
+- ``{"type": "timm", "name": NAME, "kwargs": {...}}``: a timm Vision Transformer, optionally with
+  ``"conv_stem": [widths]`` and ``"conv_stem_kernel"``, a convolutional stem in place of the linear patch
+  embedding
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .errors import ConfigError, first_line
 from .presets import PRESETS, TIMM_BASE
@@ -53,7 +56,12 @@ class TextBackbone(nn.Module):
 
 
 class VisionBackbone(nn.Module):
-    """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask."""
+    """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask.
+
+    The pixels of unselected patches are zeroed too. For ViT's linear patch embedding that changes
+    nothing (an unselected patch's embedding is zeroed anyway); with a convolutional stem, whose
+    tokens also see the neighbouring patches' pixels, it keeps unselected pixels out of the predictor.
+    """
 
     num_patches: int
 
@@ -82,8 +90,17 @@ class VisionBackbone(nn.Module):
             handle.remove()
 
     def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        pixels = inputs["pixel_values"]
+        if mask is not None:
+            pixels = pixels * self._pixel_mask(mask.to(pixels.dtype))
         with self._masked_patches(mask):
-            return self._pooled(inputs["pixel_values"])
+            return self._pooled(pixels)
+
+    def _pixel_mask(self, mask: Tensor) -> Tensor:
+        """(B, N) patch mask -> (B, 1, H, W) pixel mask."""
+        grid = feature_grid(self)
+        side = grid["image_size"] // grid["patch_size"]
+        return F.interpolate(mask.reshape(-1, 1, side, side), scale_factor=grid["patch_size"], mode="nearest")
 
     def _pooled(self, pixels: Tensor) -> Tensor:
         raise NotImplementedError
@@ -149,7 +166,10 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
             hf_config = BertConfig(vocab_size=vocab_size, **preset.arch).to_dict()
             return {"type": "hf_text", "source": spec, "hf_config": hf_config}, None
         kwargs = dict(preset.arch, img_size=image_size or preset.image_size, patch_size=patch_size or preset.patch_size)
-        return {"type": "timm", "source": spec, "name": TIMM_BASE, "kwargs": kwargs}, None
+        config = {"type": "timm", "source": spec, "name": TIMM_BASE, "kwargs": kwargs}
+        if preset.conv_stem:
+            config.update(conv_stem=list(preset.conv_stem), conv_stem_kernel=preset.conv_stem_kernel)
+        return config, None
     if spec.startswith("timm:"):
         _check_task(spec, "vision", task)
         kwargs = {k: v for k, v in (("img_size", image_size), ("patch_size", patch_size)) if v}
@@ -166,8 +186,12 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
     if kind == "timm":
         import timm
 
+        kwargs = dict(config["kwargs"])
+        if config.get("conv_stem"):
+            kwargs.update(patch_size=1, embed_layer=_conv_stem_embedding(
+                config["conv_stem"], config.get("conv_stem_kernel", 3), kwargs.get("patch_size")))
         try:
-            model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **config["kwargs"])
+            model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **kwargs)
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
             raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
         return TimmViTBackbone(model)
@@ -185,11 +209,28 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
     return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
 
 
+def _conv_stem_embedding(widths: list[int], kernel_size: int, patch_size: int | None):
+    """timm's ConvStem (stride-2 convolutions, the last without norm and activation) inside its
+    HybridEmbed, whose 1x1 projection maps the stem's last width to the ViT's embedding. A 2x2 kernel
+    is unpadded, so that each token depends on its own patch's pixels alone."""
+    from functools import partial
+
+    from timm.layers import HybridEmbed
+    from timm.models.vision_transformer_hybrid import ConvStem
+
+    if patch_size != 2 ** len(widths):
+        raise ConfigError(f"a convolutional stem of {len(widths)} stride-2 layers makes patches of "
+                          f"{2 ** len(widths)} pixels, not {patch_size}")
+    stem = ConvStem(in_chans=3, depth=len(widths), channels=tuple(widths), kernel_size=kernel_size,
+                    stride=(2,) * len(widths), padding="" if kernel_size % 2 else 0)
+    return partial(HybridEmbed, backbone=stem)
+
+
 def feature_grid(backbone: Backbone) -> dict:
-    """The vision feature grid of a backbone: image size, patch size and number of patches."""
+    """The vision feature grid of a backbone: image size, patch size (pixels) and number of patches."""
     if isinstance(backbone, TimmViTBackbone):
         embed = backbone.model.patch_embed
-        return {"image_size": int(embed.img_size[0]), "patch_size": int(embed.patch_size[0]),
+        return {"image_size": int(embed.img_size[0]), "patch_size": int(embed.img_size[0] // embed.grid_size[0]),
                 "num_patches": int(embed.num_patches)}
     cfg = backbone.model.config
     return {"image_size": int(cfg.image_size), "patch_size": int(cfg.patch_size),

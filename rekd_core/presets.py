@@ -20,6 +20,11 @@ class Preset:
     vocab_size: int = 8000  # text: size of the WordPiece vocabulary to train
     image_size: int = 32  # vision defaults, overridable on the command line
     patch_size: int = 4
+    # vision: channel widths of a convolutional stem (one stride-2 convolution per width, so a patch
+    # side of 2**len) and its kernel size (3: tokens see the neighbouring patches; 2: each token sees
+    # its own patch only); empty for ViT's linear patch embedding
+    conv_stem: tuple[int, ...] = ()
+    conv_stem_kernel: int = 3
 
 
 def _bert(layers: int, hidden: int, heads: int, **kw) -> dict:
@@ -35,6 +40,13 @@ def _vit(depth: int, dim: int, heads: int) -> dict:
     return dict(depth=depth, embed_dim=dim, num_heads=heads, mlp_ratio=4.0)
 
 
+# Two stride-2 convolutions in place of the linear 4x4 patch embedding ("Early convolutions help
+# transformers see better", Xiao et al. 2021). With 3x3 kernels a token's receptive field reaches into
+# the neighbouring patches, so the predictor masks pixels as well as embeddings (backbones.py); with
+# 2x2 kernels ("-pconv") the stem is a small network applied to each patch alone.
+CONV_STEM = (32, 64)
+
+
 _PRESETS = [
     Preset("bert-1x32", "text", "BERT, 1 layer x 32 hidden (tests)", _bert(1, 32, 2), lr=5e-4, vocab_size=2000),
     Preset("bert-1x64", "text", "BERT, 1 layer x 64 hidden (small student)", _bert(1, 64, 2), lr=5e-4),
@@ -44,6 +56,16 @@ _PRESETS = [
     Preset("vit-2x64", "vision", "ViT, 2 blocks x 64 dim (small student)", _vit(2, 64, 2), lr=5e-4),
     Preset("vit-4x128", "vision", "ViT, 4 blocks x 128 dim (student or small teacher)", _vit(4, 128, 4), lr=3e-4),
     Preset("vit-6x192", "vision", "ViT, 6 blocks x 192 dim (teacher)", _vit(6, 192, 6), lr=3e-4),
+    Preset("vit-1x32-conv", "vision", "ViT, 1 block x 32 dim, convolutional stem (tests)", _vit(1, 32, 2),
+           lr=5e-4, conv_stem=(8, 16)),
+    Preset("vit-2x64-conv", "vision", "ViT, 2 blocks x 64 dim, convolutional stem (small student)",
+           _vit(2, 64, 2), lr=5e-4, conv_stem=CONV_STEM),
+    Preset("vit-4x128-conv", "vision", "ViT, 4 blocks x 128 dim, convolutional stem (teacher)",
+           _vit(4, 128, 4), lr=3e-4, conv_stem=CONV_STEM),
+    Preset("vit-2x64-pconv", "vision", "ViT, 2 blocks x 64 dim, per-patch convolutional stem (small student)",
+           _vit(2, 64, 2), lr=5e-4, conv_stem=CONV_STEM, conv_stem_kernel=2),
+    Preset("vit-4x128-pconv", "vision", "ViT, 4 blocks x 128 dim, per-patch convolutional stem (teacher)",
+           _vit(4, 128, 4), lr=3e-4, conv_stem=CONV_STEM, conv_stem_kernel=2),
 ]
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 

@@ -10,6 +10,7 @@ import torch
 
 from rekd_core.checkpoint import load_checkpoint
 from rekd_core.data import load_dataset_spec
+from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
 from rekd_core.processing import train_wordpiece_tokenizer
 from rekd_core.training import TrainConfig, build_model
@@ -88,11 +89,11 @@ def test_timm_vit_by_name_with_any_grid(image_task, tmp_path):
     assert model.processor.grid()["num_patches"] == (IMAGE_SIZE // PATCH_SIZE) ** 2
 
 
-def _untrained(task, spec):
+def _untrained(task, spec, backbone=None, patch_size=PATCH_SIZE):
     bundle = load_dataset_spec(spec)
-    options = dict(max_length=TEXT_MAX_LENGTH) if task == "text" else dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
-    cfg = TrainConfig(task=task, mode="re", backbone="bert-1x32" if task == "text" else "vit-1x32", dataset="-",
-                      out="-", **options).resolved()
+    options = dict(max_length=TEXT_MAX_LENGTH) if task == "text" else dict(image_size=IMAGE_SIZE, patch_size=patch_size)
+    backbone = backbone or ("bert-1x32" if task == "text" else "vit-1x32")
+    cfg = TrainConfig(task=task, mode="re", backbone=backbone, dataset="-", out="-", **options).resolved()
     torch.manual_seed(0)
     return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
 
@@ -111,11 +112,12 @@ def test_unselected_tokens_do_not_reach_the_predictor(text_task):
     assert not torch.allclose(a, c)  # ...while a selected change does reach it
 
 
-def test_unselected_patches_do_not_reach_the_predictor(image_task):
-    model, bundle = _untrained("vision", f"imagefolder:{image_task}")
+@pytest.mark.parametrize("backbone", ["vit-1x32", "vit-1x32-conv", "vit-2x64-pconv"])
+def test_unselected_patches_do_not_reach_the_predictor(image_task, backbone):
+    model, bundle = _untrained("vision", f"imagefolder:{image_task}", backbone)
     pixels = model.processor([bundle.test.inputs[0]])["pixel_values"]
     mask = torch.zeros(1, 16)
-    mask[0, [0, 5]] = 1.0
+    mask[0, [0, 5, 11]] = 1.0  # 11 is the right-hand neighbour: a conv stem's token there sees patch 10
     changed = pixels.clone()
     changed[..., 8:12, 8:12] = torch.randn(3, 4, 4)  # patch (2, 2) = index 10, not selected
     with torch.no_grad():
@@ -124,3 +126,20 @@ def test_unselected_patches_do_not_reach_the_predictor(image_task):
         c = model.predictor({"pixel_values": changed}, torch.ones(1, 16))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_conv_stem_keeps_the_patch_grid(image_task, tmp_path):
+    ckpt = tiny_train(f"imagefolder:{image_task}", tmp_path / "ckpt", task="vision", backbone="vit-1x32-conv",
+                      train_limit=16, eval_limit=8, epochs=1, batch_size=8)
+    model = load_checkpoint(ckpt).eval()
+    assert (model.config["backbone"]["conv_stem"], model.config["backbone"]["conv_stem_kernel"]) == ([8, 16], 3)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.predictor.modules())  # the stem is there
+    grid = model.processor.grid()
+    assert (grid["patch_size"], grid["num_patches"]) == (PATCH_SIZE, (IMAGE_SIZE // PATCH_SIZE) ** 2)
+    exp = explain(model, load_dataset_spec(f"imagefolder:{image_task}").test.inputs[:1])[0]
+    assert (exp.patch_size, exp.grid_side, exp.num_features) == (PATCH_SIZE, IMAGE_SIZE // PATCH_SIZE, 16)
+
+
+def test_conv_stem_must_make_the_patch_size(image_task):
+    with pytest.raises(ConfigError, match="patches of 4 pixels, not 8"):
+        _untrained("vision", f"imagefolder:{image_task}", "vit-1x32-conv", patch_size=8)
