@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -412,19 +413,33 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A C++ std::terminate in one torchrun worker (SIGABRT, nothing else on stderr): seen 2 times in about
+# 30 runs of the full suite on the 2-core development machine under load, never in 50 runs of this
+# test alone, and with too little output captured to say at which point of the run. It gets one
+# relaunch, with a warning; any other failure, or a second abort, fails the test.
+GLOO_ABORT = "terminate called without an active exception"
+
+
+def _launch_two_processes(train: list) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), "-m", "rekd_core.cli", *map(str, train)]
+    return subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
 @pytest.mark.slow
 def test_accelerate_two_process_training(text_task, tmp_path):
     """``accelerate launch --num_processes 2 --cpu`` only starts ONE process (accelerate 1.x sends --cpu to
     its simple launcher, which needs mpirun for more); ``--multi_gpu`` starts two torchrun workers,
     which talk over gloo on the CPU when the model runs with ``--device cpu`` and no GPU is visible."""
-    out = tmp_path / "ckpt"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), "-m", "rekd_core.cli",
-               *map(str, train_args(f"csv:{text_task}", out, "--mode", "re", "--epochs", 2))]
-    done = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for attempt in (1, 2):
+        out = tmp_path / f"ckpt{attempt}"
+        done = _launch_two_processes(train_args(f"csv:{text_task}", out, "--mode", "re", "--epochs", 2))
+        if done.returncode == 0 or GLOO_ABORT not in done.stderr or attempt == 2:
+            break
+        warnings.warn(f"a gloo worker aborted ({GLOO_ABORT!r}); launching once more. stdout:\n{done.stdout[-1500:]}")
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-4000:]}"
     config, metrics = read_config(out), read_metrics(out)
     assert config["status"] == "complete"
     assert metrics["hardware"].endswith("x2"), metrics["hardware"]  # really two processes
