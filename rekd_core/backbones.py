@@ -58,12 +58,14 @@ class TextBackbone(nn.Module):
 class VisionBackbone(nn.Module):
     """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask.
 
-    The pixels of unselected patches are zeroed too. For ViT's linear patch embedding that changes
-    nothing (an unselected patch's embedding is zeroed anyway); with a convolutional stem, whose
-    tokens also see the neighbouring patches' pixels, it keeps unselected pixels out of the predictor.
+    When the patch embedding mixes patches (a 3x3 convolutional stem, whose tokens also see the
+    neighbouring patches' pixels), the pixels of unselected patches are zeroed too, so that they never
+    reach the predictor. Only then: the zeroed pixels also change the straight-through gradient that
+    the generator gets for an unselected patch (its embedding no longer holds the patch's content).
     """
 
     num_patches: int
+    mixes_patches: bool = False
 
     @property
     def patch_module(self) -> nn.Module:
@@ -91,7 +93,7 @@ class VisionBackbone(nn.Module):
 
     def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
         pixels = inputs["pixel_values"]
-        if mask is not None:
+        if mask is not None and self.mixes_patches:
             pixels = pixels * self._pixel_mask(mask.to(pixels.dtype))
         with self._masked_patches(mask):
             return self._pooled(pixels)
@@ -110,9 +112,10 @@ class VisionBackbone(nn.Module):
 
 
 class TimmViTBackbone(VisionBackbone):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, mixes_patches: bool = False):
         super().__init__()
         self.model = model
+        self.mixes_patches = mixes_patches
         self.num_patches = model.patch_embed.num_patches
         self.hidden_size = model.num_features
 
@@ -194,7 +197,8 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
             model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **kwargs)
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
             raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
-        return TimmViTBackbone(model)
+        mixes_patches = bool(config.get("conv_stem")) and config.get("conv_stem_kernel", 3) > 2
+        return TimmViTBackbone(model, mixes_patches)
     from transformers import AutoConfig, AutoModel
 
     if pretrained:
