@@ -148,7 +148,7 @@ def headline_section(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
-        rows = runs[runs.group == group]
+        rows = runs[(runs.group == group) & ~is_variant(runs)]
         for role in ("student", "teacher"):
             for backbone in rows[rows.role == role].backbone.unique():
                 cls, re_, rekd = (headline_runs(runs, group, role, m, backbone) for m in ("cls", "re", "rekd"))

@@ -47,7 +47,8 @@ def write_results(path: Path) -> None:
             _row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.84, plausibility_f1=0.21, plausibility_iou_f1=0.05,
                  random_plausibility_f1=0.13, plausibility_examples=199),
             _row("text/student-cls", "student", "cls", 0.1, 2026, 0.83),
-            _row("text/variants/teacher-cls-long", "teacher", "cls", 0.1, 2026, 0.99)]
+            _row("text/variants/teacher-cls-long", "teacher", "cls", 0.1, 2026, 0.99),
+            _row("text/variants/teacher-cls-wide", "teacher", "cls", 0.1, 2026, 0.5, backbone="text-wide")]
     for seed, (re_acc, rekd_acc) in zip((2026, 2027, 2028), ((0.78, 0.80), (0.79, 0.81), (0.77, 0.80))):
         rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, re_acc,
                          teacher_agreement=0.6, teacher_mask_iou=0.2, split_seed=2026))
@@ -155,7 +156,9 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     # Rows too far from their run's test accuracy for sampling alone are flagged as measured on an older checkpoint.
     assert ("**Stale:** checkpoints/text/teacher-re (top-k 0.700 here, test accuracy 0.840); "
             "runs/text/seeds/student-rekd-s2026 (top-k 0.750 here, test accuracy 0.800) – ") in report
-    # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table.
+    # A variant beside the headline runs of its role, mode and ratio, and kept out of the main table,
+    # even with a backbone of its own.
+    assert "| text/variants/teacher-cls-wide | 0.5000 (1 seed) |" in report and "teacher text-wide" not in report
     assert "| text/variants/student-re-example-cost | 0.8200 ± 0.0141 (2 seeds) |" in report
     assert "| 0.7800 ± 0.0100 (3 seeds) |" in report
     # A variant run at several ratios is its own series of the sweep, and each of its points is set
