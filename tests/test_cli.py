@@ -413,10 +413,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-# A C++ std::terminate in one torchrun worker (SIGABRT, nothing else on stderr): seen 2 times in about
-# 30 runs of the full suite on the 2-core development machine under load, never in 50 runs of this
-# test alone, and with too little output captured to say at which point of the run. It gets one
-# relaunch, with a warning; any other failure, or a second abort, fails the test.
+# A C++ std::terminate in one torchrun worker (SIGABRT; the worker wrote nothing else to stderr):
+# caught once in 16 runs of the full suite on the 2-core development machine under load (two earlier
+# unexplained full-suite failures may be the same), never in 50 runs of this test alone, and with too
+# little output captured to say at which point of the run. It gets one relaunch, with a warning; any
+# other failure, or a second abort, fails the test.
 GLOO_ABORT = "terminate called without an active exception"
 
 
