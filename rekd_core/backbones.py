@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -190,15 +191,14 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
         import timm
 
         kwargs = dict(config["kwargs"])
-        if config.get("conv_stem"):
-            kwargs.update(patch_size=1, embed_layer=_conv_stem_embedding(
-                config["conv_stem"], config.get("conv_stem_kernel", 3), kwargs.get("patch_size")))
+        stem, kernel = config.get("conv_stem"), config.get("conv_stem_kernel", 3)  # runs saved before the kernel: 3
+        if stem:
+            kwargs.update(patch_size=1, embed_layer=_conv_stem_embedding(stem, kernel, kwargs.get("patch_size")))
         try:
             model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **kwargs)
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
             raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
-        mixes_patches = bool(config.get("conv_stem")) and config.get("conv_stem_kernel", 3) > 2
-        return TimmViTBackbone(model, mixes_patches)
+        return TimmViTBackbone(model, mixes_patches=bool(stem) and kernel > 2)
     from transformers import AutoConfig, AutoModel
 
     if pretrained:
@@ -217,8 +217,6 @@ def _conv_stem_embedding(widths: list[int], kernel_size: int, patch_size: int | 
     """timm's ConvStem (stride-2 convolutions, the last without norm and activation) inside its
     HybridEmbed, whose 1x1 projection maps the stem's last width to the ViT's embedding. A 2x2 kernel
     is unpadded, so that each token depends on its own patch's pixels alone."""
-    from functools import partial
-
     from timm.layers import HybridEmbed
     from timm.models.vision_transformer_hybrid import ConvStem
 
