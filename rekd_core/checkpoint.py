@@ -70,6 +70,25 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     return path
 
 
+def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
+    """Atomically copy the complete checkpoint ``source`` to the directory ``path`` (replaced only if
+    it is a checkpoint itself, as in ``save_checkpoint``): ship a run trained elsewhere as it is."""
+    source, path = Path(source), Path(path)
+    if read_config(source).get("status") != "complete":
+        raise CheckpointError(f"{source} is not a complete checkpoint (its run has not finished); not copying it")
+    check_writable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(RESUME_FILE))
+        _fsync_tree(tmp)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
 def check_writable(path: str | Path) -> None:
     """Refuse a destination that holds anything but a rekd checkpoint (or nothing)."""
     path = Path(path)

@@ -17,7 +17,8 @@ human ones of a dataset with rationales (its test split; ERASER movies). ``teach
 ``init_from`` and ``tokenizer`` may name another run; a list of ``teacher`` runs (seeds of one
 teacher on one train/dev split) means the one of them with the best dev accuracy. Runs whose result is already recorded (or
 whose checkpoint is complete) are skipped, so a recipe resumes where it stopped; several
-``rekd sweep --only ...`` processes may share one results file.
+``rekd sweep --only ...`` processes may share one results file. A done run whose ``keep`` is
+turned on later is shipped as it is: copied from ``work_dir`` to ``out_root``, not retrained.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import re
 import time
 from pathlib import Path
 
-from .checkpoint import read_config, read_metrics
+from .checkpoint import copy_checkpoint, read_config, read_metrics
 from .errors import CheckpointError, ConfigError
 from .training import TrainConfig, load_config_file, split_seed_of, train
 
@@ -90,8 +91,10 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
     roots = RunRoots(Path(recipe.get("out_root", "checkpoints")), Path(recipe.get("work_dir", "runs")))
     results_path = Path(recipe.get("results", roots.shipped / "results.csv"))
     runs = expand_runs(recipe)
+    selected = [r for r in runs if only is None or re.search(only, r["name"])]
+    ship_done_runs(selected, roots, results_path, dry_run)
     done = {row["run"] for row in read_results(results_path)}
-    todo = [r for r in runs if r["name"] not in done and (only is None or re.search(only, r["name"]))]
+    todo = [r for r in selected if r["name"] not in done]
     print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run")
     for i, run in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {run['name']}", flush=True)
@@ -107,6 +110,30 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
             row.update(plausibility_row(out, run["plausibility"]))
         append_result(results_path, row)
     return results_path
+
+
+def ship_done_runs(runs: list[dict], roots: RunRoots, results_path: Path, dry_run: bool = False) -> None:
+    """Copy into ``out_root`` each done run that the recipe now keeps but that was written under
+    ``work_dir`` (its ``keep`` changed after it trained), and mark its results row kept: a recipe can
+    change what it ships without retraining."""
+    rows = {row["run"]: row for row in read_results(results_path)}
+    shipped = []
+    for run in runs:
+        row = rows.get(run["name"])
+        if row is None or run.get("keep", True) is False or row.get("kept") == "True":
+            continue
+        source, target = roots.work / run["name"], roots.out(run)
+        print(f"shipping {run['name']}: {source} -> {target}", flush=True)
+        if dry_run:
+            continue
+        if not _complete(target):
+            if not _complete(source):
+                raise ConfigError(f"run {run['name']} is now kept, but {source} holds no complete checkpoint of it "
+                                  f"to ship; delete its row from {results_path} to train it again")
+            copy_checkpoint(source, target)
+        shipped.append(run["name"])
+    if shipped:
+        mark_kept(results_path, shipped)
 
 
 @dataclasses.dataclass
@@ -211,6 +238,24 @@ def append_result(path: str | Path, row: dict) -> None:
         else:
             _extend_header(fh)
         writer.writerow({k: row.get(k, "") for k in RESULT_FIELDS})
+        fh.flush()
+
+
+def mark_kept(path: str | Path, names: list[str]) -> None:
+    """Set ``kept`` in the results rows of the runs ``names`` (the file rewritten in place, under the
+    lock that ``append_result`` takes; every other field is written back as it was read)."""
+    with open(path, "r+", newline="") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames or [], list(reader)
+        for row in rows:
+            if row["run"] in names:
+                row["kept"] = "True"
+        fh.seek(0)
+        fh.truncate()
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
         fh.flush()
 
 

@@ -2,6 +2,8 @@
 test outputs between students, and scores plausibility against human rationales."""
 from __future__ import annotations
 
+import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -337,3 +339,41 @@ def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
     with pytest.raises(ConfigError, match="not those of a rekd results file"):
         append_result(foreign, {"run": "new"})
     assert foreign.read_text() == "name,score\nx,1\n"
+
+
+def test_a_run_kept_after_it_trained_is_shipped_not_retrained(text_task, tmp_path, capsys):
+    recipe_path = _recipe(tmp_path, f"csv:{text_task}")
+    run_sweep(str(recipe_path), only="^teacher-re$|^student-rekd-s1$")
+    recipe = yaml.safe_load(recipe_path.read_text())
+    recipe["runs"][1]["keep"] = True  # the students are now shipped
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    shipped, work = tmp_path / "shipped", tmp_path / "work"
+    capsys.readouterr()
+
+    run_sweep(str(recipe_path), only="student", dry_run=True)  # says what it would ship, ships nothing
+    assert "shipping student-rekd-s1" in capsys.readouterr().out and not (shipped / "student-rekd-s1").exists()
+
+    before = read_results(shipped / "results.csv")
+    run_sweep(str(recipe_path), only="^student-rekd-s1$")
+    assert "done in" not in capsys.readouterr().out  # copied, not trained again
+    after = read_results(shipped / "results.csv")
+    assert [r["kept"] for r in after] == ["True", "True"]
+    assert [{k: v for k, v in r.items() if k != "kept"} for r in after] == \
+        [{k: v for k, v in r.items() if k != "kept"} for r in before]
+    assert (shipped / "student-rekd-s1" / "model.safetensors").read_bytes() == \
+        (work / "student-rekd-s1" / "model.safetensors").read_bytes()
+    assert load_checkpoint(shipped / "student-rekd-s1").generator is not None
+    assert not any(p.name.startswith(".") for p in shipped.iterdir())  # no temporary copy left behind
+
+    # A kept run whose checkpoint is gone from work_dir: one clear message, the results file untouched.
+    shutil.rmtree(work / "student-rekd-s1")
+    shutil.rmtree(shipped / "student-rekd-s1")
+    after[1]["kept"] = "False"  # as it was before it was shipped
+    with open(shipped / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(after[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(after)
+    saved = (shipped / "results.csv").read_text()
+    with pytest.raises(ConfigError, match="holds no complete checkpoint of it to ship"):
+        run_sweep(str(recipe_path), only="^student-rekd-s1$")
+    assert (shipped / "results.csv").read_text() == saved
