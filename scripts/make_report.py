@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 from rekd_core.checkpoint import read_config, read_log, read_metrics  # noqa: E402
 from rekd_core.sweep import series_name, variant_of  # noqa: E402
+from rekd_core.training import load_config_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The first part of a run's name is its group: group -> (dataset as the paper's table names it, headline ratio).
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shipped checkpoints (their per-epoch logs and size)")
     parser.add_argument("--diagnostics", default=str(REPO / "docs" / "results" / "selection_diagnostics.csv"),
                         help="the CSV of scripts/selection_diagnostics.py (section left out when missing)")
-    parser.add_argument("--recipe", default="configs/embedded.yaml", help="the recipe named in the commands")
+    parser.add_argument("--recipe", default="configs/embedded.yaml",
+                        help="the recipe named in the commands, and read for its groups' `headline` variants")
     args = parser.parse_args(argv)
 
     runs = pd.read_csv(args.results)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).fillna("")  # ... and the teacher column
     runs["dev_accuracy"] = runs.get("dev_accuracy", pd.Series(float("nan"), index=runs.index))  # ... and dev_accuracy
     runs = runs[runs.group.isin(list(GROUPS))]
+    runs = with_families(runs, headline_families(Path(args.recipe)))
     out = Path(args.out)
     figures = out.parent / "results"
     figures.mkdir(parents=True, exist_ok=True)
@@ -98,14 +101,41 @@ def paper_table(method: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def headline_families(recipe: Path) -> dict[str, dict]:
+    """The recipe's ``headline``: group -> {"variant": the variant that is the group's headline (its shipped
+    models), "unnamed": what the report calls the group's runs without a variant}. A group that is not
+    named there has its runs without a variant as its headline."""
+    path = recipe if recipe.is_absolute() or recipe.is_file() else REPO / recipe
+    return (load_config_file(str(path), known=None).get("headline") or {}) if path.is_file() else {}
+
+
+def with_families(runs: pd.DataFrame, headlines: dict[str, dict]) -> pd.DataFrame:
+    """``runs`` with the columns ``family`` (the run's recipe variant; "" for none), ``headline`` (whether
+    that is its group's headline) and ``family_label`` (the family as the report names it)."""
+    family = runs.run.map(variant_of).fillna("")
+    chosen = runs.group.map(lambda group: headlines.get(group, {}).get("variant", ""))
+    unnamed = runs.group.map(lambda group: headlines.get(group, {}).get("unnamed", ""))
+    return runs.assign(family=family, headline=family == chosen, family_label=family.where(family != "", unnamed))
+
+
 def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:
+    """The headline runs of one model at the group's headline ratio (CLS: any ratio), excluding the ratio sweeps."""
+    return family_runs(runs[runs.headline], group, role, mode, backbone)
+
+
+def family_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:
     """The runs of one model at the group's headline ratio (CLS: any ratio), excluding the ratio sweeps."""
     ratio = GROUPS[group][1]
     rows = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == mode)
-                & ~runs.run.str.contains("/sweep/|/variants/")]
+                & ~runs.run.str.contains("/sweep/")]
     if backbone is not None:
         rows = rows[rows.backbone == backbone]
     return rows if mode == "cls" else rows[(rows.ratio - ratio).abs() < 1e-9]
+
+
+def first_seed(rows: pd.DataFrame) -> str:
+    """The run of the lowest seed among ``rows`` (the seeds of one model): the one a recipe ships."""
+    return rows.sort_values("seed").run.iloc[0]
 
 
 def is_variant(runs: pd.DataFrame) -> pd.Series:
@@ -143,23 +173,30 @@ def headline_section(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
     lines = ["## Main table (the paper's shape)", "",
              "Test accuracy, mean ± standard deviation over seeds (sample std). Beside each student, the paper's "
              "student of that name, or for a from-scratch preset the paper's smallest student on the same dataset "
-             "(METHOD.md: mean of 10 seeds, pretrained backbones at full scale).",
+             "(METHOD.md: mean of 10 seeds, pretrained backbones at full scale). Where the recipe ships a variant "
+             "as a group's headline (its `headline`), the group's runs without a variant follow, named in brackets.",
              "", "| dataset | model | CLS | RE | REKD | REKD − RE | paper: student | CLS | RE | REKD | REKD − RE |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
-        rows = runs[(runs.group == group) & ~is_variant(runs)]
-        for role in ("student", "teacher"):
-            for backbone in rows[rows.role == role].backbone.unique():
-                cls, re_, rekd = (headline_runs(runs, group, role, m, backbone) for m in ("cls", "re", "rekd"))
-                gain = f"{rekd.accuracy.mean() - re_.accuracy.mean():+.3f}" if len(rekd) and len(re_) else ""
-                cells = [dataset, f"{role} {backbone}", mean_std(cls.accuracy), mean_std(re_.accuracy),
-                         mean_std(rekd.accuracy) if role == "student" else "", gain]
-                name = paper_student(dataset, backbone) if role == "student" else ""
-                p = paper[(paper.dataset == dataset) & (paper.student == name)]
-                cells += ([name, *(f"{p.iloc[0][k]:.3f}" for k in ("cls", "re", "rekd")),
-                           f"{p.iloc[0].rekd - p.iloc[0].re:+.3f}"] if len(p) else ["", "", "", "", ""])
-                lines.append("| " + " | ".join(cells) + " |")
+        in_group = runs[runs.group == group]
+        families = [in_group[in_group.headline]]
+        unnamed = in_group[in_group.family == ""]
+        if len(unnamed) and not unnamed.headline.any():  # a variant is the headline: the runs without one follow
+            families.append(unnamed)
+        for rows in families:
+            label = "" if rows.headline.all() else f" ({rows.family_label.iloc[0] or 'no variant'})"
+            for role in ("student", "teacher"):
+                for backbone in rows[rows.role == role].backbone.unique():
+                    cls, re_, rekd = (family_runs(rows, group, role, m, backbone) for m in ("cls", "re", "rekd"))
+                    gain = f"{rekd.accuracy.mean() - re_.accuracy.mean():+.3f}" if len(rekd) and len(re_) else ""
+                    cells = [dataset, f"{role} {backbone}{label}", mean_std(cls.accuracy), mean_std(re_.accuracy),
+                             mean_std(rekd.accuracy) if role == "student" else "", gain]
+                    name = paper_student(dataset, backbone) if role == "student" else ""
+                    p = paper[(paper.dataset == dataset) & (paper.student == name)]
+                    cells += ([name, *(f"{p.iloc[0][k]:.3f}" for k in ("cls", "re", "rekd")),
+                               f"{p.iloc[0].rekd - p.iloc[0].re:+.3f}"] if len(p) else ["", "", "", "", ""])
+                    lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -257,7 +294,7 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
                     f"{s_re.teacher_agreement.mean():.3f} (RE) → {s_rekd.teacher_agreement.mean():.3f} (REKD), "
                     f"mask IoU {s_re.teacher_mask_iou.mean():.3f} → {s_rekd.teacher_mask_iou.mean():.3f}; "
                     f"accuracy {s_re.accuracy.mean():.3f} → {s_rekd.accuracy.mean():.3f}.")
-        log = read_log(checkpoints / task / "teacher-re")
+        log = read_log(checkpoints / first_seed(t_re))
         if log:
             last = log[-1]
             said.append(f"In its last epoch the teacher RE had a training cross-entropy of {last['train_ce']:.3f} "
@@ -274,7 +311,7 @@ def findings_section(runs: pd.DataFrame, checkpoints: Path) -> str:
                 said[-1] += "."
         said.append(_longer_teachers(runs, task, t_re))
         said.append(_one_part_distilled(runs, task))
-        said.append(_student_selection_drift(checkpoints / task / "student-rekd", ratio))
+        said.append(_student_selection_drift(checkpoints / first_seed(s_rekd), ratio))
         said.append(_best_teacher(runs, task))
         lines.append(" ".join(s for s in said if s))
     if not lines:
@@ -298,10 +335,9 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
     for task, (_dataset, ratio) in GROUPS.items():
         students = runs[(runs.group == task) & (runs.role == "student") & ((runs.ratio - ratio).abs() < 1e-9)
                         & ~runs.run.str.contains("/sweep/")]
-        named = students.assign(variant=students.run.map(lambda run: variant_of(run) or ""))
-        re_models = {name: rows for name, rows in named[named["mode"] == "re"].groupby("variant")}
+        re_models = {name: rows for name, rows in students[students["mode"] == "re"].groupby("family")}
         candidates = []
-        for name, rows in named[named["mode"] == "rekd"].groupby("variant", sort=False):
+        for name, rows in students[students["mode"] == "rekd"].groupby("family", sort=False):
             base_name = max((v for v in re_models if v and name.startswith(v)), key=len, default="")
             base = re_models.get(base_name)
             if base is None:
@@ -310,12 +346,12 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
             spread = max(rows.accuracy.std(ddof=1), base.accuracy.std(ddof=1)) if min(len(rows), len(base)) > 1 \
                 else float("nan")
             dev = rows.dev_accuracy.mean() if rows.dev_accuracy.notna().all() else float("nan")
-            label = name or "headline (the paper's REKD)"
+            label = _bar_label(rows)
             base_dev = f"; dev {base.dev_accuracy.mean():.4f}" if base.dev_accuracy.notna().all() else ""
             argmax = pd.to_numeric(rows.ratio_argmax, errors="coerce").mean()
             lines.append(f"| {task} | {label} | {teachers_cell(rows, runs)} | {_cell(argmax)} | {_cell(dev)} | "
                          f"{mean_std(rows.accuracy, 4)} "
-                         f"| {base_name or 'headline'}: {mean_std(base.accuracy, 4)}{base_dev} | {gain:+.4f} against "
+                         f"| {_bar_label(base, short=True)}: {mean_std(base.accuracy, 4)}{base_dev} | {gain:+.4f} against "
                          f"{_cell(spread) or '—'} | "
                          f"{_yes(gain > spread) if spread == spread else 'needs seeds'} |")
             if len(rows) >= 3 and dev == dev:
@@ -330,6 +366,16 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
         lines += ["", "Chosen on dev alone, among the REKD rows with at least 3 seeds and their dev accuracies: "
                   + "; ".join(choices) + "."]
     return "\n".join(lines)
+
+
+def _bar_label(rows: pd.DataFrame, short: bool = False) -> str:
+    """How the REKD-against-RE table names a family of students: its variant, and whether it is the headline."""
+    name = rows.family_label.iloc[0]
+    if not rows.headline.iloc[0]:
+        return name or "no variant"
+    if not name:
+        return "headline" if short else "headline (the paper's REKD)"
+    return f"{name} (headline)"
 
 
 def _longer_teachers(runs: pd.DataFrame, task: str, headline: pd.DataFrame) -> str:
@@ -352,9 +398,10 @@ def _one_part_distilled(runs: pd.DataFrame, task: str) -> str:
     if not any(len(rows) for rows in parts.values()):
         return ""
     found = "; ".join(f"only the {part}, {mean_std(rows.accuracy)}" for part, rows in parts.items() if len(rows))
+    unnamed = runs[runs.family == ""]
     return (f"Distilling one part from the same teacher (the paper's ablation): {found}. The student RE is "
-            f"{mean_std(headline_runs(runs, task, 'student', 're').accuracy)} and the full REKD "
-            f"{mean_std(headline_runs(runs, task, 'student', 'rekd').accuracy)}.")
+            f"{mean_std(family_runs(unnamed, task, 'student', 're').accuracy)} and the full REKD "
+            f"{mean_std(family_runs(unnamed, task, 'student', 'rekd').accuracy)}.")
 
 
 def _student_selection_drift(checkpoint: Path, ratio: float) -> str:
@@ -511,17 +558,18 @@ def _chance(table: pd.DataFrame) -> pd.Series:
 
 
 def variants_section(runs: pd.DataFrame) -> str:
-    """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the headline runs of the
-    same role, mode and ratio (away from the headline ratio: the sweep's runs)."""
+    """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the runs without a variant
+    of the same role, mode and ratio (away from the headline ratio: the sweep's runs)."""
     variants = runs[is_variant(runs)].copy()
     if variants.empty:
         return ""
     variants["variant"] = variants.run.map(series_name)
     lines = ["## Variants of the recipe", "",
              "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
-             "headline runs (or the sweep's runs) of the same role, mode and ratio.", "",
+             "runs without a variant (the recipe's templates; away from the headline ratio, the sweep's runs) of "
+             "the same role, mode and ratio.", "",
              "| variant | accuracy | achieved ratio | teacher (its test accuracy) | teacher agreement | "
-             "mask IoU with its teacher | plausibility token F1 | headline or sweep runs: accuracy |",
+             "mask IoU with its teacher | plausibility token F1 | runs without a variant: accuracy |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rows in variants.groupby("variant", sort=False):
         first = rows.iloc[0]
@@ -566,12 +614,13 @@ def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
 
 def _sweep_series(models: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str, str, str]]:
     """(label, rows, colour, marker, line style) of every series of a ratio sweep: the headline
-    roles and modes, then each recipe variant run at several ratios (star markers, dashed)."""
-    plain = models[~is_variant(models)]
+    roles and modes, then each other family (a recipe variant, or the runs without a variant where a
+    variant is the headline) run at several ratios (star markers, dashed)."""
+    plain = models[models.headline]
     series = [(label, plain[(plain.role == role) & (plain["mode"] == mode)], colour, marker, "-")
               for role, mode, label, colour, marker in SERIES]
-    variants = models[is_variant(models)].assign(variant=lambda f: f.run.map(variant_of))
-    for (role, mode, variant), rows in variants.groupby(["role", "mode", "variant"], sort=False):
+    others = models[~models.headline]
+    for (role, mode, variant), rows in others.groupby(["role", "mode", "family_label"], sort=False):
         if rows.ratio.nunique() >= 2:
             colour = next(c for r, m, _label, c, _marker in SERIES if (r, m) == (role, mode))
             series.append((f"{role} {mode.upper()} ({variant})", rows, colour, "*", "--"))
@@ -587,7 +636,7 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     for group in runs.group.unique():
         dataset = GROUPS[group][0]
         models = runs[(runs.group == group) & (runs["mode"] != "cls")]
-        if models[~is_variant(models)].ratio.nunique() < 2:
+        if models[models.headline].ratio.nunique() < 2:
             continue
         series = _sweep_series(models)
         fig, (ax_acc, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -602,7 +651,7 @@ def sweep_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
         levels = []
         for role, colour in (("teacher", "tab:gray"), ("student", "tab:blue")):
             cls = runs[(runs.group == group) & (runs.role == role) & (runs["mode"] == "cls")
-                       & ~is_variant(runs)]  # the headline CLS and its seeds
+                       & runs.headline]  # the headline CLS and its seeds
             if len(cls):
                 ax_acc.axhline(cls.accuracy.mean(), linestyle=":", color=colour, linewidth=1,
                                label=f"{role} CLS (all features)")

@@ -93,8 +93,8 @@ def write_teacher_log(checkpoints: Path) -> None:
                "dev_accuracy": 0.71, "dev_recall_pos": 0.48}]
     (teacher / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in epochs))
     (teacher / "metrics.json").write_text(json.dumps({"best_epoch": 2}))
-    # ... and a REKD student whose training selection doubles in its second epoch
-    student = checkpoints / "text" / "student-rekd"
+    # ... and a REKD student whose training selection doubles in its second epoch (the headline's first seed)
+    student = checkpoints / "text" / "seeds" / "student-rekd-s2026"
     student.mkdir(parents=True)
     epochs = [{"epoch": 1, "tau": 0.76, "train_ratio": 0.11, "train_kd_r": 30.0, "train_sel": 100.0, "dev_accuracy": 0.77,
                "dev_ratio_argmax": 0.12},
@@ -210,3 +210,47 @@ def test_report_reads_diagnostics_written_before_the_bottom_k_and_fixed_position
     report = out.read_text()
     assert "| checkpoints/vision/student-re | RE | 0.15 | 0.340 | 0.100 |" in report
     assert "| 0.420 | — | — |" in report and "rank the features informatively" not in report
+
+
+def test_a_variant_named_as_the_headline_is_reported_as_it(make_report, tmp_path):
+    """A recipe whose ``headline`` names a variant of a group: that variant's runs are the group's main
+    table row, targets and solid sweep series; the runs without a variant follow under the given name."""
+    results, out, recipe = tmp_path / "results.csv", tmp_path / "RESULTS.md", tmp_path / "recipe.yaml"
+    rows = [_row("vision/teacher-cls", "teacher", "cls", 0.15, 2026, 0.56),
+            _row("vision/teacher-re", "teacher", "re", 0.15, 2026, 0.41),
+            _row("vision/student-cls", "student", "cls", 0.15, 2026, 0.51),
+            _row("vision/variants/teacher-cls-pconv", "teacher", "cls", 0.15, 2026, 0.58, backbone="vit-p"),
+            _row("vision/variants/teacher-re-pconv", "teacher", "re", 0.15, 2026, 0.46, backbone="vit-p")]
+    for seed, (re_acc, rekd_acc, p_re, p_rekd) in zip((2026, 2027, 2028), ((0.41, 0.40, 0.42, 0.43), (0.42, 0.39, 0.42, 0.44),
+                                                                            (0.41, 0.40, 0.41, 0.43))):
+        rows += [_row(f"vision/seeds/student-re-s{seed}", "student", "re", 0.15, seed, re_acc),
+                 _row(f"vision/seeds/student-rekd-s{seed}", "student", "rekd", 0.15, seed, rekd_acc),
+                 _row(f"vision/variants/student-re-pconv-s{seed}", "student", "re", 0.15, seed, p_re, backbone="vit-s-p"),
+                 _row(f"vision/variants/student-rekd-pconv-s{seed}", "student", "rekd", 0.15, seed, p_rekd,
+                      backbone="vit-s-p")]
+    for ratio in (0.05, 0.5):
+        rows += [_row(f"vision/sweep/student-re-r{ratio}", "student", "re", ratio, 2026, 0.3 + ratio / 4),
+                 _row(f"vision/variants/student-re-pconv-r{ratio}", "student", "re", ratio, 2026, 0.32 + ratio / 4,
+                      backbone="vit-s-p")]
+    for row in rows:
+        append_result(results, row)
+    recipe.write_text("headline:\n  vision: {variant: pconv, unnamed: linear}\nruns: []\n")
+    args = ["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
+            "--checkpoints", str(tmp_path / "none"), "--diagnostics", str(tmp_path / "none.csv")]
+
+    make_report.main([*args, "--recipe", str(recipe)])
+    report = out.read_text()
+    table = report[report.index("## Main table"):report.index("## Targets")]
+    assert table.index("| CIFAR-10 | student vit-s-p | not run | 0.417 ± 0.006 (3 seeds) | 0.433 ± 0.006 (3 seeds) | +0.017 |") \
+        < table.index("| CIFAR-10 | student vision-student (linear) | 0.510 (1 seed) | 0.413 ± 0.006 (3 seeds) |")
+    assert "| vision teacher RE accuracy ≥ 0.60 | 0.4600 (1 seed) | **no** |" in report
+    assert "| vision student REKD − RE > seed std | +0.0167 against std 0.0058 (3 / 3 seeds) | yes |" in report
+    assert "| vision | pconv (headline) | " in report and "| pconv (headline): 0.4167 ± 0.0058 (3 seeds)" in report
+    assert "| vision | linear | " in report and "| linear: 0.4133 ± 0.0058 (3 seeds)" in report
+    assert "| target ratio | teacher RE | student RE | student REKD | student RE (linear) |" in report
+    assert "Dotted lines, every feature read (the headline CLS runs): teacher CLS 0.580 (1 seed)." in report
+
+    make_report.main([*args, "--recipe", str(tmp_path / "no-headline.yaml")])  # the runs without a variant lead
+    report = out.read_text()
+    assert "| vision student REKD − RE > seed std | -0.0167 against std 0.0058 (3 / 3 seeds) | **no** |" in report
+    assert "(linear)" not in report and "| vision | pconv | " in report
