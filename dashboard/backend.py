@@ -186,16 +186,20 @@ def default_pair(infos: Sequence[CheckpointInfo]) -> tuple[int | None, int | Non
     """Indices of a sensible default teacher and student among the checkpoints of one task.
 
     The teacher is a selecting model (not CLS), preferably named "teacher", preferably RE, the
-    largest; the student, among the others, preferably named "student", preferably REKD, a
-    selecting model, the smallest."""
+    largest; the student, among the others, preferably one distilled from (or scored against) that
+    teacher, named "student", REKD, a selecting model, the smallest."""
     if not infos:
         return None, None
     size = lambda i: infos[i].parameters or 0  # noqa: E731
     name = lambda i: Path(infos[i].name).name.lower()  # noqa: E731
     teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", "teacher" in name(i),
                                                     infos[i].mode == "re", size(i)))
+    # a student records its teacher's path when it trained, under another root (runs/) if shipped later
+    taught = lambda i: bool(infos[i].teacher) and (infos[i].teacher == infos[teacher].path  # noqa: E731
+                                                   or infos[i].teacher.endswith("/" + infos[teacher].name))
     others = [i for i in range(len(infos)) if i != teacher] or [teacher]
-    student = max(others, key=lambda i: ("student" in name(i), infos[i].mode == "rekd", infos[i].mode != "cls", -size(i)))
+    student = max(others, key=lambda i: (taught(i), "student" in name(i), infos[i].mode == "rekd",
+                                         infos[i].mode != "cls", -size(i)))
     return teacher, student
 
 

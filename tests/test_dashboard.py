@@ -721,6 +721,10 @@ def test_default_pair_prefers_named_teacher_and_rekd_student():
     infos.append(info("teacher-cls", "cls", 1000))  # a CLS baseline is no teacher of rationales
     infos.append(info("student-rekd", "rekd", 30))
     assert B.default_pair(infos) == (4, 6)
+    # ... and, before those, a student of that teacher, which may name it by the root it trained under
+    infos.append(B.CheckpointInfo(path="/ckpt/vision/kd-p", name="vision/kd-p", task="text", mode="rekd", ratio=0.1,
+                                  labels=["neg", "pos"], backbone="b", parameters=40, teacher="runs/my-teacher"))
+    assert B.default_pair(infos) == (4, 7)
     assert B.default_pair([]) == (None, None)
 
 
