@@ -32,6 +32,7 @@ from dashboard import backend as B  # noqa: E402
 from dashboard import render as R  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
 from rekd_core.evaluation import check_dataset_fits  # noqa: E402
+from rekd_core.sweep import variant_of  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
@@ -427,8 +428,10 @@ def results_section(ctx, frame):
     roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
     variants = sorted(set(part["variant"]) - {""})
+    loaded = {variant_of(str(ctx[f"{role}_path"])) for role in ("teacher", "student")}
     picked_variants = st.multiselect(
-        "Recipe variants, each its own series (starred); the headline runs are always shown", variants, default=[],
+        "Recipe variants, each its own series (starred; those of the models loaded above are picked); the runs "
+        "without a variant are always shown", variants, default=[v for v in variants if v in loaded],
         key="results_variants") if variants else []
     part = part[part["mode"].isin(picked_modes) & base_roles.isin(picked_roles)
                 & part["variant"].isin(["", *picked_variants])]

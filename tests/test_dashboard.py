@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -461,6 +462,18 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
     specs = plotly_specs(at)
     assert len(specs) == 1 and specs[0]["layout"]["yaxis"]["range"] == pytest.approx([0.86, 0.96])
     assert any("No RE or REKD run among these" in c.value for c in at.caption)
+
+
+def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_checkpoints, tmp_path):
+    """A student shipped as a recipe variant (under GROUP/variants/) is compared by default with the
+    teacher it was distilled from, and the ratios view shows its variant's series without a pick."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints.text_teacher, root / "text" / "teacher")
+    shutil.copytree(tiny_checkpoints.text_student, root / "text" / "variants" / "student-rekd-example-cost-s2026")
+    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=tiny_checkpoints.results)
+    assert at.sidebar.selectbox(key="student_text").value == str(root / "text" / "variants" / "student-rekd-example-cost-s2026")
+    assert at.multiselect(key="results_variants").value == ["example-cost"]
+    assert any(t["name"] == "student (example-cost) · REKD · bert-1x64" for t in plotly_specs(at)[0]["data"])
 
 
 def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
