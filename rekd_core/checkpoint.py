@@ -15,10 +15,12 @@ either the previous checkpoint or the new one, never a half-written one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -46,13 +48,10 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     data) is the state an interrupted run goes on from (resume.py); saved with the weights it belongs to.
     """
     path = Path(path)
-    check_writable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with _written_into_place(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         model.processor.save(tmp)
         _write_json(tmp / CONFIG_FILE, config)
@@ -62,11 +61,6 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
             state, info = resume
             save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / RESUME_FILE),
                       metadata={"info": json.dumps(info, default=_json_default)})
-        _fsync_tree(tmp)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -76,16 +70,8 @@ def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
     source, path = Path(source), Path(path)
     if read_config(source).get("status") != "complete":
         raise CheckpointError(f"{source} is not a complete checkpoint (its run has not finished); not copying it")
-    check_writable(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with _written_into_place(path) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(RESUME_FILE))
-        _fsync_tree(tmp)
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -153,6 +139,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
                               f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {detail})")
     model.checkpoint_path = path
     return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def _written_into_place(path: Path) -> Iterator[Path]:
+    """A new sibling temporary directory to fill; once filled it replaces ``path`` (a checkpoint, or
+    nothing) in one rename, and if filling fails it is removed: ``path`` is never half-written."""
+    check_writable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _replaceable(path: Path) -> bool:
