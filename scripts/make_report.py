@@ -462,7 +462,8 @@ def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
              "but the mask kept (text: all word pieces [UNK]; images: all pixels 0), where anything above chance "
              "would mean the mask's shape alone carries the class; accuracy with a random mask of the top-k "
              "size on the real content; accuracy with the k features the generator ranks lowest (bottom-k); and "
-             "accuracy with one mask for every example, the k positions that top-k selects most often (fixed "
+             "accuracy with one ranking of positions for every example, by how often top-k selects each "
+             "position over the sample, each example keeping its top-k count of real features (fixed "
              "positions).", "",
              "| checkpoint | mode | ratio | top-k acc. | argmax acc. | argmax ratio (lowest – highest class) | "
              "content removed: top-k / argmax acc. | random mask acc. | bottom-k acc. | fixed positions acc. |",

@@ -6,8 +6,9 @@ On a seeded stratified sample of each checkpoint's test split (its training data
   argmax selection;
 - accuracy with the k features the generator ranks lowest ("bottom-k"): far below top-k, the ranking
   carries information even where a random selection does as well as top-k;
-- accuracy with one mask for every example, the k positions that top-k selects most often over the
-  sample (where the example has real features): how much of the selection is a fixed position prior;
+- accuracy with one ranking of positions for every example, by how often top-k selects each position
+  over the sample, each example keeping as many of its real features as top-k does (its top-ranked
+  ones): how much of the selection is a fixed position prior;
 - the argmax selection's ratio for each class (the lowest and the highest class): the paper's
   batch-level selection cost pins only the batch-mean count, so a generator is free to select far
   more for one class than for another, which a fixed-ratio top-k then contradicts;
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from rekd_core.checkpoint import load_checkpoint  # noqa: E402
 from rekd_core.data import load_dataset_spec, pick_split  # noqa: E402
+from rekd_core.losses import SELECTED, topk_mask  # noqa: E402
 from rekd_core.metrics import random_mask_like  # noqa: E402
 from rekd_core.model import RationaleModel  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
@@ -107,11 +109,10 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
         real.append(argmax.feature_mask.sum(dim=1).float())
         labels.append(targets)
     selected, real, labels = torch.cat(selected), torch.cat(real), torch.cat(labels)
-    fixed = torch.zeros_like(chosen)
-    fixed[chosen.topk(round(model.ratio * model.num_features)).indices] = 1
     correct["fixed"] = 0
-    for inputs, feature_mask, targets in seen:  # a second pass: the fixed mask needs the whole sample's counts
-        correct["fixed"] += int((model.predictor(inputs, fixed * feature_mask).argmax(dim=-1) == targets).sum())
+    for inputs, feature_mask, targets in seen:  # a second pass: the ranking needs the whole sample's counts
+        fixed = fixed_positions_mask(chosen, feature_mask, model.ratio)
+        correct["fixed"] += int((model.predictor(inputs, fixed).argmax(dim=-1) == targets).sum())
     per_class = {model.labels[c]: float(selected[labels == c].sum() / real[labels == c].sum())
                  for c in labels.unique().tolist()}
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
@@ -124,6 +125,15 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
             "topk_content_removed_accuracy": correct["topk_blank"] / n,
             "argmax_content_removed_accuracy": correct["argmax_blank"] / n, "random_mask_accuracy": correct["random"] / n,
             "bottomk_accuracy": correct["bottomk"] / n, "fixed_positions_accuracy": correct["fixed"] / n}
+
+
+def fixed_positions_mask(counts: torch.Tensor, feature_mask: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Top-k of each example's real features (k = round(ratio x its real features), as top-k selection
+    takes) ranked by ``counts``, the times each position was selected over the sample, not by the
+    generator: the same ranking for every example."""
+    logits = torch.zeros(*feature_mask.shape, 2)
+    logits[..., SELECTED] = counts.to(logits.dtype)
+    return topk_mask(logits, feature_mask, ratio)
 
 
 def content_removed(model: RationaleModel, inputs: dict) -> dict:

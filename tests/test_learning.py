@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from rekd_core.checkpoint import load_checkpoint, read_metrics
@@ -68,3 +69,16 @@ def test_vision_re_learns_and_selects_the_planted_patch(tmp_path, trainer):
     assert row["n"] == 200 and row["topk_accuracy"] >= 0.90
     assert row["bottomk_accuracy"] <= 0.75 and row["random_mask_accuracy"] <= 0.80
     assert row["fixed_positions_accuracy"] <= 0.80
+
+
+def test_fixed_positions_keep_each_examples_top_k_count_of_its_real_features():
+    """The fixed-positions diagnostic ranks positions by the sample's selection counts, and each example
+    keeps as many of its real features as top-k does: a short review is not cut to the padded k."""
+    spec = importlib.util.spec_from_file_location("selection_diagnostics", REPO / "scripts" / "selection_diagnostics.py")
+    diagnostics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnostics)
+    counts = torch.tensor([5.0, 0.0, 9.0, 7.0, 1.0, 8.0, 2.0, 3.0, 6.0, 4.0])
+    real = torch.tensor([[True] * 10, [True] * 4 + [False] * 6])  # a full example and a short one
+    mask = diagnostics.fixed_positions_mask(counts, real, ratio=0.3)
+    assert mask[0].nonzero().flatten().tolist() == [2, 3, 5]  # the 3 positions selected most often
+    assert mask[1].nonzero().flatten().tolist() == [2]  # round(0.3 x 4) = 1 of its 4 real features
