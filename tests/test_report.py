@@ -172,7 +172,7 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     # The one RE run on its own seed's split (written before split_seed: its seed) is named.
     assert "1 RE / REKD runs were trained before" in report
     assert "gives leak-free epoch choices:\n\n`text/variants/student-re-example-cost-s2027`.\n" in report
-    # Every REKD against its RE counterpart (the RE variant of the same name, else the headline RE);
+    # Every REKD against its RE counterpart (the RE variant of the same name, else the RE runs without a variant);
     # the choice among them is made on dev accuracy alone.
     assert ("| text | headline (the paper's REKD) | text/teacher-re (0.840) | 0.1200 | 0.8100 | 0.8033 ± 0.0058 (3 seeds) | headline: 0.7800 ± 0.0100 "
             "(3 seeds) | +0.0233 against 0.0100 | yes |") in report
