@@ -166,7 +166,10 @@ def train(config: TrainConfig) -> Path:
         from .pretraining import pretrain_mlm
 
         return pretrain_mlm(cfg, accelerator, bundle.labels, train_split, dev_split, started)
-    teacher = load_teacher(cfg, accelerator.device) if cfg.teacher else None
+    # Building the teacher's model draws from the global RNG. An RE run only compares with its teacher,
+    # so it loads it aside: naming one for the test metrics leaves the run's training as it was.
+    with torch.random.fork_rng(enabled=cfg.mode != "rekd"):
+        teacher = load_teacher(cfg, accelerator.device) if cfg.teacher else None
     distil_from = teacher if cfg.mode == "rekd" else None  # otherwise only compared with in the test metrics
     init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
     if init_source is not None and init_source.task != cfg.task:

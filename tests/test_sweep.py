@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
+from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics, read_weights
 from rekd_core.data import load_dataset_spec, pick_split
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.evaluation import evaluate
@@ -315,6 +315,8 @@ def test_re_with_a_teacher_only_compares(text_task, text_re_ckpt, tmp_path):
     compared = train(TrainConfig(out=str(tmp_path / "compared"), teacher=str(text_re_ckpt), **common))
     a, b = read_metrics(plain)["test"], read_metrics(compared)["test"]
     assert a["accuracy"] == b["accuracy"] and a["ratio"] == b["ratio"]
+    weights, compared_weights = read_weights(plain), read_weights(compared)
+    assert all(torch.equal(weights[k], compared_weights[k]) for k in weights)  # not merely as accurate
     assert "teacher_agreement" not in a and 0.0 <= b["teacher_agreement"] <= 1.0 and "teacher_mask_iou" in b
     config = read_config(compared)
     assert config["compared_with"]["path"] == str(text_re_ckpt) and "teacher" not in config
