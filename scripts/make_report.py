@@ -385,21 +385,24 @@ def _longer_teachers(runs: pd.DataFrame, task: str, headline: pd.DataFrame) -> s
                   & ((runs.ratio - ratio).abs() < 1e-9) & (runs.epochs > epochs)]
     if longer.empty:
         return ""
+    backbones = set(headline.backbone)
     return ("Trained for longer than the headline's " + f"{epochs:.0f} epochs, the RE teacher reaches "
-            + "; ".join(f"{row.accuracy:.3f} in {row.epochs:.0f} epochs (`{row.run}`, {row.wall_time_s / 3600:.2f} h)"
+            + "; ".join(f"{row.accuracy:.3f} in {row.epochs:.0f} epochs (`{row.run}`"
+                        + ("" if row.backbone in backbones else f", {row.backbone}") + f", {row.wall_time_s / 3600:.2f} h)"
                         for row in longer.itertuples()) + ".")
 
 
 def _one_part_distilled(runs: pd.DataFrame, task: str) -> str:
     """A sentence on the paper's ablation when the recipe ran it: REKD distilling only the prediction
-    or only the rationale from the headline teacher, beside the full REKD and RE."""
+    or only the rationale from the teacher of the runs without a variant, beside their full REKD and RE."""
     parts = {part: runs[runs.run.map(series_name) == f"{task}/variants/student-rekd-distil-{part}"]
              for part in ("prediction", "rationale")}
     if not any(len(rows) for rows in parts.values()):
         return ""
     found = "; ".join(f"only the {part}, {mean_std(rows.accuracy)}" for part, rows in parts.items() if len(rows))
-    unnamed = runs[runs.family == ""]
-    return (f"Distilling one part from the same teacher (the paper's ablation): {found}. The student RE is "
+    unnamed = runs[(runs.group == task) & (runs.family == "")]
+    whose = "the headline" if unnamed.headline.any() else f"the {unnamed.family_label.iloc[0] or 'no-variant'}"
+    return (f"Distilling one part from {whose} teacher (the paper's ablation): {found}. The student RE is "
             f"{mean_std(family_runs(unnamed, task, 'student', 're').accuracy)} and the full REKD "
             f"{mean_std(family_runs(unnamed, task, 'student', 'rekd').accuracy)}.")
 
