@@ -432,7 +432,7 @@ def results_section(ctx, frame):
     picked_variants = st.multiselect(
         "Recipe variants, each its own series (starred; those of the models loaded above are picked); the runs "
         "without a variant are always shown", variants, default=[v for v in variants if v in loaded],
-        key="results_variants") if variants else []
+        key=f"results_variants_{ctx['task']}") if variants else []  # one per task: its default is read when first shown
     part = part[part["mode"].isin(picked_modes) & base_roles.isin(picked_roles)
                 & part["variant"].isin(["", *picked_variants])]
     if part.empty:

@@ -443,7 +443,7 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
     # Recipe variants are off until picked; a picked one is its own starred series, and the role filter
     # (which lists the plain roles) still applies to it.
     assert at.multiselect(key="results_roles").options == ["student", "teacher"]
-    at.multiselect(key="results_variants").set_value(["example-cost"]).run()
+    at.multiselect(key="results_variants_text").set_value(["example-cost"]).run()
     variant = next(t for t in plotly_specs(at)[0]["data"] if t["name"] == "student (example-cost) · REKD · bert-1x64")
     assert variant["x"] == [0.1] and variant["y"] == [pytest.approx(0.9)] and variant["marker"]["symbol"] == "star"
     at.multiselect(key="results_roles").set_value(["teacher"]).run()
@@ -466,14 +466,22 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
 
 def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_checkpoints, tmp_path):
     """A student shipped as a recipe variant (under GROUP/variants/) is compared by default with the
-    teacher it was distilled from, and the ratios view shows its variant's series without a pick."""
+    teacher it was distilled from, and the ratios view shows its variant's series without a pick, also
+    when the page opened on another task."""
     root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_checkpoints.text_teacher, root / "text" / "teacher")
-    shutil.copytree(tiny_checkpoints.text_student, root / "text" / "variants" / "student-rekd-example-cost-s2026")
-    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=tiny_checkpoints.results)
-    assert at.sidebar.selectbox(key="student_text").value == str(root / "text" / "variants" / "student-rekd-example-cost-s2026")
-    assert at.multiselect(key="results_variants").value == ["example-cost"]
-    assert any(t["name"] == "student (example-cost) · REKD · bert-1x64" for t in plotly_specs(at)[0]["data"])
+    for name, source in (("text/teacher", tiny_checkpoints.text_teacher), ("text/student", tiny_checkpoints.text_student),
+                         ("vision/teacher", tiny_checkpoints.vision_teacher),
+                         ("vision/variants/student-rekd-example-cost-s2026", tiny_checkpoints.vision_student)):
+        shutil.copytree(source, root / name)
+    results = tmp_path / "results.csv"
+    results.write_text(tiny_checkpoints.results.read_text() + "vision/variants/student-rekd-example-cost-s1,vision,student,"
+                       "rekd,vit-2x64,0.1,1,0.9,0.9,0.1,0.9,0.7,5\n")
+    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=results)
+    assert at.multiselect(key="results_variants_text").value == []  # the text models are no variant's
+    at.sidebar.radio(key="task").set_value("vision").run()
+    assert at.sidebar.selectbox(key="student_vision").value == str(root / "vision" / "variants" / "student-rekd-example-cost-s2026")
+    assert at.multiselect(key="results_variants_vision").value == ["example-cost"]
+    assert any(t["name"] == "student (example-cost) · REKD · vit-2x64" for t in plotly_specs(at)[0]["data"])
 
 
 def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
