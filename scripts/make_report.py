@@ -111,11 +111,14 @@ def headline_families(recipe: Path) -> dict[str, dict]:
 
 def with_families(runs: pd.DataFrame, headlines: dict[str, dict]) -> pd.DataFrame:
     """``runs`` with the columns ``family`` (the run's recipe variant; "" for none), ``headline`` (whether
-    that is its group's headline) and ``family_label`` (the family as the report names it)."""
+    that is its group's headline) and ``family_label`` (the family as the report names it: "" for a
+    headline without a variant; the recipe's ``unnamed``, else "no variant", for other runs without one)."""
     family = runs.run.map(variant_of).fillna("")
     chosen = runs.group.map(lambda group: headlines.get(group, {}).get("variant", ""))
-    unnamed = runs.group.map(lambda group: headlines.get(group, {}).get("unnamed", ""))
-    return runs.assign(family=family, headline=family == chosen, family_label=family.where(family != "", unnamed))
+    unnamed = runs.group.map(lambda group: headlines.get(group, {}).get("unnamed") or "no variant")
+    headline = family == chosen
+    label = family.mask(family == "", unnamed).mask(headline & (family == ""), "")
+    return runs.assign(family=family, headline=headline, family_label=label)
 
 
 def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:
@@ -185,7 +188,7 @@ def headline_section(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
         if len(unnamed) and not unnamed.headline.any():  # a variant is the headline: the runs without one follow
             families.append(unnamed)
         for rows in families:
-            label = "" if rows.headline.all() else f" ({rows.family_label.iloc[0] or 'no variant'})"
+            label = "" if rows.headline.all() else f" ({rows.family_label.iloc[0]})"
             for role in ("student", "teacher"):
                 for backbone in rows[rows.role == role].backbone.unique():
                     cls, re_, rekd = (family_runs(rows, group, role, m, backbone) for m in ("cls", "re", "rekd"))
@@ -372,7 +375,7 @@ def _bar_label(rows: pd.DataFrame, short: bool = False) -> str:
     """How the REKD-against-RE table names a family of students: its variant, and whether it is the headline."""
     name = rows.family_label.iloc[0]
     if not rows.headline.iloc[0]:
-        return name or "no variant"
+        return name
     if not name:
         return "headline" if short else "headline (the paper's REKD)"
     return f"{name} (headline)"
@@ -401,7 +404,7 @@ def _one_part_distilled(runs: pd.DataFrame, task: str) -> str:
         return ""
     found = "; ".join(f"only the {part}, {mean_std(rows.accuracy)}" for part, rows in parts.items() if len(rows))
     unnamed = runs[(runs.group == task) & (runs.family == "")]
-    whose = "the headline" if unnamed.headline.any() else f"the {unnamed.family_label.iloc[0] or 'no-variant'}"
+    whose = "the headline" if unnamed.headline.any() else f"the {unnamed.family_label.iloc[0]}"
     return (f"Distilling one part from {whose} teacher (the paper's ablation): {found}. The student RE is "
             f"{mean_std(family_runs(unnamed, task, 'student', 're').accuracy)} and the full REKD "
             f"{mean_std(family_runs(unnamed, task, 'student', 'rekd').accuracy)}.")
