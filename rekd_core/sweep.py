@@ -92,8 +92,8 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
     results_path = Path(recipe.get("results", roots.shipped / "results.csv"))
     runs = expand_runs(recipe)
     selected = [r for r in runs if only is None or re.search(only, r["name"])]
-    ship_done_runs(selected, roots, results_path, dry_run)
-    done = {row["run"] for row in read_results(results_path)}
+    done = {row["run"]: row for row in read_results(results_path)}
+    ship_done_runs(selected, done, roots, results_path, dry_run)
     todo = [r for r in selected if r["name"] not in done]
     print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run")
     for i, run in enumerate(todo, 1):
@@ -112,11 +112,11 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
     return results_path
 
 
-def ship_done_runs(runs: list[dict], roots: RunRoots, results_path: Path, dry_run: bool = False) -> None:
-    """Copy into ``out_root`` each done run that the recipe now keeps but that was written under
-    ``work_dir`` (its ``keep`` changed after it trained), and mark its results row kept: a recipe can
-    change what it ships without retraining."""
-    rows = {row["run"]: row for row in read_results(results_path)}
+def ship_done_runs(runs: list[dict], rows: dict[str, dict], roots: RunRoots, results_path: Path,
+                   dry_run: bool = False) -> None:
+    """Copy into ``out_root`` each done run (``rows``: the results file's rows by run name) that the
+    recipe now keeps but that was written under ``work_dir`` (its ``keep`` changed after it trained),
+    and mark its results row kept: a recipe can change what it ships without retraining."""
     shipped = []
     for run in runs:
         row = rows.get(run["name"])
