@@ -195,7 +195,8 @@ def _sidebar():
     if notes:
         st.caption("; ".join(notes))
     names = {"teacher": Path(teacher_path).name, "student": Path(student_path).name}
-    return dict(task=task, device=device, names=names, teacher_path=teacher_path, student_path=student_path,
+    return dict(task=task, device=device, names=names, infos=task_infos,
+                teacher_path=teacher_path, student_path=student_path,
                 teacher=teacher, student=student, errors={"teacher": t_error, "student": s_error}, ratio=float(ratio), pair_key=pair_key)
 
 
@@ -214,7 +215,7 @@ def model_cards(ctx) -> B.PairCheck | None:
                 info = B.describe_checkpoint(path, B.checkpoints_root())
                 if not Path(info.name).is_absolute():  # under the checkpoints root: its short name
                     ctx["names"][role] = info.name
-                st.html(R.model_card_html(info, role.title(), colour))
+                st.html(R.model_card_html(info, role.title(), colour, B.teacher_note(info, ctx["infos"])))
     teacher, student = ctx["teacher"], ctx["student"]
     if teacher is None or student is None:
         return None

@@ -194,13 +194,27 @@ def default_pair(infos: Sequence[CheckpointInfo]) -> tuple[int | None, int | Non
     name = lambda i: Path(infos[i].name).name.lower()  # noqa: E731
     teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", "teacher" in name(i),
                                                     infos[i].mode == "re", size(i)))
-    # a student records its teacher's path when it trained, under another root (runs/) if shipped later
-    taught = lambda i: bool(infos[i].teacher) and (infos[i].teacher == infos[teacher].path  # noqa: E731
-                                                   or infos[i].teacher.endswith("/" + infos[teacher].name))
     others = [i for i in range(len(infos)) if i != teacher] or [teacher]
-    student = max(others, key=lambda i: (taught(i), "student" in name(i), infos[i].mode == "rekd",
-                                         infos[i].mode != "cls", -size(i)))
+    student = max(others, key=lambda i: (trained_against(infos[i], infos[teacher]), "student" in name(i),
+                                         infos[i].mode == "rekd", infos[i].mode != "cls", -size(i)))
     return teacher, student
+
+
+def trained_against(student: CheckpointInfo, teacher: CheckpointInfo) -> bool:
+    """Whether ``student`` records ``teacher`` as the teacher it was distilled from (or scored against).
+    A student records its teacher's path as it was when it trained: under another root (``runs/``)
+    when both were shipped later, so the teacher's name under its root matching the end counts too."""
+    recorded = student.teacher
+    return bool(recorded) and (recorded == teacher.path or recorded.endswith("/" + teacher.name))
+
+
+def teacher_note(student: CheckpointInfo, infos: Sequence[CheckpointInfo]) -> str | None:
+    """How a model card names the teacher ``student`` recorded: the checkpoint among ``infos`` that it
+    is, or the recorded path with the remark that no such checkpoint was found; None if it has none."""
+    if not student.teacher:
+        return None
+    found = next((info for info in infos if trained_against(student, info)), None)
+    return f"{found.name} (found here)" if found else f"{student.teacher} (not among these checkpoints)"
 
 
 def weights_mtime(path: str | Path) -> float:

@@ -253,8 +253,10 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
-def model_card_html(info, role: str, colour: str) -> str:
-    """A small card: backbone, parameters, mode and ratio, test accuracy, data and grid."""
+def model_card_html(info, role: str, colour: str, teacher: str | None = None) -> str:
+    """A small card: backbone, parameters, mode and ratio, test accuracy, data and grid, and the teacher
+    (``teacher``, else the path the checkpoint recorded) that a REKD model was distilled from or an RE
+    model scored against."""
     grid = info.grid or {}
     if grid.get("type") == "text":
         grid_text = f"{grid.get('max_length')} word pieces, vocabulary {grid.get('vocab_size'):,}"
@@ -274,8 +276,8 @@ def model_card_html(info, role: str, colour: str) -> str:
     rows = [("backbone", info.backbone), ("parameters", params), ("mode", info.mode_name), ("rationale ratio", ratio),
             ("test accuracy", accuracy), ("labels", _short_list(info.labels)), ("feature grid", grid_text),
             ("dataset", info.dataset or "?")]
-    if info.teacher:
-        rows.append(("distilled from", info.teacher))
+    if teacher or info.teacher:
+        rows.append(("distilled from" if info.mode == "rekd" else "compared with", teacher or info.teacher))
     if info.status and info.status != "complete":
         rows.append(("status", info.status))
     body = "".join(f'<tr><td style="color:#666;padding:1px 10px 1px 0;white-space:nowrap;vertical-align:top">{html.escape(k)}</td>'

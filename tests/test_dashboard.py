@@ -150,6 +150,7 @@ def test_default_pair_cards_and_first_comparison(make_app, tiny_checkpoints):
     assert "Teacher: text/teacher" in teacher_card and ">RE<" in teacher_card
     assert "Student: text/student" in student_card and ">REKD<" in student_card
     assert "distilled from" in student_card and "rationale ratio" in student_card
+    assert "text/teacher (found here)" in student_card  # the recorded teacher, by its name under the root
     # A fresh page already compares the two models on a bundled review.
     assert at.radio(key="source_text").value == "Bundled example"
     assert len(prob_blocks(at)) == 2 and len(text_boxes(at)) == 3
@@ -747,6 +748,11 @@ def test_default_pair_prefers_named_teacher_and_rekd_student():
                                   labels=["neg", "pos"], backbone="b", parameters=40, teacher="runs/my-teacher"))
     assert B.default_pair(infos) == (4, 7)
     assert B.default_pair([]) == (None, None)
+    assert B.teacher_note(infos[7], infos) == "my-teacher (found here)"
+    assert B.teacher_note(infos[7], infos[:4]) == "runs/my-teacher (not among these checkpoints)"
+    assert B.teacher_note(infos[6], infos) is None
+    assert "compared with" in R.model_card_html(B.CheckpointInfo(path="p", name="re", task="text", mode="re", ratio=0.1,
+                                                                 labels=["a"], backbone="b", teacher="t"), "S", "#000")
 
 
 def test_discovery_skips_hidden_and_reports_broken(tiny_checkpoints, tmp_path):
