@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     runs["group"] = runs.run.str.split("/").str[0]
     # rows written before the split_seed column: their split was drawn with the run's seed
     runs["split_seed"] = runs.get("split_seed", pd.Series(float("nan"), index=runs.index)).fillna(runs.seed)
-    runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).fillna("")  # ... and the teacher column
+    runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).astype("object").fillna("")  # ... and the teacher column
     runs["dev_accuracy"] = runs.get("dev_accuracy", pd.Series(float("nan"), index=runs.index))  # ... and dev_accuracy
     runs = runs[runs.group.isin(list(GROUPS))]
     runs = with_families(runs, headline_families(Path(args.recipe)))
@@ -368,7 +368,30 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
     if choices:
         lines += ["", "Chosen on dev alone, among the REKD rows with at least 3 seeds and their dev accuracies: "
                   + "; ".join(choices) + "."]
+    away = _bars_away_from_the_headline_ratio(runs)
+    if away:
+        lines += ["", "The same rule away from the headline ratio, for the headline students, at each ratio where "
+                  "their RE and REKD both have at least 2 seeds (supplementary: the target is set at the headline "
+                  "ratio): " + "; ".join(away) + "."]
     return "\n".join(lines)
+
+
+def _bars_away_from_the_headline_ratio(runs: pd.DataFrame) -> list[str]:
+    """The REKD − RE rule for the headline students at every other ratio with 2+ seeds of each."""
+    said = []
+    for task, (_dataset, headline_ratio) in GROUPS.items():
+        students = runs[(runs.group == task) & (runs.role == "student") & runs.headline
+                        & ((runs.ratio - headline_ratio).abs() > 1e-9)]
+        for ratio, rows in students.groupby("ratio"):
+            re_rows, rekd_rows = rows[rows["mode"] == "re"], rows[rows["mode"] == "rekd"]
+            if min(len(re_rows), len(rekd_rows)) < 2:
+                continue
+            gain = rekd_rows.accuracy.mean() - re_rows.accuracy.mean()
+            spread = max(rekd_rows.accuracy.std(ddof=1), re_rows.accuracy.std(ddof=1))
+            said.append(f"{task} at {ratio:g}: REKD {mean_std(rekd_rows.accuracy, 4)} against RE "
+                        f"{mean_std(re_rows.accuracy, 4)}, {gain:+.4f} against {spread:.4f} "
+                        f"({'clears' if gain > spread else 'does not clear'} the rule there)")
+    return said
 
 
 def _bar_label(rows: pd.DataFrame, short: bool = False) -> str:
