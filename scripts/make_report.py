@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     runs["group"] = runs.run.str.split("/").str[0]
     # rows written before the split_seed column: their split was drawn with the run's seed
     runs["split_seed"] = runs.get("split_seed", pd.Series(float("nan"), index=runs.index)).fillna(runs.seed)
-    runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).astype("object").fillna("")  # ... and the teacher column
+    # ... and the teacher column (read as text: an all-empty column comes back as floats)
+    runs["teacher"] = runs.get("teacher", pd.Series("", index=runs.index)).astype("object").fillna("")
     runs["dev_accuracy"] = runs.get("dev_accuracy", pd.Series(float("nan"), index=runs.index))  # ... and dev_accuracy
     runs = runs[runs.group.isin(list(GROUPS))]
     runs = with_families(runs, headline_families(Path(args.recipe)))
