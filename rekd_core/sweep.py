@@ -102,6 +102,7 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
             continue
         out = roots.out(run)
         if not _complete(out):
+            check_references(run, {r["name"] for r in runs}, done, roots, results_path)
             started = time.time()
             train(_train_config(with_chosen_teacher(run, roots), roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)
@@ -154,6 +155,23 @@ class RunRoots:
             if (root / reference).is_dir():
                 return str(root / reference)
         return reference
+
+
+def check_references(run: dict, names: set[str], done: dict[str, dict], roots: RunRoots, results_path: Path) -> None:
+    """Before ``run`` trains: each run of the recipe (``names``) that it names as teacher, start or
+    tokenizer must have its checkpoint, or a ``ConfigError`` says why not and what to do. A run with
+    ``keep: false`` is not in the repository, so a fresh clone has its results row but not its checkpoint."""
+    for key in REFERENCE_KEYS:
+        value = run.get(key)
+        for reference in value if isinstance(value, list) else [value]:
+            if reference not in names or Path(roots.resolve(reference)).is_dir():
+                continue
+            if reference in done:
+                raise ConfigError(f"run {run['name']}: its {key} {reference} has a row in {results_path} but no "
+                                  f"checkpoint under {roots.shipped} or {roots.work}; delete that row and select "
+                                  f"{reference} too (--only), and the sweep trains it first")
+            raise ConfigError(f"run {run['name']}: its {key} {reference} is not trained yet; select it too (--only), "
+                              f"and the sweep trains it first")
 
 
 def with_chosen_teacher(run: dict, roots: RunRoots) -> dict:

@@ -276,6 +276,23 @@ def test_sweep_scores_plausibility_against_human_rationales(tmp_path):
     assert 0.0 <= float(rows[0]["random_plausibility_f1"]) <= 1.0
 
 
+def test_a_run_whose_teacher_has_no_checkpoint_says_what_to_do(text_task, tmp_path):
+    """A run that names a recipe run with no checkpoint stops before training, with one message: the
+    teacher is not trained yet, or (a fresh clone, whose keep: false runs are not in the repository)
+    its results row is there but its checkpoint is not."""
+    recipe = _recipe(tmp_path, f"csv:{text_task}")
+    with pytest.raises(ConfigError, match="its teacher teacher-re is not trained yet; select it too"):
+        run_sweep(str(recipe), only="^student-rekd-s1$")
+    run_sweep(str(recipe), only="^teacher-re$")
+    shutil.rmtree(tmp_path / "shipped" / "teacher-re")
+    saved = (tmp_path / "shipped" / "results.csv").read_text()
+    with pytest.raises(ConfigError, match="its teacher teacher-re has a row in .* but no checkpoint under .*; "
+                                          "delete that row"):
+        run_sweep(str(recipe), only="^student-rekd-s1$")
+    assert (tmp_path / "shipped" / "results.csv").read_text() == saved
+    assert not (tmp_path / "work" / "student-rekd-s1").exists()
+
+
 def test_sweep_rejects_unknown_options(text_task, tmp_path):
     recipe = _recipe(tmp_path, f"csv:{text_task}", colour="blue")
     with pytest.raises(ConfigError, match="unknown options.*colour"):
