@@ -24,10 +24,27 @@ REPO = Path(__file__).resolve().parents[1]
 CUE_OF = {LABELS[1]: CUE_WORDS[0], LABELS[0]: CUE_WORDS[1]}  # "pos" -> "splendid", "neg" -> "dreadful"
 
 
+def fixed_word_tokenizer(data: Path, directory: Path) -> Path:
+    """A BERT tokenizer whose vocabulary is every word of the task's training texts, in sorted order.
+    A trained WordPiece vocabulary differs from run to run (huggingface/tokenizers#1794), and with it
+    the embedding rows, so the same seed would train a different model on every run."""
+    from tokenizers import BertWordPieceTokenizer
+    from tokenizers.models import WordPiece
+    from transformers import BertTokenizerFast
+
+    words = sorted({w for row in csv.DictReader(open(data / "train.csv", newline="")) for w in row["text"].lower().split()})
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece._tokenizer.model = WordPiece(vocab, unk_token="[UNK]")
+    BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, do_lower_case=True).save_pretrained(directory)
+    return directory
+
+
 def test_text_re_learns_and_selects_the_planted_token(tmp_path, trainer):
     data = write_text_task(tmp_path / "data", n_train=5000, n_test=300, length=30)
     out = trainer(f"csv:{data}", tmp_path / "ckpt", backbone="bert-1x32", max_length=40, ratio=0.1,
-                     lambda_sel=1e-3, tau_every=10, lr=5e-4, epochs=6, batch_size=32)
+                     lambda_sel=1e-3, tau_every=10, lr=5e-4, epochs=6, batch_size=32,
+                     tokenizer=str(fixed_word_tokenizer(data, tmp_path / "tokenizer")))
     assert read_metrics(out)["test"]["accuracy"] >= 0.90
 
     rows = list(csv.DictReader(open(data / "test.csv", newline="")))
