@@ -96,13 +96,14 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
     ship_done_runs(selected, done, roots, results_path, dry_run)
     todo = [r for r in selected if r["name"] not in done]
     print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run")
+    names = {r["name"] for r in runs}
     for i, run in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {run['name']}", flush=True)
         if dry_run:
             continue
         out = roots.out(run)
         if not _complete(out):
-            check_references(run, {r["name"] for r in runs}, done, roots, results_path)
+            check_references(run, names, done, roots, results_path)
             started = time.time()
             train(_train_config(with_chosen_teacher(run, roots), roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)

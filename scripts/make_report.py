@@ -137,6 +137,13 @@ def family_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: 
     return rows if mode == "cls" else rows[(rows.ratio - ratio).abs() < 1e-9]
 
 
+def rekd_gain(rekd: pd.Series, re: pd.Series) -> tuple[float, float]:
+    """The target's rule: REKD's mean accuracy minus RE's, and the larger of their two seed standard
+    deviations (NaN while either has one seed); the rule holds when the first exceeds the second."""
+    spread = max(rekd.std(ddof=1), re.std(ddof=1)) if min(len(rekd), len(re)) > 1 else float("nan")
+    return rekd.mean() - re.mean(), spread
+
+
 def first_seed(rows: pd.DataFrame) -> str:
     """The run of the lowest seed among ``rows`` (the seeds of one model): the one a recipe ships."""
     return rows.sort_values("seed").run.iloc[0]
@@ -217,8 +224,7 @@ def targets_section(runs: pd.DataFrame) -> str:
                          f"{_yes(value >= goal)} |")
         re_, rekd = headline_runs(runs, task, "student", "re"), headline_runs(runs, task, "student", "rekd")
         if len(re_) and len(rekd):
-            gain = rekd.accuracy.mean() - re_.accuracy.mean()
-            spread = max(re_.accuracy.std(ddof=1), rekd.accuracy.std(ddof=1)) if min(len(re_), len(rekd)) > 1 else float("nan")
+            gain, spread = rekd_gain(rekd.accuracy, re_.accuracy)
             lines.append(f"| {task} student REKD − RE > seed std | {gain:+.4f} against std {spread:.4f} "
                          f"({len(re_)} / {len(rekd)} seeds) | {_yes(gain > spread) if spread == spread else 'needs seeds'} |")
         headline = [headline_runs(runs, task, role, mode) for role, mode in
@@ -346,9 +352,7 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
             base = re_models.get(base_name)
             if base is None:
                 continue
-            gain = rows.accuracy.mean() - base.accuracy.mean()
-            spread = max(rows.accuracy.std(ddof=1), base.accuracy.std(ddof=1)) if min(len(rows), len(base)) > 1 \
-                else float("nan")
+            gain, spread = rekd_gain(rows.accuracy, base.accuracy)
             dev = rows.dev_accuracy.mean() if rows.dev_accuracy.notna().all() else float("nan")
             label = _bar_label(rows)
             base_dev = f"; dev {base.dev_accuracy.mean():.4f}" if base.dev_accuracy.notna().all() else ""
@@ -387,8 +391,7 @@ def _bars_away_from_the_headline_ratio(runs: pd.DataFrame) -> list[str]:
             re_rows, rekd_rows = rows[rows["mode"] == "re"], rows[rows["mode"] == "rekd"]
             if min(len(re_rows), len(rekd_rows)) < 2:
                 continue
-            gain = rekd_rows.accuracy.mean() - re_rows.accuracy.mean()
-            spread = max(rekd_rows.accuracy.std(ddof=1), re_rows.accuracy.std(ddof=1))
+            gain, spread = rekd_gain(rekd_rows.accuracy, re_rows.accuracy)
             said.append(f"{task} at {ratio:g}: REKD {mean_std(rekd_rows.accuracy, 4)} against RE "
                         f"{mean_std(re_rows.accuracy, 4)}, {gain:+.4f} against {spread:.4f} "
                         f"({'clears' if gain > spread else 'does not clear'} the rule there)")
