@@ -154,6 +154,13 @@ def is_variant(runs: pd.DataFrame) -> pd.Series:
     return runs.run.str.contains("/variants/")
 
 
+def base_family(family: str, families) -> str:
+    """The family a variant is compared with: the longest other one among ``families`` that its name
+    extends by "-..." (``pconv-kd-r-topk`` -> ``pconv``: the same settings plus one change), else ""
+    (the runs without a variant)."""
+    return max((f for f in families if f and f != family and family.startswith(f + "-")), key=len, default="")
+
+
 def paper_student(dataset: str, backbone: str) -> str:
     return next((name for key, name in PAPER_STUDENTS.items() if key in backbone.lower()),
                 SMALLEST_PAPER_STUDENT.get(dataset, ""))
@@ -348,8 +355,7 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
         re_models = {name: rows for name, rows in students[students["mode"] == "re"].groupby("family")}
         candidates = []
         for name, rows in students[students["mode"] == "rekd"].groupby("family", sort=False):
-            base_name = max((v for v in re_models if v and name.startswith(v)), key=len, default="")
-            base = re_models.get(base_name)
+            base = re_models.get(name if name in re_models else base_family(name, re_models))
             if base is None:
                 continue
             gain, spread = rekd_gain(rows.accuracy, base.accuracy)
@@ -592,28 +598,32 @@ def _chance(table: pd.DataFrame) -> pd.Series:
 
 
 def variants_section(runs: pd.DataFrame) -> str:
-    """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside the runs without a variant
-    of the same role, mode and ratio (away from the headline ratio: the sweep's runs)."""
+    """Runs under GROUP/variants/ (a name's -sSEED copies are its seeds) beside their base family's runs
+    of the same role, mode and ratio (see ``base_family``; away from the headline ratio, the base of a
+    variant without one is the sweep's runs)."""
     variants = runs[is_variant(runs)].copy()
     if variants.empty:
         return ""
     variants["variant"] = variants.run.map(series_name)
     lines = ["## Variants of the recipe", "",
-             "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside the "
-             "runs without a variant (the recipe's templates; away from the headline ratio, the sweep's runs) of "
-             "the same role, mode and ratio.", "",
+             "Each variant (its settings are in the recipe's comments), mean ± std over its seeds, beside its "
+             "base of the same role, mode and ratio: the variant whose name its own extends (`pconv-kd-r-topk` "
+             "beside `pconv`: one change more), else the runs without a variant (the recipe's templates; away "
+             "from the headline ratio, the sweep's runs).", "",
              "| variant | accuracy | achieved ratio | teacher (its test accuracy) | teacher agreement | "
-             "mask IoU with its teacher | plausibility token F1 | runs without a variant: accuracy |",
+             "mask IoU with its teacher | plausibility token F1 | base: accuracy |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, rows in variants.groupby("variant", sort=False):
         first = rows.iloc[0]
         same_model = runs[(runs.group == first.group) & (runs.role == first.role) & (runs["mode"] == first["mode"])
-                          & ~is_variant(runs)]
-        base = same_model[(same_model.ratio - first.ratio).abs() < 1e-9]
+                          & ((runs.ratio - first.ratio).abs() < 1e-9)]
+        family = base_family(first.family, set(same_model.family))
+        base = same_model[same_model.family == family]
+        base_name = f"{family}: " if family else ""
         lines.append(f"| {name} | {mean_std(rows.accuracy, 4)} | {rows.achieved_ratio.mean():.3f} | "
                      f"{teachers_cell(rows, runs)} | "
                      f"{_cell(rows.teacher_agreement.mean())} | {_cell(rows.teacher_mask_iou.mean())} | "
-                     f"{_cell(rows.plausibility_f1.mean())} | {mean_std(base.accuracy, 4)} |")
+                     f"{_cell(rows.plausibility_f1.mean())} | {base_name}{mean_std(base.accuracy, 4)} |")
     return "\n".join(lines)
 
 

@@ -71,6 +71,7 @@ def write_results(path: Path) -> None:
     for seed, accuracy in ((2026, 0.82), (2027, 0.83), (2028, 0.84)):  # best on dev, not above its RE on test
         rows.append(_row(f"text/variants/student-rekd-example-cost-s{seed}", "student", "rekd", 0.1, seed, accuracy,
                          split_seed=2026, dev_accuracy=0.9))
+    rows.append(_row("text/variants/student-rekd-example-cost-decay", "student", "rekd", 0.1, 2026, 0.86))
     for row in rows:
         append_result(path, row)
 
@@ -161,6 +162,10 @@ def test_report_tables_targets_and_plots(make_report, tmp_path):
     assert "| text/variants/teacher-cls-wide | 0.5000 (1 seed) |" in report and "teacher text-wide" not in report
     assert "| text/variants/student-re-example-cost | 0.8200 ± 0.0141 (2 seeds) |" in report
     assert "| 0.7800 ± 0.0100 (3 seeds) |" in report
+    # ... and a variant that extends another's name beside that one (one change more), named.
+    assert "| text/variants/student-rekd-example-cost | 0.8300 ± 0.0100 (3 seeds) |" in report
+    assert "| 0.8033 ± 0.0058 (3 seeds) |\n| text/variants/student-rekd-example-cost-decay | 0.8600 (1 seed) |" in report
+    assert report.count("| example-cost: 0.8300 ± 0.0100 (3 seeds) |") == 1
     # A variant run at several ratios is its own series of the sweep, and each of its points is set
     # beside the sweep's run of the same model and ratio.
     assert "| student RE | student REKD | student REKD (matched-teacher) |" in report
