@@ -32,7 +32,6 @@ from dashboard import backend as B  # noqa: E402
 from dashboard import render as R  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
 from rekd_core.evaluation import check_dataset_fits  # noqa: E402
-from rekd_core.sweep import variant_of  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
@@ -64,8 +63,13 @@ def cached_dataset(spec: str):
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_results(path: str, mtime: float):
-    return B.load_results(path)
+def cached_results(path: str, mtime: float, headlines: dict):
+    return B.load_results(path, headlines)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_headlines(written: str, what: str, recipe_mtime: float) -> dict:
+    return B.recipe_headlines(written, what)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -176,7 +180,7 @@ def _sidebar():
         with st.expander(f"{len(problems)} folder(s) under the checkpoints root skipped"):
             for line in problems:
                 st.caption(line)
-    t_default, s_default = B.default_pair(task_infos)
+    t_default, s_default = B.default_pair(task_infos, cached_headlines(str(root), "checkpoints", B.recipe_mtime()))
     teacher_path = pick_checkpoint("teacher", task, task_infos, t_default)
     student_path = pick_checkpoint("student", task, task_infos, s_default)
     teacher, t_error = load(teacher_path, device)
@@ -400,7 +404,8 @@ def ratios_view(ctx, check):
     path = st.text_input("Results file (one row per run)", value=default, key="results_path").strip()
     try:
         mtime = os.path.getmtime(path) if path and os.path.isfile(path) else 0.0
-        frame = cached_results(path, mtime)
+        headlines = cached_headlines(path, "results", B.recipe_mtime())
+        frame = cached_results(path, mtime, headlines)
     except RekdError as exc:
         if path and not os.path.exists(path):
             st.info(f"No results file at `{path}` yet: it is written when the checkpoints are trained and evaluated "
@@ -409,13 +414,13 @@ def ratios_view(ctx, check):
             st.error(str(exc))
     else:
         with guard("Results"):
-            results_section(ctx, frame)
+            results_section(ctx, frame, headlines)
     st.divider()
     with guard("Live evaluation"):
         live_evaluation(ctx, check)
 
 
-def results_section(ctx, frame):
+def results_section(ctx, frame, headlines: dict):
     tasks = sorted(frame["task"].astype(str).unique())
     default = B.results_task_for(tasks, ctx["task"]) or tasks[0]
     left, middle, right = st.columns(3)
@@ -429,10 +434,10 @@ def results_section(ctx, frame):
     roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
     variants = sorted(set(part["variant"]) - {""})
-    loaded = {variant_of(str(ctx[f"{role}_path"])) for role in ("teacher", "student")}
+    loaded = {B.series_family(name, headlines) for name in loaded_run_names(ctx)}
     picked_variants = st.multiselect(
-        "Recipe variants, each its own series (starred; those of the models loaded above are picked); the runs "
-        "without a variant are always shown", variants, default=[v for v in variants if v in loaded],
+        "Other families, each its own series (starred; those of the models loaded above are picked); the "
+        "headline's runs are always shown", variants, default=[v for v in variants if v in loaded],
         key=f"results_variants_{ctx['task']}") if variants else []  # one per task: its default is read when first shown
     part = part[part["mode"].isin(picked_modes) & base_roles.isin(picked_roles)
                 & part["variant"].isin(["", *picked_variants])]
@@ -459,6 +464,12 @@ def results_section(ctx, frame):
                          key="download_results_summary", on_click="ignore")
     right.download_button("Download runs (CSV)", R.csv_bytes(part), "results_runs.csv", "text/csv",
                           key="download_results_runs", on_click="ignore")
+
+
+def loaded_run_names(ctx) -> list[str]:
+    """The run names (paths under the checkpoints root) of the loaded teacher and student."""
+    names = {info.path: info.name for info in ctx["infos"]}
+    return [names.get(ctx[f"{role}_path"], str(ctx[f"{role}_path"])) for role in ("teacher", "student")]
 
 
 def dataset_inputs(ctx, prefix: str, default_n: int):

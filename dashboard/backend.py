@@ -24,7 +24,8 @@ from PIL import Image, ImageOps
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
-from rekd_core.sweep import variant_of
+from rekd_core.sweep import recipe_outputs, run_family
+from rekd_core.training import load_config_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -53,6 +54,41 @@ def checkpoints_root() -> Path:
     """Where checkpoints are looked for: ``$REKD_CHECKPOINTS``, else the repository's ``checkpoints/``."""
     value = os.environ.get("REKD_CHECKPOINTS", "").strip()
     return Path(value).expanduser() if value else REPO_ROOT / "checkpoints"
+
+
+def default_recipe_path() -> Path:
+    """The recipe of the shipped checkpoints: ``$REKD_RECIPE``, else the repository's configs/embedded.yaml."""
+    value = os.environ.get("REKD_RECIPE", "").strip()
+    return Path(value).expanduser() if value else REPO_ROOT / "configs" / "embedded.yaml"
+
+
+def recipe_headlines(written: str | Path, what: str) -> dict[str, dict]:
+    """The ``headline`` of the recipe at ``default_recipe_path()`` (group -> {"variant", "unnamed"}: which
+    family of a group its shipped models are) when that recipe writes ``written``, its results file
+    (``what`` "results") or its checkpoints root ("checkpoints"); {} otherwise, or when no readable
+    recipe is there: then a group's runs without a variant are its headline. The recipe's relative paths
+    are read from the repository root, where ``rekd sweep`` runs."""
+    path = default_recipe_path()
+    try:
+        recipe = load_config_file(str(path), known=None) if path.is_file() else {}
+        roots, results = recipe_outputs(recipe)
+    except (ConfigError, TypeError):
+        return {}
+    mine = results if what == "results" else roots.shipped
+    if (REPO_ROOT / mine).resolve() != Path(written).expanduser().resolve():
+        return {}
+    headlines = recipe.get("headline")
+    if not isinstance(headlines, dict):
+        return {}
+    return {group: dict(headline) for group, headline in headlines.items() if isinstance(headline, dict)}
+
+
+def recipe_mtime() -> float:
+    """Modification time of the recipe (0 when absent): part of the cache keys of what it labels."""
+    try:
+        return default_recipe_path().stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def default_results_path() -> Path:
@@ -182,20 +218,24 @@ def discover_checkpoints(root: str | Path) -> tuple[list[CheckpointInfo], list[s
     return found, problems
 
 
-def default_pair(infos: Sequence[CheckpointInfo]) -> tuple[int | None, int | None]:
+def default_pair(infos: Sequence[CheckpointInfo], headlines: dict[str, dict] | None = None
+                 ) -> tuple[int | None, int | None]:
     """Indices of a sensible default teacher and student among the checkpoints of one task.
 
-    The teacher is a selecting model (not CLS), preferably named "teacher", preferably RE, the
-    largest; the student, among the others, preferably one distilled from (or scored against) that
-    teacher, named "student", REKD, a selecting model, the smallest."""
+    The teacher is a selecting model (not CLS), of the recipe's headline family (``headlines``, see
+    ``recipe_headlines``; without them, a checkpoint that is no recipe variant), preferably named
+    "teacher", preferably RE, the largest; the student, among the others, preferably one distilled from
+    (or scored against) that teacher, of the headline family, named "student", REKD, a selecting model,
+    the smallest."""
     if not infos:
         return None, None
     size = lambda i: infos[i].parameters or 0  # noqa: E731
     name = lambda i: Path(infos[i].name).name.lower()  # noqa: E731
-    teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", "teacher" in name(i),
+    headline = lambda i: run_family(infos[i].name, headlines or {})[1]  # noqa: E731
+    teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", headline(i), "teacher" in name(i),
                                                     infos[i].mode == "re", size(i)))
     others = [i for i in range(len(infos)) if i != teacher] or [teacher]
-    student = max(others, key=lambda i: (trained_against(infos[i], infos[teacher]), "student" in name(i),
+    student = max(others, key=lambda i: (trained_against(infos[i], infos[teacher]), headline(i), "student" in name(i),
                                          infos[i].mode == "rekd", infos[i].mode != "cls", -size(i)))
     return teacher, student
 
@@ -632,10 +672,12 @@ TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser",
                 "vision": ("vision", "image", "cifar", "imagenet", "mnist")}
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
+def load_results(path: str | Path, headlines: dict[str, dict] | None = None) -> pd.DataFrame:
     """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
-    ``role`` are lower-cased; column ``variant`` names a run's recipe variant ("" for headline, seed and
-    sweep runs), and a variant's role names it too (``student (example-cost)``);
+    ``role`` are lower-cased; column ``variant`` names a run's family when it is not its group's headline
+    (``headlines``, see ``recipe_headlines``; without them, the runs without a recipe variant are):
+    its recipe variant, or the recipe's name for the runs without one; "" for the headline's runs (the
+    shipped models, their seeds and sweep). A variant's role names it too (``student (example-cost)``);
     numbers that do not parse become NaN and rows without an accuracy are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
     path = Path(str(path).strip()).expanduser()
     if not path.is_file():
@@ -662,13 +704,21 @@ def load_results(path: str | Path) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
     frame["role"] = frame["role"].str.lower()
-    frame["variant"] = frame["run"].map(variant_of).fillna("") if "run" in frame.columns else ""
-    # A recipe variant (GROUP/variants/NAME[-sSEED]) is its own series, not more seeds of the headline one.
+    has_runs = "run" in frame.columns
+    frame["variant"] = frame["run"].astype(str).map(lambda run: series_family(run, headlines or {})) if has_runs else ""
+    # A family other than the headline is its own series, not more seeds of the headline one.
     frame["role"] = frame["role"].where(frame["variant"] == "", frame["role"] + " (" + frame["variant"] + ")")
     frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{path}: the results file has no row with an accuracy")
     return frame
+
+
+def series_family(run_name: str, headlines: dict[str, dict]) -> str:
+    """The family a run is plotted as, apart from its group's headline: "" for the headline's runs, else
+    the family's name (``rekd_core.sweep.run_family``)."""
+    family, is_headline = run_family(run_name, headlines)
+    return "" if is_headline else family
 
 
 def base_role(role: str) -> str:

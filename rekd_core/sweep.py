@@ -60,6 +60,26 @@ def variant_of(run_name: str) -> str | None:
     return match["variant"] if match else None
 
 
+def run_family(run_name: str, headlines: dict[str, dict]) -> tuple[str, bool]:
+    """``(family, is_headline)`` of a run under a recipe's ``headline`` (group -> {"variant": the variant
+    whose runs are the group's shipped headline, "unnamed": the name of its runs without a variant}).
+    The family is the run's recipe variant; for a run without one, "" when those runs are the group's
+    headline (a group the recipe does not name), else the group's ``unnamed`` ("no variant")."""
+    chosen = headlines.get(str(run_name).split("/")[0]) or {}
+    variant = variant_of(run_name) or ""
+    is_headline = variant == chosen.get("variant", "")
+    if variant or is_headline:
+        return variant, is_headline
+    return chosen.get("unnamed") or "no variant", False
+
+
+def recipe_outputs(recipe: dict) -> tuple[RunRoots, Path]:
+    """Where a recipe writes: its run roots (``out_root``, ``work_dir``) and its results file, as given
+    (relative paths are read from where ``rekd sweep`` runs: the repository root)."""
+    roots = RunRoots(Path(recipe.get("out_root", "checkpoints")), Path(recipe.get("work_dir", "runs")))
+    return roots, Path(recipe.get("results", roots.shipped / "results.csv"))
+
+
 def expand_runs(recipe: dict) -> list[dict]:
     """The recipe's runs, one dict per checkpoint, with defaults applied and names formatted."""
     defaults = recipe.get("defaults", {})
@@ -88,8 +108,7 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
     """Run every run of the recipe that is not done yet (``only``: those whose name matches this
     regular expression), in the recipe's order; return the results file."""
     recipe = load_config_file(recipe_path, known=None)
-    roots = RunRoots(Path(recipe.get("out_root", "checkpoints")), Path(recipe.get("work_dir", "runs")))
-    results_path = Path(recipe.get("results", roots.shipped / "results.csv"))
+    roots, results_path = recipe_outputs(recipe)
     runs = expand_runs(recipe)
     selected = [r for r in runs if only is None or re.search(only, r["name"])]
     done = {row["run"]: row for row in read_results(results_path)}

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rekd_core.checkpoint import read_config, read_log, read_metrics  # noqa: E402
-from rekd_core.sweep import series_name, variant_of  # noqa: E402
+from rekd_core.sweep import run_family, series_name, variant_of  # noqa: E402
 from rekd_core.training import load_config_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,12 +114,8 @@ def with_families(runs: pd.DataFrame, headlines: dict[str, dict]) -> pd.DataFram
     """``runs`` with the columns ``family`` (the run's recipe variant; "" for none), ``headline`` (whether
     that is its group's headline) and ``family_label`` (the family as the report names it: "" for a
     headline without a variant; the recipe's ``unnamed``, else "no variant", for other runs without one)."""
-    family = runs.run.map(variant_of).fillna("")
-    chosen = runs.group.map(lambda group: headlines.get(group, {}).get("variant", ""))
-    unnamed = runs.group.map(lambda group: headlines.get(group, {}).get("unnamed") or "no variant")
-    headline = family == chosen
-    label = family.mask(family == "", unnamed).mask(headline & (family == ""), "")
-    return runs.assign(family=family, headline=headline, family_label=label)
+    label, headline = zip(*runs.run.map(lambda run: run_family(run, headlines))) if len(runs) else ((), ())
+    return runs.assign(family=runs.run.map(variant_of).fillna(""), headline=list(headline), family_label=list(label))
 
 
 def headline_runs(runs: pd.DataFrame, group: str, role: str, mode: str, backbone: str | None = None) -> pd.DataFrame:

@@ -51,6 +51,7 @@ def make_app(tiny_checkpoints, monkeypatch):
 
     monkeypatch.setenv("REKD_CHECKPOINTS", str(tiny_checkpoints.root))
     monkeypatch.delenv("REKD_RESULTS", raising=False)
+    monkeypatch.delenv("REKD_RECIPE", raising=False)
     threads = torch.get_num_threads()  # the app sets torch's threads: the next tests get theirs back
 
     def make(**env) -> AppTest:
@@ -483,6 +484,67 @@ def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_check
     assert at.sidebar.selectbox(key="student_vision").value == str(root / "vision" / "variants" / "student-rekd-example-cost-s2026")
     assert at.multiselect(key="results_variants_vision").value == ["example-cost"]
     assert any(t["name"] == "student (example-cost) · REKD · vit-2x64" for t in plotly_specs(at)[0]["data"])
+
+
+def write_headline_recipe(path: Path, root: Path, results: Path) -> Path:
+    """A recipe that writes ``root`` and ``results`` and names the vision group's headline: the pconv variant."""
+    path.write_text(f"out_root: {root}\nresults: {results}\nheadline:\n  vision: {{variant: pconv, unnamed: linear}}\n")
+    return path
+
+
+def test_the_recipe_headline_leads_the_default_pair_and_the_ratios_view(make_app, tiny_checkpoints, tmp_path):
+    """Where the recipe that wrote the checkpoints and the results file makes a variant its group's headline,
+    the dashboard opens on that family's teacher and student and plots its runs as the plain series; the
+    runs without a variant become a family of their own (the recipe's name for them), off until picked."""
+    root, results = tmp_path / "checkpoints", tmp_path / "results.csv"
+    # vision/teacher-re is the larger teacher: the default without the recipe.
+    for name, source in (("vision/teacher-re", tiny_checkpoints.vision_teacher),
+                         ("vision/student-rekd", tiny_checkpoints.vision_student),
+                         ("vision/variants/teacher-re-pconv", tiny_checkpoints.vision_student),
+                         ("vision/variants/student-rekd-pconv", tiny_checkpoints.vision_student)):
+        shutil.copytree(source, root / name)
+    rows = "".join(f"{run},vision,student,rekd,vit-2x64,0.1,1,{accuracy},0.9,0.1,0.9,0.7,5\n" for run, accuracy in
+                   (("vision/student-rekd", 0.6), ("vision/variants/student-rekd-pconv", 0.7),
+                    ("vision/variants/student-rekd-pconv-kd-r-topk", 0.8)))
+    results.write_text(tiny_checkpoints.results.read_text().splitlines(keepends=True)[0] + rows)
+    recipe = write_headline_recipe(tmp_path / "recipe.yaml", root, results)
+    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=results, REKD_RECIPE=recipe)
+    at.sidebar.radio(key="task").set_value("vision").run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="teacher_vision").value == str(root / "vision" / "variants" / "teacher-re-pconv")
+    assert at.sidebar.selectbox(key="student_vision").value == str(root / "vision" / "variants" / "student-rekd-pconv")
+    assert at.multiselect(key="results_variants_vision").options == ["linear", "pconv-kd-r-topk"]
+    assert at.multiselect(key="results_variants_vision").value == []
+    traces = [(t["name"], t["y"]) for t in plotly_specs(at)[0]["data"]]
+    assert traces == [("student · REKD · vit-2x64", [pytest.approx(0.7)])]
+    at.multiselect(key="results_variants_vision").set_value(["linear"]).run()
+    names = {t["name"]: t["y"] for t in plotly_specs(at)[0]["data"]}
+    assert names["student (linear) · REKD · vit-2x64"] == [pytest.approx(0.6)]
+    # The same checkpoints and results without that recipe: the runs without a variant lead, as before.
+    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=results, REKD_RECIPE=tmp_path / "missing.yaml")
+    at.sidebar.radio(key="task").set_value("vision").run()
+    assert at.sidebar.selectbox(key="teacher_vision").value == str(root / "vision" / "teacher-re")
+    assert at.multiselect(key="results_variants_vision").options == ["pconv", "pconv-kd-r-topk"]
+
+
+def test_recipe_headlines_only_for_what_the_recipe_wrote(tmp_path, monkeypatch):
+    root, results = tmp_path / "checkpoints", tmp_path / "results.csv"
+    monkeypatch.setenv("REKD_RECIPE", str(write_headline_recipe(tmp_path / "recipe.yaml", root, results)))
+    headline = {"vision": {"variant": "pconv", "unnamed": "linear"}}
+    assert B.recipe_headlines(results, "results") == headline == B.recipe_headlines(root, "checkpoints")
+    assert B.recipe_headlines(tmp_path / "other.csv", "results") == {} == B.recipe_headlines(results, "checkpoints")
+    (tmp_path / "broken.yaml").write_text("headline: [unclosed\n")
+    monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "broken.yaml"))
+    assert B.recipe_headlines(results, "results") == {}
+    monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "absent.yaml"))
+    assert B.recipe_headlines(results, "results") == {} and B.recipe_mtime() == 0.0
+
+
+def test_the_shipped_recipe_names_the_shipped_headline():
+    """The repository's recipe labels the repository's own checkpoints and results file (and no others)."""
+    headlines = B.recipe_headlines(B.REPO_ROOT / "checkpoints", "checkpoints")
+    assert headlines["vision"]["variant"] == "pconv"
+    assert B.recipe_headlines(B.REPO_ROOT / "checkpoints" / "results.csv", "results") == headlines
 
 
 def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
