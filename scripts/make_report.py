@@ -338,8 +338,8 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
     lines = ["## Student REKD against RE, every variant", "",
              "The target's rule for each student REKD at the headline ratio: its mean test accuracy minus that of "
              "its RE counterpart must exceed the larger of the two seed standard deviations. The counterpart is "
-             "the RE variant whose name starts the REKD variant's name (same student settings), else the RE runs "
-             "without a variant. The argmax ratio is the generator's own selection, before top-k re-selects at the ratio. Dev "
+             "the RE variant of the same name, else the longest one whose name the REKD variant's extends "
+             "(`pconv-kd-r-topk` → `pconv`: same student settings), else the RE runs without a variant. The argmax ratio is the generator's own selection, before top-k re-selects at the ratio. Dev "
              "accuracy is the kept epoch's on the run's own dev split; the last line picks on it alone.", "",
              "| group | REKD | teacher (its test accuracy) | its own argmax ratio (test) | dev accuracy | test accuracy | "
              "RE counterpart: test accuracy | REKD − RE against std | clears |",
