@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
-from rekd_core.sweep import recipe_outputs, run_family
+from rekd_core.sweep import recipe_headline, recipe_outputs, run_family
 from rekd_core.training import load_config_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +72,11 @@ def recipe_headlines(written: str | Path, what: str) -> dict[str, dict]:
     try:
         recipe = load_config_file(str(path), known=None) if path.is_file() else {}
         roots, results = recipe_outputs(recipe)
+        headline = recipe_headline(recipe)
     except (ConfigError, TypeError):
         return {}
     mine = results if what == "results" else roots.shipped
-    if (REPO_ROOT / mine).resolve() != Path(written).expanduser().resolve():
-        return {}
-    headlines = recipe.get("headline")
-    if not isinstance(headlines, dict):
-        return {}
-    return {group: dict(headline) for group, headline in headlines.items() if isinstance(headline, dict)}
+    return headline if (REPO_ROOT / mine).resolve() == Path(written).expanduser().resolve() else {}
 
 
 def recipe_mtime() -> float:

@@ -73,6 +73,15 @@ def run_family(run_name: str, headlines: dict[str, dict]) -> tuple[str, bool]:
     return chosen.get("unnamed") or "no variant", False
 
 
+def recipe_headline(recipe: dict) -> dict[str, dict]:
+    """A recipe's ``headline`` (group -> {"variant": ..., "unnamed": ...}; {} when it names none), the
+    mapping ``run_family`` reads. ``ConfigError`` when it is not a mapping of mappings."""
+    headline = recipe.get("headline") or {}
+    if not isinstance(headline, dict) or not all(isinstance(entry, dict) for entry in headline.values()):
+        raise ConfigError("the recipe's headline must map each group to {variant: ..., unnamed: ...}")
+    return headline
+
+
 def recipe_outputs(recipe: dict) -> tuple[RunRoots, Path]:
     """Where a recipe writes: its run roots (``out_root``, ``work_dir``) and its results file, as given
     (relative paths are read from where ``rekd sweep`` runs: the repository root)."""

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rekd_core.checkpoint import read_config, read_log, read_metrics  # noqa: E402
-from rekd_core.sweep import run_family, series_name, variant_of  # noqa: E402
+from rekd_core.sweep import recipe_headline, run_family, series_name, variant_of  # noqa: E402
 from rekd_core.training import load_config_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def headline_families(recipe: Path) -> dict[str, dict]:
     models), "unnamed": what the report calls the group's runs without a variant}. A group that is not
     named there has its runs without a variant as its headline."""
     path = recipe if recipe.is_absolute() or recipe.is_file() else REPO / recipe
-    return (load_config_file(str(path), known=None).get("headline") or {}) if path.is_file() else {}
+    return recipe_headline(load_config_file(str(path), known=None)) if path.is_file() else {}
 
 
 def with_families(runs: pd.DataFrame, headlines: dict[str, dict]) -> pd.DataFrame:

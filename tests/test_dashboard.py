@@ -536,6 +536,9 @@ def test_recipe_headlines_only_for_what_the_recipe_wrote(tmp_path, monkeypatch):
     (tmp_path / "broken.yaml").write_text("headline: [unclosed\n")
     monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "broken.yaml"))
     assert B.recipe_headlines(results, "results") == {}
+    (tmp_path / "flat.yaml").write_text(f"out_root: {root}\nheadline: {{vision: pconv}}\n")  # not group -> mapping
+    monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "flat.yaml"))
+    assert B.recipe_headlines(root, "checkpoints") == {}
     monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "absent.yaml"))
     assert B.recipe_headlines(results, "results") == {} and B.recipe_mtime() == 0.0
 
