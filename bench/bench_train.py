@@ -4,7 +4,8 @@ Setting of the rekd_core issue: teacher BERT 2 layers x 128 hidden, student 1 la
 (from-scratch presets bert-2x128 and bert-1x64, WordPiece vocabulary of 8k trained on the
 reviews), max length 256, batch 32, IMDB reviews from the aclImdb tarball.
 
-Variants, each the same objective (the loss values of one step are printed to show it):
+Variants, each the same objective (tests/test_speedups.py checks it; the first-step losses printed
+differ, as each step draws its own Gumbel noise and dropout, over its own padded length):
 - reference: the paper's loop: eager attention, full padded length, the teacher generator run
   at every step;
 - optimized: fused SDPA attention, padding trimmed per batch, teacher generator logits cached
