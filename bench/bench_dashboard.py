@@ -65,10 +65,11 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
 def pick_pair(task: str, given: list[str] | None, presets: list[str], workdir: Path) -> tuple[str, str, str]:
     if given:
         return given[0], given[1], "given"
-    infos = [i for i in B.discover_checkpoints(B.checkpoints_root())[0] if i.task == task]
-    t, s = B.default_pair(infos)
+    root = B.checkpoints_root()
+    infos = [i for i in B.discover_checkpoints(root)[0] if i.task == task]
+    t, s = B.default_pair(infos, B.recipe_headlines(root, "checkpoints"))
     if t is not None and s is not None and t != s:
-        return infos[t].path, infos[s].path, "shipped"
+        return infos[t].path, infos[s].path, f"shipped: {infos[t].name} / {infos[s].name}"
     return (*stand_in_pair(task, presets, workdir), f"untrained stand-ins ({' / '.join(presets)})")
 
 
