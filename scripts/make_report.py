@@ -657,12 +657,13 @@ def variants_section(runs: pd.DataFrame) -> str:
 
 
 def teachers_cell(rows: pd.DataFrame, runs: pd.DataFrame, accuracy_label: str = "") -> str:
-    """The teacher runs of ``rows`` (their checkpoint paths read as run names), each with its test accuracy."""
+    """The teacher runs of ``rows`` (their checkpoint paths read as run names), each with its test accuracy.
+    One run is named once, whether its students recorded it under ``runs/`` or, once shipped, ``checkpoints/``."""
     cells = []
     for path in dict.fromkeys(rows.teacher[rows.teacher != ""]):
         teacher = runs[[path == run or path.endswith("/" + run) for run in runs.run]]
         cells.append(f"{teacher.run.iloc[0]} ({accuracy_label}{teacher.accuracy.iloc[0]:.3f})" if len(teacher) else path)
-    return ", ".join(cells)
+    return ", ".join(dict.fromkeys(cells))
 
 
 def curves_section(runs: pd.DataFrame, checkpoints: Path) -> str:
