@@ -141,6 +141,11 @@ def rekd_gain(rekd: pd.Series, re: pd.Series) -> tuple[float, float]:
     return rekd.mean() - re.mean(), spread
 
 
+def rule_verdict(gain: float, spread: float) -> str:
+    """The met column of ``rekd_gain``'s rule: yes / **no**, or "needs seeds" while the spread is NaN."""
+    return _yes(gain > spread) if spread == spread else "needs seeds"
+
+
 def first_seed(rows: pd.DataFrame) -> str:
     """The run of the lowest seed among ``rows`` (the seeds of one model): the one a recipe ships."""
     return rows.sort_values("seed").run.iloc[0]
@@ -231,7 +236,7 @@ def targets_section(runs: pd.DataFrame) -> str:
         if len(re_) and len(rekd):
             gain, spread = rekd_gain(rekd.accuracy, re_.accuracy)
             lines.append(f"| {task} student REKD − RE > seed std | {gain:+.4f} against std {spread:.4f} "
-                         f"({len(re_)} / {len(rekd)} seeds) | {_yes(gain > spread) if spread == spread else 'needs seeds'} |")
+                         f"({len(re_)} / {len(rekd)} seeds) | {rule_verdict(gain, spread)} |")
         chosen = dev_choice(comparisons, task)
         if chosen is not None and not chosen.rekd.headline.all():
             lines.append(f"| {task} student REKD − RE > seed std, the REKD variant chosen on dev (not the headline) "
@@ -353,7 +358,7 @@ class RekdComparison:
 
     @property
     def verdict(self) -> str:
-        return _yes(self.gain > self.spread) if self.spread == self.spread else "needs seeds"
+        return rule_verdict(self.gain, self.spread)
 
 
 def rekd_comparisons(runs: pd.DataFrame) -> list[RekdComparison]:
