@@ -522,8 +522,14 @@ def _best_teacher(runs: pd.DataFrame, task: str) -> str:
              ("CLS", teachers[teachers["mode"] == "cls"])) if len(rows)}
     if not best:
         return ""
+    def seeds(row: pd.Series) -> str:  # one seed picked as the best: its model's mean over its seeds beside it
+        model = teachers[(teachers.family == row.family) & (teachers["mode"] == row["mode"])
+                         & ((teachers.ratio - row.ratio).abs() < 1e-9) & (teachers.backbone == row.backbone)
+                         & (teachers.run.str.contains("/sweep/") == ("/sweep/" in row.run))]
+        return f", its model {mean_std(model.accuracy)}" if len(model) > 1 else ""
+
     return (f"Against the target of {TARGET_TEACHER_ACCURACY[task]:.2f}, the best teacher of any run (one seed each): "
-            + "; ".join(f"{label} {row.accuracy:.3f} (`{row.run}`)" for label, row in best.items()) + ".")
+            + "; ".join(f"{label} {row.accuracy:.3f} (`{row.run}`{seeds(row)})" for label, row in best.items()) + ".")
 
 
 def diagnostics_section(path: Path, runs: pd.DataFrame) -> str:
