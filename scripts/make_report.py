@@ -522,6 +522,7 @@ def _best_teacher(runs: pd.DataFrame, task: str) -> str:
              ("CLS", teachers[teachers["mode"] == "cls"])) if len(rows)}
     if not best:
         return ""
+
     def seeds(row: pd.Series) -> str:  # one seed picked as the best: its model's mean over its seeds beside it
         model = teachers[(teachers.family == row.family) & (teachers["mode"] == row["mode"])
                          & ((teachers.ratio - row.ratio).abs() < 1e-9) & (teachers.backbone == row.backbone)
