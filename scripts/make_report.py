@@ -237,12 +237,12 @@ def targets_section(runs: pd.DataFrame) -> str:
             value = teacher.accuracy.mean()
             lines.append(f"| {task} teacher RE accuracy ≥ {goal:.2f} | {mean_std(teacher.accuracy, 4)} | "
                          f"{_yes(value >= goal)} |")
-        ours = next((c for c in comparisons if c.task == task and c.rekd.headline.all()), None)
+        ours = next((c for c in comparisons if c.task == task and c.is_headline), None)
         if ours is not None:
             lines.append(f"| {task} student REKD − RE > seed std | {ours.gain:+.4f} against std {ours.spread:.4f} "
                          f"({len(ours.re)} / {len(ours.rekd)} seeds) | {ours.verdict} |")
         chosen = dev_choice(comparisons, task)
-        if chosen is not None and not chosen.rekd.headline.all():
+        if chosen is not None and not chosen.is_headline:
             lines.append(f"| {task} student REKD − RE > seed std, the REKD variant chosen on dev (not the headline) "
                          f"| {chosen.label}: {chosen.gain:+.4f} against std {_cell(chosen.spread) or '—'} "
                          f"({len(chosen.re)} / {len(chosen.rekd)} seeds) | {chosen.verdict} |")
@@ -363,6 +363,11 @@ class RekdComparison:
     @property
     def verdict(self) -> str:
         return rule_verdict(self.gain, self.spread)
+
+    @property
+    def is_headline(self) -> bool:
+        """Whether these REKD runs are their group's headline students."""
+        return bool(self.rekd.headline.all())
 
 
 def rekd_comparisons(runs: pd.DataFrame) -> list[RekdComparison]:
