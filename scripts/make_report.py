@@ -239,13 +239,11 @@ def targets_section(runs: pd.DataFrame) -> str:
                          f"{_yes(value >= goal)} |")
         ours = next((c for c in comparisons if c.task == task and c.is_headline), None)
         if ours is not None:
-            lines.append(f"| {task} student REKD − RE > seed std | {ours.gain:+.4f} against std {ours.spread:.4f} "
-                         f"({len(ours.re)} / {len(ours.rekd)} seeds) | {ours.verdict} |")
+            lines.append(_rule_row(f"{task} student REKD − RE > seed std", ours))
         chosen = dev_choice(comparisons, task)
         if chosen is not None and not chosen.is_headline:
-            lines.append(f"| {task} student REKD − RE > seed std, the REKD variant chosen on dev (not the headline) "
-                         f"| {chosen.label}: {chosen.gain:+.4f} against std {_cell(chosen.spread) or '—'} "
-                         f"({len(chosen.re)} / {len(chosen.rekd)} seeds) | {chosen.verdict} |")
+            lines.append(_rule_row(f"{task} student REKD − RE > seed std, the REKD variant chosen on dev "
+                                   f"(not the headline)", chosen, name=chosen.label))
         headline = [headline_runs(runs, task, role, mode) for role, mode in
                     (("teacher", "cls"), ("teacher", "re"), ("student", "cls"), ("student", "re"), ("student", "rekd"))]
         headline = pd.concat([h[h.seed == h.seed.min()] for h in headline if len(h)])
@@ -840,6 +838,13 @@ def _parameter_ratios(runs: pd.DataFrame) -> list[str]:
             t, s = teacher.parameters.iloc[0], student.parameters.iloc[0]
             out.append(f"{task} {t / 1e6:.2f} M / {s / 1e6:.2f} M = {t / s:.1f}x")
     return out
+
+
+def _rule_row(target: str, c: RekdComparison, name: str | None = None) -> str:
+    """One targets-table row for the REKD > RE rule; a spread that needs 2+ seeds and lacks them prints as —."""
+    prefix = f"{name}: " if name else ""
+    return (f"| {target} | {prefix}{c.gain:+.4f} against std {_cell(c.spread) or '—'} "
+            f"({len(c.re)} / {len(c.rekd)} seeds) | {c.verdict} |")
 
 
 def _cell(value, digits: int = 4) -> str:

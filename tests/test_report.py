@@ -289,3 +289,17 @@ def test_a_variant_named_as_the_headline_is_reported_as_it(make_report, tmp_path
     report = out.read_text()
     assert "| vision student REKD − RE > seed std | -0.0167 against std 0.0058 (3 / 3 seeds) | **no** |" in report
     assert "(linear)" not in report and "| vision | pconv | " in report
+
+
+def test_a_headline_of_one_seed_asks_for_seeds(make_report, tmp_path):
+    """Before the seeds are run, the REKD > RE row has no spread to beat: it says so, not "nan"."""
+    results, out = tmp_path / "results.csv", tmp_path / "RESULTS.md"
+    for row in (_row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.84),
+                _row("text/student-re", "student", "re", 0.1, 2026, 0.78),
+                _row("text/student-rekd", "student", "rekd", 0.1, 2026, 0.80)):
+        append_result(results, row)
+    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
+                      "--checkpoints", str(tmp_path / "none"), "--diagnostics", str(tmp_path / "none.csv")])
+    report = out.read_text()
+    assert "| text student REKD − RE > seed std | +0.0200 against std — (1 / 1 seeds) | needs seeds |" in report
+    assert "nan" not in report
