@@ -243,7 +243,7 @@ def targets_section(runs: pd.DataFrame) -> str:
         chosen = dev_choice(comparisons, task)
         if chosen is not None and not chosen.is_headline:
             lines.append(_rule_row(f"{task} student REKD − RE > seed std, the REKD variant chosen on dev "
-                                   f"(not the headline)", chosen, name=chosen.label))
+                                   "(not the headline)", chosen, name=chosen.label))
         headline = [headline_runs(runs, task, role, mode) for role, mode in
                     (("teacher", "cls"), ("teacher", "re"), ("student", "cls"), ("student", "re"), ("student", "rekd"))]
         headline = pd.concat([h[h.seed == h.seed.min()] for h in headline if len(h)])
