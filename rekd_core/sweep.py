@@ -133,7 +133,7 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
         if not _complete(out):
             check_references(run, names, done, roots, results_path)
             started = time.time()
-            train(_train_config(with_chosen_teacher(run, roots), roots))
+            train(train_config(with_chosen_teacher(run, roots), roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)
         row = result_row(run, out)
         if run.get("plausibility"):
@@ -322,7 +322,8 @@ def _extend_header(fh) -> None:
     fh.write(",".join(RESULT_FIELDS) + "\n" + rows)
 
 
-def _train_config(run: dict, roots: RunRoots) -> TrainConfig:
+def train_config(run: dict, roots: RunRoots) -> TrainConfig:
+    """The TrainConfig of one expanded recipe run, its references resolved and its output under ``roots``."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(run) - fields - RUN_KEYS
     if unknown:

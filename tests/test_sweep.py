@@ -302,7 +302,7 @@ def test_sweep_rejects_unknown_options(text_task, tmp_path):
 @pytest.mark.parametrize("recipe", sorted(Path("configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(recipe):
     """Every run of every recipe under configs/ is a valid training configuration (nothing is run)."""
-    from rekd_core.sweep import RunRoots, _train_config
+    from rekd_core.sweep import RunRoots, train_config
     from rekd_core.training import load_config_file
 
     loaded = load_config_file(str(recipe), known=None)
@@ -313,7 +313,7 @@ def test_shipped_recipes_are_valid(recipe):
         if isinstance(run.get("teacher"), list):  # chosen on dev once the candidates exist
             assert {*run["teacher"]} <= {r["name"] for r in runs}
             run = {**run, "teacher": run["teacher"][0]}
-        cfg = _train_config(run, roots).resolved()
+        cfg = train_config(run, roots).resolved()
         assert run.get("role") in ("teacher", "student") and cfg.dataset
         for reference in (cfg.teacher, cfg.init_from):
             # a reference names another run of the recipe (or an existing directory)
