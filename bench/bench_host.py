@@ -55,6 +55,8 @@ def main() -> None:
     if not recorded.is_file():
         sys.exit(f"{recorded}: no training log to compare with (train {args.run} first, or name a shipped run)")
     before = epoch_seconds(recorded, args.epochs)
+    if len(before) < args.epochs:
+        sys.exit(f"{recorded}: the recorded run has {len(before)} epoch(s), fewer than --epochs {args.epochs}")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = train_config(with_chosen_teacher(run, roots), roots)
         cfg = dataclasses.replace(cfg, epochs=args.epochs, out=str(Path(tmp) / "run"), progress=False)
