@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = Path(args.checkpoints)
     classifiers = runs[runs["mode"] != "mlm"]  # MLM pretraining runs appear only among the runs and their times
     sections = [header(args), headline_section(classifiers, paper), targets_section(classifiers),
-                split_section(classifiers), findings_section(classifiers, checkpoints), rekd_bar_section(classifiers),
+                split_section(classifiers), findings_section(classifiers, checkpoints),
+                rekd_bar_section(classifiers, figures, out),
                 sweep_section(classifiers, figures, out),
                 plausibility_section(classifiers), diagnostics_section(Path(args.diagnostics), runs),
                 variants_section(classifiers), curves_section(classifiers, checkpoints),
@@ -357,6 +358,7 @@ class RekdComparison:
     gain: float
     spread: float  # NaN while either side has one seed
     dev: float  # mean dev accuracy of the REKD runs; NaN if any lacks one
+    teacher_lead: float  # the teachers' mean test accuracy (one per REKD run) minus the RE counterpart's
 
     @property
     def verdict(self) -> str:
@@ -381,8 +383,9 @@ def rekd_comparisons(runs: pd.DataFrame) -> list[RekdComparison]:
             if base is None:
                 continue
             dev = rows.dev_accuracy.mean() if rows.dev_accuracy.notna().all() else float("nan")
+            lead = teacher_accuracy(rows, runs) - base.accuracy.mean()
             comparisons.append(RekdComparison(task, _bar_label(rows), rows, base, *rekd_gain(rows.accuracy, base.accuracy),
-                                              dev))
+                                              dev, lead))
     return comparisons
 
 
@@ -393,9 +396,10 @@ def dev_choice(comparisons: list[RekdComparison], task: str) -> RekdComparison |
     return max(candidates, key=lambda c: (c.dev, c.label), default=None)
 
 
-def rekd_bar_section(runs: pd.DataFrame) -> str:
+def rekd_bar_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
     """Every student REKD at the headline ratio (the headline and each variant) against its RE
-    counterpart, on the target's rule, with the dev accuracy that a choice among them may use."""
+    counterpart, on the target's rule, with the dev accuracy that a choice among them may use, and
+    the plot of each one's gain against its teacher's lead."""
     lines = ["## Student REKD against RE, every variant", "",
              "The target's rule for each student REKD at the headline ratio: its mean test accuracy minus that of "
              "its RE counterpart must exceed the larger of the two seed standard deviations. The counterpart is "
@@ -420,12 +424,53 @@ def rekd_bar_section(runs: pd.DataFrame) -> str:
         lines += ["", "Chosen on dev alone, among the REKD rows with at least 3 seeds and their dev accuracies: "
                   + "; ".join(f"{c.task}: {c.label} (dev {c.dev:.4f}; test {c.rekd.accuracy.mean():.4f}, "
                               f"{_clears(c.gain, c.spread)} the bar)" for c in choices) + "."]
+    lines += _gain_against_lead(comparisons, figures, out)
     away = _bars_away_from_the_headline_ratio(runs)
     if away:
         lines += ["", "The same rule away from the headline ratio, for the headline students, at each ratio where "
                   "their RE and REKD both have at least 2 seeds (supplementary: the target is set at the headline "
                   "ratio): " + "; ".join(away) + "."]
     return "\n".join(lines)
+
+
+def _gain_against_lead(comparisons: list[RekdComparison], figures: Path, out: Path) -> list[str]:
+    """Plot each REKD family's gain over its RE against its teacher's lead over that RE, a panel a group,
+    and say how closely the two go together (Pearson r, where a group has 3+ families with a lead)."""
+    groups = [task for task in GROUPS if any(c.task == task and c.teacher_lead == c.teacher_lead for c in comparisons)]
+    if not groups:
+        return []
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.6), squeeze=False)
+    said = []
+    for ax, task in zip(axes[0], groups):
+        shown = [c for c in comparisons if c.task == task and c.teacher_lead == c.teacher_lead]
+        for c in shown:
+            colour = "tab:green" if c.verdict == "yes" else "tab:red"
+            ax.errorbar(c.teacher_lead, c.gain, yerr=0 if c.spread != c.spread else c.spread, capsize=3,
+                        marker="*" if c.is_headline else "o", markersize=11 if c.is_headline else 6, color=colour,
+                        mfc=colour if c.spread == c.spread else "white")
+            ax.annotate(c.label.replace(" (the paper's REKD)", ""), (c.teacher_lead, c.gain), fontsize=6,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.axvline(0.0, color="black", linewidth=0.8, linestyle=":")
+        ax.set(xlabel="teacher's lead: teacher RE − student RE (test accuracy)",
+               ylabel="student REKD − RE (test accuracy; bar: ± the rule's std)", title=f"{GROUPS[task][0]}")
+        ax.grid(alpha=0.3)
+        if len(shown) >= 3:
+            table = pd.DataFrame({"lead": [c.teacher_lead for c in shown], "gain": [c.gain for c in shown]})
+            said.append(f"{task} r = {table.lead.corr(table.gain):.2f} over {len(shown)} families")
+    fig.suptitle("Student REKD gain against the teacher's lead (green: clears the rule; star: headline; "
+                 "hollow: one seed)", fontsize=9)
+    fig.tight_layout()
+    path = figures / "rekd_gain.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    lines = ["", f"![REKD gain against the teacher's lead]({os.path.relpath(path, out.parent)})", "",
+             "Each family's gain over its RE counterpart against its teacher's lead over that counterpart (the "
+             "mean test accuracy of the teachers its runs distilled from, minus the RE counterpart's); a family "
+             "clears the rule where its whole error bar lies above zero."]
+    if said:
+        lines[-1] += " Pearson correlation of gain and lead: " + "; ".join(said) + "."
+    return lines
 
 
 def _bars_away_from_the_headline_ratio(runs: pd.DataFrame) -> list[str]:
@@ -675,12 +720,25 @@ def variants_section(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def teacher_run(path: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """The run (zero or one row) that a student's teacher checkpoint path names, whether the student
+    recorded it under ``runs/`` or, once shipped, ``checkpoints/``."""
+    return runs[[path == run or path.endswith("/" + run) for run in runs.run]]
+
+
+def teacher_accuracy(rows: pd.DataFrame, runs: pd.DataFrame) -> float:
+    """The mean test accuracy of the teachers that ``rows`` distilled from, one per row (NaN when any
+    row names none, or one that is not in the results)."""
+    accuracies = [teacher_run(path, runs).accuracy for path in rows.teacher]
+    return float(pd.concat(accuracies).mean()) if all(len(a) for a in accuracies) else float("nan")
+
+
 def teachers_cell(rows: pd.DataFrame, runs: pd.DataFrame, accuracy_label: str = "") -> str:
     """The teacher runs of ``rows`` (their checkpoint paths read as run names), each with its test accuracy.
     One run is named once, whether its students recorded it under ``runs/`` or, once shipped, ``checkpoints/``."""
     cells = []
     for path in dict.fromkeys(rows.teacher[rows.teacher != ""]):
-        teacher = runs[[path == run or path.endswith("/" + run) for run in runs.run]]
+        teacher = teacher_run(path, runs)
         cells.append(f"{teacher.run.iloc[0]} ({accuracy_label}{teacher.accuracy.iloc[0]:.3f})" if len(teacher) else path)
     return ", ".join(dict.fromkeys(cells))
 

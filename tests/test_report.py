@@ -3,6 +3,7 @@ checked against the numbers in it."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -303,3 +304,31 @@ def test_a_headline_of_one_seed_asks_for_seeds(make_report, tmp_path):
     report = out.read_text()
     assert "| text student REKD − RE > seed std | +0.0200 against std — (1 / 1 seeds) | needs seeds |" in report
     assert "nan" not in report
+
+
+def test_rekd_gain_is_plotted_against_the_teachers_lead(make_report, tmp_path):
+    """Each REKD family's gain over its RE against its teacher's lead over that RE: three families whose
+    gain is the lead plus 0.01 correlate perfectly; a teacher is found under runs/ or checkpoints/."""
+    results, out = tmp_path / "results.csv", tmp_path / "docs" / "RESULTS.md"
+    rows = [_row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.80),
+            _row("text/variants/teacher-re-a", "teacher", "re", 0.1, 2026, 0.82),
+            _row("text/variants/teacher-re-b", "teacher", "re", 0.1, 2026, 0.84)]
+    for i, seed in enumerate((2026, 2027, 2028)):
+        rows.append(_row(f"text/seeds/student-re-s{seed}", "student", "re", 0.1, seed, 0.79 + i / 100))
+        for family, teacher, base in (("", "checkpoints/text/teacher-re", 0.80), ("-a", "runs/text/variants/teacher-re-a", 0.82),
+                                      ("-b", "checkpoints/text/variants/teacher-re-b", 0.84)):
+            name = f"text/seeds/student-rekd-s{seed}" if not family else f"text/variants/student-rekd{family}-s{seed}"
+            rows.append(_row(name, "student", "rekd", 0.1, seed, base + i / 100, teacher=teacher))
+    for row in rows:
+        append_result(results, row)
+    make_report.main(["--results", str(results), "--out", str(out), "--method", str(tmp_path / "missing.md"),
+                      "--checkpoints", str(tmp_path / "none"), "--diagnostics", str(tmp_path / "none.csv")])
+    report = out.read_text()
+    assert "Pearson correlation of gain and lead: text r = 1.00 over 3 families." in report
+    plot = out.parent / "results" / "rekd_gain.png"
+    assert plot.is_file() and plot.stat().st_size > 10_000 and "(results/rekd_gain.png)" in report
+    runs = make_report.pd.read_csv(results)
+    runs["teacher"] = runs.teacher.fillna("")
+    students = runs[runs.run.str.startswith("text/variants/student-rekd-a")]
+    assert make_report.teacher_accuracy(students, runs) == pytest.approx(0.82)
+    assert math.isnan(make_report.teacher_accuracy(runs[runs.run == "text/seeds/student-re-s2026"], runs))  # names none
