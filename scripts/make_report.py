@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import platform
 import re
@@ -445,18 +446,19 @@ def rekd_bar_section(runs: pd.DataFrame, figures: Path, out: Path) -> str:
 def _gain_against_lead(comparisons: list[RekdComparison], figures: Path, out: Path) -> list[str]:
     """Plot each REKD family's gain over its RE against its teacher's lead over that RE, a panel a group,
     and say how closely the two go together (Pearson r, where a group has 3+ families with a lead)."""
-    groups = [task for task in GROUPS if any(c.task == task and c.teacher_lead == c.teacher_lead for c in comparisons)]
-    if not groups:
+    with_lead = {task: [c for c in comparisons if c.task == task and not math.isnan(c.teacher_lead)] for task in GROUPS}
+    with_lead = {task: shown for task, shown in with_lead.items() if shown}
+    if not with_lead:
         return []
-    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(with_lead), figsize=(6 * len(with_lead), 4.6), squeeze=False)
     said = []
-    for ax, task in zip(axes[0], groups):
-        shown = [c for c in comparisons if c.task == task and c.teacher_lead == c.teacher_lead]
+    for ax, (task, shown) in zip(axes[0], with_lead.items()):
         for c in shown:
             colour = "tab:green" if c.verdict == "yes" else "tab:red"
-            ax.errorbar(c.teacher_lead, c.gain, yerr=0 if c.spread != c.spread else c.spread, capsize=3,
+            one_seed = math.isnan(c.spread)
+            ax.errorbar(c.teacher_lead, c.gain, yerr=0 if one_seed else c.spread, capsize=3,
                         marker="*" if c.is_headline else "o", markersize=11 if c.is_headline else 6, color=colour,
-                        mfc=colour if c.spread == c.spread else "white")
+                        mfc="white" if one_seed else colour)
             ax.annotate(c.label.replace(" (the paper's REKD)", ""), (c.teacher_lead, c.gain), fontsize=6,
                         xytext=(4, 3), textcoords="offset points")
         ax.axhline(0.0, color="black", linewidth=0.8)
@@ -577,7 +579,10 @@ def _dev_test_gap(runs: pd.DataFrame, task: str) -> str:
     said = f"Dev minus test accuracy over the {len(rows)} {task} runs that record both: {gap.mean():+.3f} ± {gap.std():.3f}"
     if gap.mean() <= gap.std():
         return said + ", so dev and test agree."
-    return said + f"; a dev figure overstates the test set's{'. ' + DEV_TEST_NOTE[task] if task in DEV_TEST_NOTE else ''}."
+    said += "; a dev figure overstates the test set's"
+    if task in DEV_TEST_NOTE:
+        said += ". " + DEV_TEST_NOTE[task]
+    return said + "."
 
 
 def _best_teacher(runs: pd.DataFrame, task: str) -> str:
