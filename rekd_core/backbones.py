@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from functools import partial
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .errors import ConfigError, first_line
-from .presets import PRESETS, TIMM_BASE
+from .presets import PRESETS, TIMM_BASE, packaged_directory
 
 HF_VISION_TYPES = {"vit", "deit"}
 
@@ -162,6 +163,10 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
     if spec in PRESETS:
         preset = PRESETS[spec]
         _check_task(spec, preset.task, task)
+        if preset.packaged:
+            directory = str(packaged_directory(preset.packaged))
+            hf_config = _load_hf_config(directory).to_dict() | preset.overrides
+            return {"type": "hf_text", "source": spec, "hf_config": hf_config}, directory
         if task == "text":
             if vocab_size is None:
                 raise ConfigError(f"text preset {spec!r} needs a tokenizer vocabulary size")
@@ -181,7 +186,9 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
     hf_config = _load_hf_config(spec)
     kind = "hf_vision" if hf_config.model_type in HF_VISION_TYPES else "hf_text"
     _check_task(spec, "vision" if kind == "hf_vision" else "text", task)
-    return {"type": kind, "source": spec, "hf_config": hf_config.to_dict()}, spec
+    # a local directory with a config and no weights describes an architecture to train from scratch
+    from_scratch = os.path.isdir(spec) and not _has_weights(spec)
+    return {"type": kind, "source": spec, "hf_config": hf_config.to_dict()}, None if from_scratch else spec
 
 
 def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
@@ -199,17 +206,16 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
             raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
         return TimmViTBackbone(model, mixes_patches=bool(stem) and kernel > 2)
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     if pretrained:
         try:
-            model = AutoModel.from_pretrained(pretrained, attn_implementation="sdpa", **_no_pooler(config))
+            model = AutoModel.from_pretrained(pretrained, config=_hf_config(config), attn_implementation="sdpa",
+                                              **_no_pooler(config))
         except Exception as exc:
             raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {first_line(exc)}") from exc
     else:
-        hf_config = dict(config["hf_config"])
-        hf_config = AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
-        model = AutoModel.from_config(hf_config, attn_implementation="sdpa", **_no_pooler(config))
+        model = AutoModel.from_config(_hf_config(config), attn_implementation="sdpa", **_no_pooler(config))
     return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
 
 
@@ -258,6 +264,20 @@ def _load_hf_config(spec: str):
         where = "local directory" if os.path.isdir(spec) else "hub id (is the hub reachable?)"
         raise ConfigError(f"unknown backbone {spec!r}: not a preset, not timm:NAME, and not a loadable "
                           f"Hugging Face {where}: {first_line(exc)}") from exc
+
+
+def _hf_config(config: dict):
+    """The Hugging Face config object of a backbone config (the dict stored in checkpoints)."""
+    from transformers import AutoConfig
+
+    hf_config = dict(config["hf_config"])
+    return AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
+
+
+def _has_weights(directory: str) -> bool:
+    """Whether a local Hugging Face model directory holds weights (safetensors or PyTorch, sharded or not)."""
+    patterns = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json")
+    return any(next(Path(directory).glob(pattern), None) is not None for pattern in patterns)
 
 
 def _check_task(spec: str, backbone_task: str, task: str) -> None:

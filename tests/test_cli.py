@@ -155,7 +155,7 @@ def test_eval_json_with_teacher(cli_models, text_task, capsys):
     for key in ("accuracy", "ratio", "teacher_agreement", "teacher_mask_iou"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["n"] == 40
-    assert metrics["ratio"] == pytest.approx(2 / 22)  # round(0.1 * 22 word pieces) = 2
+    assert metrics["ratio"] == pytest.approx(2 / 20)  # round(0.1 * 20 word pieces, [CLS]/[SEP] not counted) = 2
     # --ratio, --selection, --limit and the human-readable table
     rc, out, err = cli(capsys, "eval", student, "--dataset", f"csv:{text_task}", "--ratio", "0.5", "--limit", "10",
                        "--selection", "argmax", "--json")
@@ -178,11 +178,12 @@ def test_explain_json_with_teacher(cli_models, capsys):
         assert exp["label"] in ("neg", "pos") and exp["label"] == ("neg", "pos")[exp["label_index"]]
         assert set(exp["probs"]) == {"neg", "pos"}
         assert sum(exp["probs"].values()) == pytest.approx(1.0, abs=1e-5)
-        n = exp["num_features"]  # [CLS] + the word pieces of 5 words + [SEP]
-        assert n == len(exp["tokens"]) >= 7 and n == len(exp["scores"]) == len(exp["offsets"])
+        n = exp["num_features"]  # the word pieces of 5 words; [CLS] and [SEP] are read but never selected
+        assert n + 2 == exp["length"] == len(exp["tokens"]) == len(exp["scores"]) == len(exp["offsets"])
         assert exp["tokens"][0] == "[CLS]" and exp["tokens"][-1] == "[SEP]" and "splendid" in exp["tokens"]
+        assert exp["selectable"] == list(range(1, n + 1)) and n >= 5
         assert len(exp["selected"]) == round(0.1 * n) >= 1
-        assert all(isinstance(i, int) and 0 <= i < n for i in exp["selected"])
+        assert all(isinstance(i, int) and 1 <= i <= n for i in exp["selected"])
         assert exp["selected_tokens"] == [exp["tokens"][i] for i in exp["selected"]]
         assert exp["truncated"] is False
     comparison = payload["comparison"]

@@ -1,12 +1,12 @@
 """RE must really learn: on the planted-feature tasks (rekd_core/synthetic.py) the label is decided by one
 planted token or patch, so a working select-predict model reaches high test accuracy AND selects that
-token or patch as its rationale. Settings measured on 2 CPU cores (about 25 s text, 10 s vision);
-the text run learns in a sudden phase change after about 400 optimizer steps, so it keeps 5000
-training reviews (smaller sets or fewer epochs sometimes reach the accuracy without the rationale)."""
+token or patch as its rationale. The text tests train on the defaults a user gets (about 10 s each on
+one CPU thread)."""
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -16,47 +16,71 @@ from PIL import Image
 
 from rekd_core.checkpoint import load_checkpoint, read_metrics
 from rekd_core.explain import explain
-from rekd_core.synthetic import CUE_WORDS, LABELS, write_image_task, write_text_task
+from rekd_core.processing import train_wordpiece_tokenizer
+from rekd_core.synthetic import write_image_task, write_text_task
+from rekd_core.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["tests.core_fixtures"]
 REPO = Path(__file__).resolve().parents[1]
-CUE_OF = {LABELS[1]: CUE_WORDS[0], LABELS[0]: CUE_WORDS[1]}  # "pos" -> "splendid", "neg" -> "dreadful"
 
 
-def fixed_word_tokenizer(data: Path, directory: Path) -> Path:
-    """A BERT tokenizer whose vocabulary is every word of the task's training texts, in sorted order.
-    A trained WordPiece vocabulary differs from run to run (huggingface/tokenizers#1794), and with it
-    the embedding rows, so the same seed would train a different model on every run."""
-    from tokenizers import BertWordPieceTokenizer
-    from tokenizers.models import WordPiece
-    from transformers import BertTokenizerFast
+def planted_text_task(root: Path) -> Path:
+    """The planted-word task of the text-teachers issue: 4 cue words per class among 300 fillers, 40 words
+    a text, 2,400 training texts."""
+    return write_text_task(root, n_train=2400, n_test=300, length=40, vocab=300, cues_per_class=4)
 
-    words = sorted({w for row in csv.DictReader(open(data / "train.csv", newline="")) for w in row["text"].lower().split()})
-    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece._tokenizer.model = WordPiece(vocab, unk_token="[UNK]")
-    BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, do_lower_case=True).save_pretrained(directory)
+
+def local_bert_directory(data: Path, directory: Path) -> Path:
+    """A local Hugging Face BERT directory as a user writes one for a model of their own: config.json (1 layer,
+    hidden 64) and a WordPiece tokenizer trained on the task's texts, no weights (so: from scratch)."""
+    from transformers import BertConfig
+
+    texts = [row["text"] for row in csv.DictReader(open(data / "train.csv", newline=""))]
+    tokenizer = train_wordpiece_tokenizer(texts, 2000)
+    tokenizer.save_pretrained(directory)
+    BertConfig(vocab_size=len(tokenizer), num_hidden_layers=1, hidden_size=64, num_attention_heads=2,
+               intermediate_size=256).save_pretrained(directory)
     return directory
 
 
-def test_text_re_learns_and_selects_the_planted_token(tmp_path, trainer):
-    data = write_text_task(tmp_path / "data", n_train=5000, n_test=300, length=30)
-    out = trainer(f"csv:{data}", tmp_path / "ckpt", backbone="bert-1x32", max_length=40, ratio=0.1,
-                     lambda_sel=1e-3, tau_every=10, lr=5e-4, epochs=6, batch_size=32,
-                     tokenizer=str(fixed_word_tokenizer(data, tmp_path / "tokenizer")))
-    assert read_metrics(out)["test"]["accuracy"] >= 0.90
-
+def assert_learns_the_planted_words(out: Path, data: Path) -> None:
+    """Accuracy >= 0.95, and a cue word in the top-k rationale of >= 90% of the test texts."""
+    assert read_metrics(out)["test"]["accuracy"] >= 0.95
     rows = list(csv.DictReader(open(data / "test.csv", newline="")))
-    model = load_checkpoint(out)
-    explanations = explain(model, [row["text"] for row in rows])
-    accuracy = sum(e.label == row["label"] for e, row in zip(explanations, rows)) / len(rows)
-    assert accuracy >= 0.90
+    explanations = explain(load_checkpoint(out), [row["text"] for row in rows])
+    assert sum(e.label == row["label"] for e, row in zip(explanations, rows)) / len(rows) >= 0.95
     hits = 0
     for exp, row in zip(explanations, rows):
-        assert len(exp.selected) == round(0.1 * exp.num_features)  # 30 words + [CLS] + [SEP] -> 3
-        hits += CUE_OF[row["label"]] in [exp.tokens[i] for i in exp.selected]
-    assert hits / len(rows) >= 0.90, f"the planted token is in the rationale of only {hits}/{len(rows)} inputs"
+        assert len(exp.selected) == round(0.1 * exp.num_features)
+        assert not {exp.tokens[i] for i in exp.selected} & {"[CLS]", "[SEP]"}
+        start = sum(len(word) + 1 for word in row["text"].split()[:int(row["cue"])])  # the cue word's characters
+        hits += any(start <= exp.offsets[i][0] < start + len(row["cue_word"]) for i in exp.selected)
+    assert hits / len(rows) >= 0.90, f"a cue word is in the rationale of only {hits}/{len(rows)} texts"
+
+
+def test_text_re_preset_learns_the_planted_words_on_the_defaults(tmp_path):
+    """Everything at the defaults a user gets from `rekd train --mode re --backbone bert-1x32`: a trained
+    WordPiece vocabulary, 3 epochs, lambda_sel 1e-4, tau every 100 steps, max length 256. Measured: test
+    accuracy 1.00 in about 10 s; 0.77 with the generator's word embeddings frozen (the old default)."""
+    data = planted_text_task(tmp_path / "data")
+    out = train(TrainConfig(task="text", mode="re", backbone="bert-1x32", dataset=f"csv:{data}",
+                            out=str(tmp_path / "ckpt"), progress=False))
+    assert json.loads((out / "config.json").read_text())["generator_embeddings"] == "trained"
+    assert_learns_the_planted_words(out, data)
+
+
+def test_text_re_local_hf_directory_learns_the_planted_words_on_the_defaults(tmp_path):
+    """A local randomly initialised HF BERT directory (config and tokenizer, no weights) on the defaults, with
+    the presets' lr for a from-scratch model (the default 1e-5 is the paper's, for pretrained ones). Measured:
+    accuracy 1.00 and the cue in 97-100% of the rationales (two seeds); at lr 1e-3 the accuracy stays 1.00
+    but the cue is in 73-84% of them."""
+    data = planted_text_task(tmp_path / "data")
+    bert = local_bert_directory(data, tmp_path / "bert")
+    out = train(TrainConfig(task="text", mode="re", backbone=str(bert), lr=5e-4, dataset=f"csv:{data}",
+                            out=str(tmp_path / "ckpt"), progress=False))
+    assert json.loads((out / "config.json").read_text())["generator_embeddings"] == "trained"
+    assert_learns_the_planted_words(out, data)
 
 
 def test_vision_re_learns_and_selects_the_planted_patch(tmp_path, trainer):

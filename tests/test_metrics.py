@@ -348,3 +348,19 @@ def test_accumulator_plausibility_keys_and_scalars():
         }
     )
     assert acc.cat("loss").tolist() == [0.5, 0.25]
+
+
+def test_generator_warnings_name_a_degenerate_selection():
+    from rekd_core.metrics import generator_warnings, selection_ratio_by_class
+
+    assert generator_warnings(0.1, 0.1, [0.09, 0.11], ["neg", "pos"]) == []
+    [low] = generator_warnings(0.1, 0.0, [0.0, 0.0], ["neg", "pos"])
+    assert "selects 0.000 of the features against the target 0.100: top-k re-selects" in low
+    assert generator_warnings(0.1, 0.41, [0.4, 0.42], ["neg", "pos"])  # over four times the target
+    assert generator_warnings(0.1, 0.026, [0.026, 0.026], ["neg", "pos"]) == []  # just above a quarter
+    [spread] = generator_warnings(0.1, 0.1, [0.05, 0.1, float("nan")], ["a", "b", "c"])
+    assert "0.100 of the features of b but 0.050 of a" in spread
+    mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    real = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]).bool()
+    by_class = selection_ratio_by_class(mask, real, torch.tensor([0, 0, 2]), 3)
+    assert by_class[0] == pytest.approx(3 / 6) and math.isnan(by_class[1]) and by_class[2] == 0.0

@@ -4,6 +4,7 @@ atomic saving under simulated crashes, the inference-time ratio override, determ
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
@@ -356,11 +357,12 @@ def test_explain_ratio_override_text(text_re_ckpt, text_task):
     model = load_checkpoint(text_re_ckpt)
     texts = list(load_dataset_spec(f"csv:{text_task}").test.inputs[:4]) + ["splendid", "a b c d e f g h i j k l"]
     for exp in explain(model, texts, ratio=0.3):
-        # n = real word pieces incl. [CLS]/[SEP]; 22 for the 20-word reviews -> round(6.6) = 7
+        # n = the word pieces without [CLS]/[SEP]; 20 for the 20-word reviews -> round(6.0) = 6
         assert len(exp.selected) == round(0.3 * exp.num_features)
-        assert all(0 <= i < exp.num_features for i in exp.selected)
+        assert set(exp.selected) <= set(exp.selectable) and len(exp.selectable) == exp.num_features
+        assert not {exp.tokens[i] for i in exp.selected} & {"[CLS]", "[SEP]"}
         assert exp.ratio == pytest.approx(len(exp.selected) / exp.num_features)
-        assert len(exp.tokens) == exp.num_features and len(exp.scores) == exp.num_features
+        assert len(exp.tokens) == exp.length == exp.num_features + 2 and len(exp.scores) == exp.length
     default = explain(model, texts[:1])[0]
     assert len(default.selected) == round(0.1 * default.num_features)  # the training ratio
     assert len(explain(model, texts[:1], ratio=1.0)[0].selected) == default.num_features
@@ -394,7 +396,7 @@ def test_evaluation_is_deterministic_and_gumbel_is_available(text_re_ckpt, text_
     first = evaluate_split(model, split, batch_size=16, with_faithfulness=True)
     second = evaluate_split(model, split, batch_size=16, with_faithfulness=True)
     assert first == second
-    assert first["n"] == 40 and first["ratio"] == pytest.approx(2 / 22)  # round(0.1 * 22) = 2 of 22
+    assert first["n"] == 40 and first["ratio"] == pytest.approx(2 / 20)  # round(0.1 * 20) = 2 of 20 (no [CLS]/[SEP])
     argmax = evaluate_split(model, split, selection="argmax")
     assert argmax == evaluate_split(model, split, selection="argmax")
     assert argmax["ratio"] == pytest.approx(first["ratio_argmax"])
@@ -433,11 +435,11 @@ def test_cls_model_reads_everything(text_cls_ckpt, text_task):
 def test_selection_cost_kinds_in_evaluation_and_training(text_re_ckpt, text_task, trainer, tmp_path):
     model = load_checkpoint(text_re_ckpt)
     split = load_dataset_spec(f"csv:{text_task}").test
-    # top-k gives every 22-piece review the same count (2), so with the real lengths the per-example
-    # and the batch-mean costs agree: (2 - 0.1 * 22)^2 = 0.04
+    # top-k at 0.13 gives every review of 20 selectable pieces the same count (round(2.6) = 3), so with the
+    # real lengths the per-example and the batch-mean costs agree: (3 - 0.13 * 20)^2 = 0.16
     for kind in ("batch", "example"):
-        metrics = evaluate_split(model, split, sel_length="real", sel_cost=kind, lambda_sel=1.0)
-        assert metrics["selection_cost"] == pytest.approx(0.04, abs=1e-5)
+        metrics = evaluate_split(model, split, ratio=0.13, sel_length="real", sel_cost=kind, lambda_sel=1.0)
+        assert metrics["selection_cost"] == pytest.approx(0.16, abs=1e-5)
     out = trainer(f"csv:{text_task}", tmp_path / "per-example", ratio=0.1, sel_cost="example")
     assert json.loads((out / "config.json").read_text())["training"]["sel_cost"] == "example"
     with pytest.raises(ConfigError, match="sel_cost"):
@@ -488,3 +490,35 @@ def test_split_seed_follows_the_checkpoints_a_run_starts_from(text_task, text_cl
 
     out = trainer(f"csv:{text_task}", tmp_path / "re-seed-7", seed=7, init_from=str(text_cls_ckpt))
     assert read_config(out)["training"]["split_seed"] == 2026 and read_config(out)["training"]["seed"] == 7
+
+
+def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, text_task, trainer, tmp_path):
+    """By default [CLS]/[SEP] are not features (never selected, not counted in the ratio) but always reach the
+    predictor; special_tokens="select" keeps the reference code's behaviour (every token is a feature)."""
+    model = load_checkpoint(text_re_ckpt)
+    inputs = model.processor(["fillerab splendid fillerac"])
+    ids = model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"])
+    assert {"[CLS]", "[SEP]", "[PAD]"} <= set(ids) and "[UNK]" not in ids
+    assert model.feature_mask(inputs)[0].tolist()[:6] == [False, True, True, True, False, False]
+    out = model(inputs, ratio=1.0)
+    assert out.mask[0, 0] == 0 and out.mask[0].sum() == 3
+    # the predictor reads [CLS] and [SEP] with whatever is selected: the same logits as with them in the mask
+    torch.testing.assert_close(out.logits, model.predictor(inputs, out.mask + model.structural_mask(inputs).float()))
+    metrics = read_metrics(text_re_ckpt)["test"]
+    assert set(metrics["ratio_argmax_by_class"]) == {"neg", "pos"} and isinstance(metrics["warnings"], list)
+
+    legacy = trainer(f"csv:{text_task}", tmp_path / "select", special_tokens="select")
+    old = load_checkpoint(legacy)
+    assert "unselectable_token_ids" not in old.config and old.structural_mask(inputs) is None
+    assert old.feature_mask(inputs)[0].tolist()[:6] == [True] * 5 + [False]
+    [exp] = explain(old, ["fillerab splendid fillerac"], ratio=1.0)
+    assert exp.selected == list(range(5)) and exp.num_features == 5
+
+
+def test_bf16_autocast_trains_and_records_its_precision(text_task, trainer, tmp_path):
+    out = trainer(f"csv:{text_task}", tmp_path / "bf16", precision="bf16")
+    metrics = read_metrics(out)
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and math.isfinite(metrics["test"]["loss"])
+    assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
+    model = load_checkpoint(out)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps float32 weights
