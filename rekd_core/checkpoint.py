@@ -4,7 +4,8 @@ A checkpoint is one directory:
 
 - ``config.json``: task, mode, ratio, labels, backbone architecture, processor and feature grid,
   the training settings and the teacher it learned from;
-- ``model.safetensors``: generator and predictor weights (never a pickle);
+- ``model.safetensors``: generator and predictor weights (never a pickle), float32, or float16 where
+  config.json says ``"weights_dtype": "float16"`` (half the size; loading casts them back to float32);
 - ``tokenizer/`` (text models);
 - ``metrics.json``: dev and test metrics; ``log.jsonl``: the per-epoch training log;
 - ``resume.safetensors``, only while a run is training: the state its next epoch starts from
@@ -36,6 +37,8 @@ VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.json", "model.safetensors", "metrics.json", "log.jsonl"
 RESUME_FILE = "resume.safetensors"
 REQUIRED_KEYS = ("task", "mode", "ratio", "labels", "backbone", "dropout", "processor")
+# config.json's optional ``weights_dtype``: how model.safetensors stores the floating-point weights
+STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict | None = None,
@@ -50,7 +53,8 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     path = Path(path)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
+    tensors = {k: v.detach().to("cpu").contiguous()
+               for k, v in as_stored(state_dict or model.state_dict(), config.get("weights_dtype", "float32")).items()}
     with _written_into_place(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         model.processor.save(tmp)
@@ -62,6 +66,13 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
             save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / RESUME_FILE),
                       metadata={"info": json.dumps(info, default=_json_default)})
     return path
+
+
+def as_stored(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, torch.Tensor]:
+    """The floating-point tensors of ``state`` in the dtype a checkpoint stores them in (``weights_dtype``, a
+    key of STORED_DTYPES); loading casts them back to the model's float32."""
+    dtype = STORED_DTYPES[weights_dtype]
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
 def copy_checkpoint(source: str | Path, path: str | Path) -> Path:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from .backbones import count_parameters, feature_grid, resolve_backbone
 from . import resume
-from .checkpoint import (WEIGHTS_FILE, check_writable, cpu_snapshot, load_checkpoint, read_config, read_log,
-                         read_metrics, read_resume, read_weights, save_checkpoint, stored_form)
+from .checkpoint import (STORED_DTYPES, WEIGHTS_FILE, as_stored, check_writable, cpu_snapshot, load_checkpoint,
+                         read_config, read_log, read_metrics, read_resume, read_weights, save_checkpoint, stored_form)
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
 from .errors import CheckpointError, ConfigError, first_line
 from .evaluation import evaluate
@@ -93,6 +93,7 @@ class TrainConfig:
     special_tokens: str = "exclude"  # text: [CLS], [SEP]... are never selected nor counted | select (the reference code)
     generator_embeddings: str = "auto"  # text: frozen when pretrained (hub, local weights, packaged, --init-from) | frozen | trained
     precision: str = "fp32"  # fp32 | bf16 (autocast: about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs)
+    weights_dtype: str = "float32"  # how the checkpoint stores its weights: float32 | float16 (half the size)
     trim_padding: bool = True
     cache_teacher: bool = True  # compute the teacher generator's logits once per example
     faithfulness: bool = True  # sufficiency / comprehensiveness in the final test evaluation
@@ -119,6 +120,7 @@ class TrainConfig:
         _check_choice("special_tokens", cfg.special_tokens, ("exclude", "select"))
         _check_choice("generator_embeddings", cfg.generator_embeddings, ("auto", "frozen", "trained"))
         _check_choice("precision", cfg.precision, PRECISIONS)
+        _check_choice("weights_dtype", cfg.weights_dtype, tuple(STORED_DTYPES))
         if not cfg.dataset:
             raise ConfigError("no dataset given (--dataset SPEC)")
         if not cfg.out:
@@ -254,7 +256,7 @@ def train(config: TrainConfig) -> Path:
                        resume_state=None if last else resume.capture(core, optimizer, lr_scheduler, generators))
         accelerator.wait_for_everyone()
 
-    core.load_state_dict(best["state"])
+    core.load_state_dict(as_stored(best["state"], cfg.weights_dtype))  # tested as shipped (float16: rounded)
     with autocast():
         test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
                         sel_length=cfg.sel_length, sel_cost=cfg.sel_cost, accelerator=accelerator,
@@ -568,7 +570,7 @@ def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
 def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleModel | None) -> dict:
     """What goes into config.json besides the model: the settings, the data, the teacher."""
     training = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "progress")}
-    description = {"training": training, "dataset": cfg.dataset,
+    description = {"training": training, "dataset": cfg.dataset, "weights_dtype": cfg.weights_dtype,
                    "parameters": {"generator": count_parameters(model.generator) if model.generator else 0,
                                   "predictor": count_parameters(model.predictor)}}
     if teacher is not None:  # "teacher": distilled from; "compared_with": only in the test metrics

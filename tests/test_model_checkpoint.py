@@ -522,3 +522,21 @@ def test_bf16_autocast_trains_and_records_its_precision(text_task, trainer, tmp_
     assert json.loads((out / "config.json").read_text())["training"]["precision"] == "bf16"
     model = load_checkpoint(out)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps float32 weights
+
+
+def test_float16_weights_halve_the_checkpoint_and_are_what_the_test_metrics_measured(text_task, trainer, tmp_path):
+    from safetensors import safe_open
+
+    full = trainer(f"csv:{text_task}", tmp_path / "fp32")
+    half = trainer(f"csv:{text_task}", tmp_path / "fp16", weights_dtype="float16")
+    with safe_open(str(half / "model.safetensors"), framework="pt") as fh:
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (full / "model.safetensors").stat().st_size
+    model = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    split = load_dataset_spec(f"csv:{text_task}").test
+    again = evaluate_split(model, split)  # the shipped weights score what training recorded
+    assert again["accuracy"] == read_metrics(half)["test"]["accuracy"]
+    assert again["loss"] == pytest.approx(read_metrics(half)["test"]["loss"], abs=1e-6)
+    with pytest.raises(ConfigError, match="weights_dtype"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", weights_dtype="int8")
