@@ -22,7 +22,16 @@ TRAIN_HELP = {
     "out": "checkpoint directory to write (replaced atomically)",
     "teacher": "REKD: checkpoint directory of the trained RE teacher; CLS / RE: a teacher to compare with in the test metrics",
     "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
-    "ratio": "target rationale ratio p (default: text 0.10, vision 0.15)",
+    "ratio": "target rationale ratio p (default: text 0.10, vision 0.15); with --ratio-range, the one dev "
+             "accuracy is read at",
+    "ratio_range": "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled), so that the "
+                   "model can be read at any ratio of the range (beyond the paper)",
+    "special_tokens": "exclude: [CLS], [SEP] and the like are never selected nor counted (default) | select: they "
+                      "are features like any word piece (the reference code)",
+    "generator_embeddings": "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, "
+                            "a packaged preset, --init-from) and trained otherwise | frozen | trained",
+    "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
+    "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
     "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
     "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
@@ -126,6 +135,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         default = f.default
         if hints[f.name] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{help_text} (default: {default})")
+        elif f.name == "ratio_range":
+            parser.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), help=help_text)
         else:
             parser.add_argument(flag, type=_arg_type(f.name, hints[f.name]), metavar=f.name.upper(),
                                 help=f"{help_text} (default: {default})" if default is not None else help_text)

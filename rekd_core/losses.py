@@ -25,6 +25,18 @@ def straight_through_gumbel(logits: Tensor, tau: float, noise: Tensor | None = N
     return (hard - soft.detach() + soft)[..., SELECTED]
 
 
+def gumbel_topk_mask(logits: Tensor, feature_mask: Tensor, ratio: float, tau: float) -> Tensor:
+    """A hard selection of exactly ``round(ratio * n_real)`` features per example, sampled without
+    replacement (the top-k of Gumbel-perturbed scores), with the straight-through gradient of the
+    perturbed soft probabilities: ``straight_through_gumbel`` with the count fixed, for training one
+    model at many ratios."""
+    uniform = torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)
+    perturbed = logits - torch.log(-torch.log(uniform))
+    soft = F.softmax(perturbed / tau, dim=-1)[..., SELECTED]
+    hard = topk_mask(perturbed, feature_mask, ratio)
+    return (hard - soft.detach() + soft) * feature_mask
+
+
 def selection_scores(logits: Tensor) -> Tensor:
     """The generator's preference for selecting each feature: the selected-logit margin."""
     return logits[..., SELECTED] - logits[..., 1 - SELECTED]

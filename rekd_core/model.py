@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from .backbones import Backbone, create_backbone
 from .errors import ConfigError
-from .losses import argmax_mask, straight_through_gumbel, topk_mask
+from .losses import argmax_mask, gumbel_topk_mask, straight_through_gumbel, topk_mask
 
-SELECTIONS = ("topk", "argmax", "gumbel")
+SELECTIONS = ("topk", "argmax", "gumbel", "gumbel_topk")
 
 
 class Generator(nn.Module):
@@ -129,12 +129,16 @@ class RationaleModel(nn.Module):
         """Hard mask from generator logits.
 
         ``gumbel``: straight-through Gumbel-softmax sample at ``tau`` (training; the reference code's
-        noisy evaluation); ``argmax``: the generator's own deterministic choice; ``topk``: exactly
-        round(ratio x real features) by score (``ratio`` defaults to the model's training ratio).
+        noisy evaluation); ``gumbel_topk``: the same with exactly round(ratio x real features) sampled
+        (training at many ratios, ``--ratio-range``); ``argmax``: the generator's own deterministic
+        choice; ``topk``: exactly round(ratio x real features) by score (``ratio`` defaults to the
+        model's training ratio).
         Padding is never selected.
         """
         if selection == "gumbel":
             return straight_through_gumbel(gen_logits, tau) * feature_mask
+        if selection == "gumbel_topk":
+            return gumbel_topk_mask(gen_logits, feature_mask, self.ratio if ratio is None else ratio, tau)
         if selection == "argmax":
             return argmax_mask(gen_logits, feature_mask)
         if selection == "topk":

@@ -56,6 +56,9 @@ class TrainConfig:
     init_from: str | None = None  # start both backbones from this checkpoint's predictor backbone
     pretrained: bool = True  # load the weights of a hub / local / timm backbone (presets never have any)
     ratio: float | None = None
+    # [lo, hi]: each batch trains at a ratio drawn uniformly from it (exactly that many features sampled,
+    # and the selection cost at it), so that one model can be read at any ratio of the range
+    ratio_range: list[float] | None = None
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
@@ -140,6 +143,15 @@ class TrainConfig:
             cfg.vocab_size = preset.vocab_size
         if not 0.0 < cfg.ratio <= 1.0:
             raise ConfigError(f"ratio must be in (0, 1], got {cfg.ratio}")
+        if cfg.ratio_range is not None:
+            if (len(cfg.ratio_range) != 2 or not 0.0 < cfg.ratio_range[0] < cfg.ratio_range[1] <= 1.0
+                    or cfg.mode == "cls"):
+                raise ConfigError(f"ratio_range must be two ratios 0 < lo < hi <= 1 of an RE or REKD run, "
+                                  f"got {cfg.ratio_range}")
+            cfg.ratio_range = [float(r) for r in cfg.ratio_range]
+            if not cfg.ratio_range[0] <= cfg.ratio <= cfg.ratio_range[1]:
+                raise ConfigError(f"the ratio {cfg.ratio} (the one dev accuracy is read at) lies outside "
+                                  f"ratio_range {cfg.ratio_range}")
         if isinstance(cfg.alpha, str) and cfg.alpha != "schedule":
             cfg.alpha = _parse_float("alpha", cfg.alpha)
         if cfg.mode == "mlm" and cfg.task != "text":
@@ -360,11 +372,16 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
     if cfg.mode == "cls":
         loss = F.cross_entropy(model(inputs).logits, targets)
         return loss, {"loss": loss.item()}
-    out = model(inputs, selection="gumbel", tau=tau)
+    ratio = cfg.ratio
+    if cfg.ratio_range is None:
+        out = model(inputs, selection="gumbel", tau=tau)
+    else:  # drawn from torch's global generator, whose state a resumed run restores
+        ratio = cfg.ratio_range[0] + (cfg.ratio_range[1] - cfg.ratio_range[0]) * torch.rand(()).item()
+        out = model(inputs, selection="gumbel_topk", tau=tau, ratio=ratio)
     fm = out.feature_mask
     length = fm.sum(dim=1) if cfg.sel_length == "real" else grid_length
     ce = F.cross_entropy(out.logits, targets)
-    sel = selection_cost(out.mask, cfg.ratio, length, per_example=cfg.sel_cost == "example")
+    sel = selection_cost(out.mask, ratio, length, per_example=cfg.sel_cost == "example")
     l_re = ce + cfg.lambda_sel * sel
     parts = {"ce": ce.item(), "sel": sel.item(), "ratio": (out.mask.sum() / fm.sum()).item()}
     if teacher is None:
@@ -376,11 +393,11 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
         else:
             t_gen = teacher.generator(inputs)
         t_mask = out.mask.detach() if cfg.teacher_mask == "student" else teacher.select(
-            t_gen, fm, cfg.eval_selection, ratio=cfg.ratio)
+            t_gen, fm, cfg.eval_selection, ratio=ratio)
         t_logits = teacher.predict(inputs, t_mask)
     kd_r = ce.new_zeros(())
     if cfg.distil != "prediction":
-        t_rationale = teacher.select(t_gen, fm, "topk", ratio=cfg.ratio) if cfg.teacher_rationale == "topk" else None
+        t_rationale = teacher.select(t_gen, fm, "topk", ratio=ratio) if cfg.teacher_rationale == "topk" else None
         kd_tau = tau if cfg.rationale_kd_tau is None else cfg.rationale_kd_tau
         kd_r = rationale_kd(out.gen_logits, t_gen, kd_tau, fm, cfg.rationale_kd_scale, teacher_mask=t_rationale)
     kd_y = prediction_kd(out.logits, t_logits, tau, cfg.teacher_labels == "hard") if cfg.distil != "rationale" else ce.new_zeros(())
@@ -503,6 +520,8 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
             model_config["unselectable_token_ids"] = special_token_ids(processor.tokenizer)
         if cfg.mode != "cls":
             model_config["generator_embeddings"] = generator_embeddings(cfg, pretrained)
+    if cfg.ratio_range is not None:
+        model_config["ratio_range"] = list(cfg.ratio_range)
     model = RationaleModel(model_config, processor, pretrained)
     if cfg.task == "vision":
         grid = feature_grid(model.predictor.backbone)

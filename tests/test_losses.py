@@ -303,3 +303,22 @@ def test_alpha_schedule():
     alphas = [alpha_at(tau_at(s, 1000)) for s in range(0, 1001, 50)]
     assert alphas[0] == 0.0 and alphas[-1] == approx(1.0)
     assert all(a <= b for a, b in zip(alphas, alphas[1:]))
+
+
+def test_gumbel_topk_mask_samples_exactly_k_with_a_straight_through_gradient():
+    from rekd_core.losses import gumbel_topk_mask
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 10, 2, requires_grad=True)
+    real = torch.ones(4, 10, dtype=torch.bool)
+    real[1, 6:] = False  # a shorter example: round(0.3 x 6) = 2
+    mask = gumbel_topk_mask(logits, real, 0.3, tau=0.5)
+    assert mask.detach().sum(dim=1).tolist() == [3, 2, 3, 3] and not mask.detach()[1, 6:].any()
+    assert set(mask.detach().unique().tolist()) <= {0.0, 1.0}
+    mask.sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0 and logits.grad[1, 6:].abs().sum() == 0
+    # the draw follows the scores: a feature far ahead is always sampled, one far behind never
+    strong = torch.zeros(200, 10, 2)
+    strong[:, 0, 1], strong[:, 9, 0] = 20.0, 20.0
+    sampled = gumbel_topk_mask(strong, torch.ones(200, 10, dtype=torch.bool), 0.2, tau=1.0)
+    assert sampled[:, 0].sum() == 200 and sampled[:, 9].sum() == 0

@@ -540,3 +540,26 @@ def test_float16_weights_halve_the_checkpoint_and_are_what_the_test_metrics_meas
     assert again["loss"] == pytest.approx(read_metrics(half)["test"]["loss"], abs=1e-6)
     with pytest.raises(ConfigError, match="weights_dtype"):
         trainer(f"csv:{text_task}", tmp_path / "bad", weights_dtype="int8")
+
+
+def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_task, trainer, tmp_path, monkeypatch):
+    import rekd_core.training as training
+
+    seen = []
+    original = training.selection_cost
+
+    def spy(mask, ratio, length, per_example=False):
+        seen.append((ratio, mask.detach().sum(dim=1).tolist()))
+        return original(mask, ratio, length, per_example)
+
+    monkeypatch.setattr(training, "selection_cost", spy)
+    out = trainer(f"csv:{text_task}", tmp_path / "range", ratio_range=[0.05, 0.5], ratio=0.1)
+    ratios = [r for r, _ in seen]
+    assert 0.05 <= min(ratios) and max(ratios) <= 0.5 and max(ratios) - min(ratios) > 0.2
+    assert all(counts == [round(r * 20)] * len(counts) for r, counts in seen)  # 20 selectable pieces a review
+    model = load_checkpoint(out)
+    assert model.config["ratio_range"] == [0.05, 0.5] and model.ratio == 0.1
+    with pytest.raises(ConfigError, match="ratio_range"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.3, 0.2])
+    with pytest.raises(ConfigError, match="outside"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.2, 0.5], ratio=0.1)
