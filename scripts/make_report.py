@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(REPO / "checkpoints" / "results.csv"))
     parser.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
-    parser.add_argument("--method", default=str(REPO.parent / "shared" / "docs" / "METHOD.md"),
+    parser.add_argument("--method", default=str(REPO / "docs" / "METHOD.md"),
                         help="METHOD.md, for the paper's numbers (left out when missing)")
     parser.add_argument("--checkpoints", default=str(REPO / "checkpoints"),
                         help="the shipped checkpoints (their per-epoch logs and size)")
