@@ -37,6 +37,7 @@ TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
 VIEWS = ["Compare", "Ratios", "Dataset browser"]
 EVAL_RATIOS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0]
+MODES_HELP = f"CLS: {R.GLOSSARY['CLS']}  \nRE: {R.GLOSSARY['RE']}  \nREKD: {R.GLOSSARY['REKD']}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,19 +91,19 @@ def explanation_store() -> tuple[OrderedDict, threading.Lock]:
     return OrderedDict(), threading.Lock()
 
 
-def explain_cached(ctx, item: B.InputItem, ratio: float, agreement: bool) -> B.PairResult:
+def explain_cached(ctx, item: B.InputItem, ratio: float, agreement: bool, fit: str) -> B.PairResult:
     if item.kind == "text":
         digest = hashlib.sha1(item.value.encode("utf-8", "surrogatepass")).hexdigest()
     else:
         digest = hashlib.sha1(item.value.tobytes()).hexdigest() + f"{item.value.size}"
     key = (ctx["pair_key"], str(ctx["device"]), B.weights_mtime(ctx["teacher_path"]),
-           B.weights_mtime(ctx["student_path"]), ratio, agreement, item.kind, digest)
+           B.weights_mtime(ctx["student_path"]), ratio, agreement, item.kind, digest, fit)
     store, lock = explanation_store()
     with lock:
         if key in store:
             store.move_to_end(key)
             return store[key]
-    result = B.explain_pair(ctx["teacher"], ctx["student"], item, ratio, agreement=agreement)
+    result = B.explain_pair(ctx["teacher"], ctx["student"], item, ratio, agreement=agreement, fit=fit)
     with lock:
         store[key] = result
         while len(store) > 64:
@@ -136,7 +137,7 @@ def pick_checkpoint(role: str, task: str, infos: list, default: int | None) -> s
         labels = {info.path: info.option_label for info in infos}
         labels[TYPE_PATH] = "Other directory (type a path)…"
         choice = st.selectbox(f"{role.title()} checkpoint", options, index=default or 0, key=key,
-                              format_func=lambda p: labels.get(p, p))
+                              format_func=lambda p: labels.get(p, p), help=MODES_HELP)
         if choice != TYPE_PATH:
             return choice
     return st.text_input(f"{role.title()} checkpoint directory", key=f"{key}_path",
@@ -186,22 +187,41 @@ def _sidebar():
     teacher, t_error = load(teacher_path, device)
     student, s_error = load(student_path, device)
 
-    trained = [m.ratio for m in (student, teacher) if m is not None and m.generator is not None]
-    default_ratio = round(trained[0], 2) if trained else 0.1
+    models = {"teacher": teacher, "student": student}
+    spans = {role: B.trained_range(m.config) for role, m in models.items() if m is not None}
     pair_key = (teacher_path, student_path)
-    if st.session_state.get("_pair") != pair_key:
-        st.session_state["_pair"] = pair_key
-        st.session_state["ratio"] = min(max(default_ratio, 0.01), 1.0)
-    ratio = st.slider("Rationale ratio (top-k at inference)", 0.01, 1.0, step=0.01, key="ratio",
-                      help="Each model re-selects its top-k features, k = ratio x the input's features")
-    notes = [f"{role} trained at {m.ratio:g}" if m.generator is not None else f"{role} is CLS (reads everything)"
-             for role, m in (("teacher", teacher), ("student", student)) if m is not None]
-    if notes:
-        st.caption("; ".join(notes))
+    ratio = ratio_slider(models, spans, pair_key)
     names = {"teacher": Path(teacher_path).name, "student": Path(student_path).name}
+    specials = frozenset().union(*(B.special_tokens(m) for m in models.values() if m is not None))
     return dict(task=task, device=device, names=names, infos=task_infos,
-                teacher_path=teacher_path, student_path=student_path,
-                teacher=teacher, student=student, errors={"teacher": t_error, "student": s_error}, ratio=float(ratio), pair_key=pair_key)
+                teacher_path=teacher_path, student_path=student_path, teacher=teacher, student=student,
+                errors={"teacher": t_error, "student": s_error}, ratio=ratio, pair_key=pair_key,
+                spans=spans, specials=specials)
+
+
+def ratio_slider(models: dict, spans: dict, pair_key: tuple) -> float:
+    """The ratio slider, starting at the trained ratio of the pair, with each model's trained ratio (or
+    range) marked under it."""
+    trained = [m.ratio for m in (models["student"], models["teacher"]) if m is not None and m.generator is not None]
+    start = min(max(round(trained[0], 2) if trained else 0.1, 0.01), 1.0)
+    # A new pair starts at its trained ratio. Otherwise the trained ratio is also the slider's own default:
+    # a click during the page's first run makes the browser redraw the slider at its default, and without
+    # one it showed (and then sent) 0.01. (Both at once would make Streamlit warn.)
+    default = {"value": start}
+    if st.session_state.get("_pair") != pair_key or "ratio" not in st.session_state:
+        st.session_state["_pair"] = pair_key
+        st.session_state["ratio"] = start
+        default = {}
+    ratio = st.slider("Rationale ratio (top-k at inference)", 0.01, 1.0, step=B.RATIO_STEP, key="ratio",
+                      help=R.GLOSSARY["ratio"], **default)
+    marks = [(role, *span, colour) for (role, span), colour in zip(spans.items(), (R.TEACHER, R.STUDENT)) if span]
+    if marks:
+        st.html(R.ratio_marks_html(ratio, marks))
+    cls_roles = [role for role, m in models.items() if m is not None and spans.get(role) is None]
+    if cls_roles:
+        st.caption(" and ".join(cls_roles).capitalize() + ": CLS, reads everything at any ratio.",
+                   help=R.GLOSSARY["CLS"])
+    return float(ratio)
 
 
 def model_cards(ctx) -> B.PairCheck | None:
@@ -281,30 +301,34 @@ def gather_inputs(task: str) -> tuple[list[B.InputItem], list[str]]:
     return items, errors
 
 
-def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, model, max_length) -> dict:
-    """One model's prediction and rationale; returns the images drawn (for the downloads)."""
+def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, view, ctx, max_length) -> dict:
+    """One model's prediction and rationale (``view``: the image as it read it); returns the images drawn
+    (for the downloads)."""
     drawn = {}
     st.markdown(f"#### :{'blue' if role == 'Teacher' else 'orange'}[{role}]: {name}")
+    warning = B.range_warning(role.lower(), ctx["ratio"], ctx["spans"].get(role.lower()))
+    if warning:
+        st.warning(warning, icon="⚠️")
     st.html(R.probs_html(exp, colour, true_label=item.label))
-    if item.kind == "text":
-        words, total = R.word_counts(item.value, exp)
-        if exp.scores:
-            st.caption(f"Selected {len(exp.selected)} of {exp.num_features} word pieces (ratio {exp.ratio:.3f}), "
-                       f"{words} of {total} words highlighted.")
+    what, one = ("word pieces", "word piece") if item.kind == "text" else ("patches", "patch")
+    if exp.scores:
+        picked = f"Selected {len(exp.selected)} of {exp.num_features} {what} (achieved ratio {exp.ratio:.3f})"
+        if item.kind == "text":
+            words, total = R.word_counts(item.value, exp, ctx["specials"])
+            picked += f", {words} of {total} words highlighted."
         else:
-            st.caption("CLS model: it reads every word piece, so it has no rationale to highlight.")
-        st.html(R.highlight_html(item.value, exp, colour, max_length))
+            picked += f" on a {exp.grid_side}x{exp.grid_side} grid of {exp.patch_size}px patches."
+        st.caption(picked, help=R.GLOSSARY["word pieces" if item.kind == "text" else "rationale"] + "  \n"
+                   + R.GLOSSARY["achieved ratio"])
     else:
-        view = model.processor.resized(item.value)
+        st.caption(f"CLS model: it reads every {one}, so it has no rationale to show.", help=R.GLOSSARY["CLS"])
+    if item.kind == "text":
+        st.html(R.highlight_html(item.value, exp, colour, max_length, ctx["specials"]))
+    else:
         selected = exp.selected if exp.scores else range(exp.grid_side ** 2)
         drawn["overlay"] = R.patch_overlay(view, selected, exp.grid_side, colour)
         drawn["original"] = R.display_image(item.value)
         drawn["view"] = view
-        if exp.scores:
-            st.caption(f"Selected {len(exp.selected)} of {exp.num_features} patches (ratio {exp.ratio:.3f}) on a "
-                       f"{exp.grid_side}x{exp.grid_side} grid of {exp.patch_size}px patches.")
-        else:
-            st.caption("CLS model: it reads every patch, so it has no rationale to show.")
         left, right = st.columns(2)
         left.image(drawn["original"], caption=f"original ({item.value.width}x{item.value.height})")
         right.image(drawn["overlay"], caption=f"{role.lower()}'s patches (unselected dimmed)")
@@ -336,41 +360,35 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
     if teacher is None or student is None or check is None or check.fatal:
         st.info("The comparison needs a working teacher and student of this task: see the messages above.")
         return
+    fit, fit_notes = image_fit(item, teacher, student) if task == "vision" else ("squash", [])
     if not is_open:
         return
     ratio = ctx["ratio"]
-    result = explain_cached(ctx, item, ratio, check.agreement)
+    result = explain_cached(ctx, item, ratio, check.agreement, fit)
     max_length = teacher.processor.max_length if task == "text" else None
     if task == "text" and (result.teacher.truncated or result.student.truncated):
         st.info(f"The review is longer than the models read ({max_length} word pieces): the rest is greyed out below.")
     names = {"Teacher": ctx["names"]["teacher"], "Student": ctx["names"]["student"]}
     columns = st.columns(2)
     drawn = {}
-    for column, role, exp, colour, model in zip(columns, ("Teacher", "Student"), (result.teacher, result.student),
-                                                (R.TEACHER, R.STUDENT), (teacher, student)):
+    for column, role, exp, colour in zip(columns, ("Teacher", "Student"), (result.teacher, result.student),
+                                         (R.TEACHER, R.STUDENT)):
         with column:
-            drawn[role] = explanation_column(role, names[role], exp, colour, item, model, max_length)
+            drawn[role] = explanation_column(role, names[role], exp, colour, item, result.views.get(role.lower()),
+                                             ctx, max_length)
 
     st.subheader("Agreement")
     cmp = result.comparison
     agreement_image = None
     if check.same_labels:
-        agree = result.teacher.label.lower() == result.student.label.lower()
-        m = st.columns(4)
-        m[0].metric("Predictions", "agree" if agree else "disagree",
-                    f"teacher {result.teacher.label}, student {result.student.label}", delta_color="off",
-                    delta_arrow="off")
+        agreement_metrics(result)
     if cmp is None:
         st.info("The rationale agreement view needs a teacher and a student that both select features (no CLS "
                 "model), with the same labels and feature grid.")
     else:
-        m[1].metric("Mask IoU", f"{cmp['iou']:.3f}")
-        m[2].metric("Mask F1", f"{cmp['f1']:.3f}")
-        m[3].metric("Both / teacher only / student only",
-                    f"{len(cmp['both'])} / {len(cmp['teacher_only'])} / {len(cmp['student_only'])}")
         st.html(R.legend_html(f"teacher ({names['Teacher']})", f"student ({names['Student']})"))
         if task == "text":
-            st.html(R.agreement_html(item.value, result.teacher, cmp, max_length))
+            st.html(R.agreement_html(item.value, result.teacher, cmp, max_length, ctx["specials"]))
         else:
             agreement_image = R.agreement_overlay(drawn["Teacher"]["view"], cmp, result.teacher.grid_side)
             left, right, _ = st.columns([1, 1, 2])
@@ -378,19 +396,61 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
             right.image(agreement_image, caption="agreement: both, teacher only, student only")
     st.caption(f"Both explanations took {1000 * result.seconds:.0f} ms on {B.device_description(ctx['device'])}.")
 
+    warnings = [B.range_warning(role, ratio, ctx["spans"].get(role)) for role in ("teacher", "student")]
     view = R.ComparisonView(
         input_name=item.name, kind=item.kind, teacher_name=names["Teacher"], student_name=names["Student"],
         teacher_exp=result.teacher, student_exp=result.student, comparison=cmp, ratio=ratio,
         text=item.value if item.kind == "text" else None, true_label=item.label, max_length=max_length,
         original=drawn["Teacher"].get("original"), teacher_overlay=drawn["Teacher"].get("overlay"),
         student_overlay=drawn["Student"].get("overlay"), agreement_image=agreement_image,
-        notes=[n for n in (item.notice,) if n])
+        notes=[n for n in (item.notice, *fit_notes, *warnings) if n], special_tokens=ctx["specials"])
     stem = "comparison_" + "".join(c if c.isalnum() else "_" for c in item.name)[:40]
     left, right, _ = st.columns([1, 1, 2])
     left.download_button("Download comparison (PNG)", data=lambda: R.comparison_png(view), file_name=f"{stem}.png",
                          mime="image/png", key="download_png", on_click="ignore")
     right.download_button("Download comparison (HTML)", data=lambda: R.comparison_html(view).encode("utf-8"),
                           file_name=f"{stem}.html", mime="text/html", key="download_html", on_click="ignore")
+
+
+def image_fit(item: B.InputItem, teacher, student) -> tuple[str, list[str]]:
+    """The choice of how an image is fitted to the models' square input, and the lines that say what
+    that does to this image (shown here and in the downloads)."""
+    fit = st.radio("Fit the image to the model's square input", list(B.FIT_MODES), horizontal=True, key="image_fit",
+                   format_func=lambda mode: B.FIT_MODES[mode].partition(":")[0],
+                   help="  \n".join(B.FIT_MODES.values()))
+    width, height = item.value.size
+    sizes = sorted({teacher.processor.image_size, student.processor.image_size})
+    notes = [B.describe_fit(width, height, size, fit) for size in sizes]
+    for note in notes:
+        st.caption(note)
+    warning = B.small_image_warning(item.name, width, height, sizes[-1])
+    if warning:
+        st.warning(warning)
+        notes.append(warning)
+    return fit, notes
+
+
+def agreement_metrics(result: B.PairResult) -> None:
+    """Prediction agreement and, when both select over one grid, the overlap of the two rationales. No
+    verdict where a model saw no feature, and no IoU where neither selected anything (undefined)."""
+    t_exp, s_exp, cmp = result.teacher, result.student, result.comparison
+    m = st.columns(4)
+    blind = [role for role, exp in (("teacher", t_exp), ("student", s_exp)) if R.saw_no_features(exp)]
+    if blind:
+        m[0].metric("Predictions", R.UNDEFINED, f"{' and '.join(blind)} saw no features", delta_color="off",
+                    delta_arrow="off", help="A model that picked no feature has no prediction to compare.")
+    else:
+        agree = t_exp.label.lower() == s_exp.label.lower()
+        m[0].metric("Predictions", "agree" if agree else "disagree", f"teacher {t_exp.label}, student {s_exp.label}",
+                    delta_color="off", delta_arrow="off", help=R.GLOSSARY["agreement"])
+    if cmp is None:
+        return
+    undefined = " Here neither model picked a feature, so there is nothing to overlap." if cmp["iou"] is None else ""
+    m[1].metric("Mask IoU", R.format_score(cmp["iou"]), help=R.GLOSSARY["mask IoU"] + undefined)
+    m[2].metric("Mask F1", R.format_score(cmp["f1"]), help=R.GLOSSARY["mask F1"] + undefined)
+    m[3].metric("Both / teacher only / student only",
+                f"{len(cmp['both'])} / {len(cmp['teacher_only'])} / {len(cmp['student_only'])}",
+                help=R.GLOSSARY["overlap counts"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,7 +489,7 @@ def results_section(ctx, frame, headlines: dict):
     part = frame[frame["task"] == chosen]
     modes = sorted(part["mode"].unique(), key=lambda m: list(B.MODES).index(m) if m in B.MODES else 9)
     picked_modes = middle.multiselect("Modes", modes, default=modes, format_func=lambda m: B.MODES.get(m, m.upper()),
-                                      key="results_modes")
+                                      key="results_modes", help=MODES_HELP)
     base_roles = part["role"].map(B.base_role)
     roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
@@ -458,7 +518,7 @@ def results_section(ctx, frame, headlines: dict):
                           ("teacher_mask_iou", "students: rationale (mask) IoU with the teacher")):
         if f"{metric}_mean" in agg and students[f"{metric}_mean"].notna().any():
             st.plotly_chart(R.results_figure(students, metric, title), key=f"results_{metric}")
-    st.dataframe(agg, hide_index=True, key="results_table")
+    st.dataframe(agg, hide_index=True, key="results_table", column_config=readable_columns(agg))
     left, right, _ = st.columns([1, 1, 3])
     left.download_button("Download summary (CSV)", R.csv_bytes(agg), "results_summary.csv", "text/csv",
                          key="download_results_summary", on_click="ignore")
@@ -479,8 +539,10 @@ def dataset_inputs(ctx, prefix: str, default_n: int):
         with contextlib.suppress(RekdError):
             default_spec = B.local_dataset_spec(B.describe_checkpoint(ctx["student_path"]).dataset)
     a, b, c, d = st.columns([3, 1, 1, 1])
+    # One field per task and default: switching the task (or to a student trained on other data) brings a
+    # field that holds that task's dataset, not the spec typed for the other one.
     spec = a.text_input("Dataset (csv:DIR, jsonl:DIR, imagefolder:DIR, aclimdb:PATH, cifar10:PATH, …)",
-                        value=default_spec, key=f"{prefix}_spec").strip()
+                        value=default_spec, key=f"{prefix}_spec|{ctx['task']}|{default_spec}").strip()
     split = b.selectbox("Split", ["test", "dev", "train"], key=f"{prefix}_split")
     n = c.number_input("Sample size", 1, B.MAX_SAMPLE, default_n, key=f"{prefix}_n")
     seed = d.number_input("Seed", 0, 2**31 - 1, 2026, key=f"{prefix}_seed")
@@ -513,9 +575,22 @@ def live_evaluation(ctx, check):
             st.caption("These numbers are for the previously loaded pair: evaluate again for the current one.")
         st.markdown(f"**Live evaluation** on {result['what']}")
         st.plotly_chart(R.live_eval_figure(result["frame"]), key="live_eval_chart")
-        st.dataframe(result["frame"], hide_index=True, key="live_eval_table")
+        st.dataframe(result["frame"], hide_index=True, key="live_eval_table",
+                     column_config=readable_columns(result["frame"]))
         st.download_button("Download live evaluation (CSV)", R.csv_bytes(result["frame"]), "live_evaluation.csv",
                            "text/csv", key="download_live_eval", on_click="ignore")
+
+
+def readable_columns(frame) -> dict:
+    """Short column headers with their meaning as a tooltip (wide tables cut long headers), numbers to
+    three decimals."""
+    config = {}
+    for column, (label, meaning) in R.column_labels(frame.columns).items():
+        if frame[column].dtype.kind == "f":
+            config[column] = st.column_config.NumberColumn(label, help=meaning, format="%.3f")
+        else:
+            config[column] = st.column_config.Column(label, help=meaning)
+    return config
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,8 +623,9 @@ def browser_view(ctx, check):
         frame = B.rank_by_disagreement(ctx["teacher"], ctx["student"], items, ctx["ratio"], agreement=check.agreement,
                                        progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
         bar.empty()
+        ranking = st.session_state.get("browser", {}).get("ranking", 0) + 1
         st.session_state["browser"] = {"items": items, "frame": frame, "pair": ctx["pair_key"], "ratio": ctx["ratio"],
-                                       "what": what, "task": task}
+                                       "what": what, "task": task, "ranking": ranking}
     if not ready:
         st.caption("Load a compatible teacher and student to rank a sample.")
     state = st.session_state.get("browser")
@@ -560,18 +636,25 @@ def browser_view(ctx, check):
     frame, items = state["frame"], state["items"]
     st.markdown(f"**{len(frame)} inputs** from {state['what']}, at ratio {state['ratio']:g}: rows where the predictions "
                 "differ first, then by lowest mask IoU.")
+    for role in ("teacher", "student"):
+        warning = B.range_warning(role, state["ratio"], ctx["spans"].get(role))
+        if warning:
+            st.warning(warning, icon="⚠️")
+    # The table and the row box are new widgets for each ranking: kept across rankings, the browser would
+    # show the previous ranking's row in the box while the table and "Open" use the new one.
+    table_key, row_key = f"browser_table_{state['ranking']}", f"browser_row_{state['ranking']}"
+
     def table_clicked():
-        rows = st.session_state["browser_table"].selection.rows
+        rows = st.session_state[table_key].selection.rows
         if rows:
-            st.session_state["browser_row"] = rows[0]
+            st.session_state[row_key] = rows[0]
 
     st.caption("Click a row (or pick it below) to choose what to open in the comparison.")
-    st.dataframe(frame.drop(columns=["disagreement"]), hide_index=True, key="browser_table", on_select=table_clicked,
-                 selection_mode="single-row", column_config={"p(teacher)": st.column_config.NumberColumn(format="%.3f"),
-                                "p(student)": st.column_config.NumberColumn(format="%.3f"),
-                                "mask IoU": st.column_config.NumberColumn(format="%.3f")})
+    shown = frame.drop(columns=["disagreement"])
+    st.dataframe(shown, hide_index=True, key=table_key, on_select=table_clicked, selection_mode="single-row",
+                 column_config=readable_columns(shown))
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    rank = left.selectbox("Row to open", range(len(frame)), key="browser_row",
+    rank = left.selectbox("Row to open", range(len(frame)), key=row_key,
                           format_func=lambda k: f"{k + 1}. {frame.loc[k, 'input']} (teacher {frame.loc[k, 'teacher']}, "
                                                 f"student {frame.loc[k, 'student']})")
     right.button("Open in comparison", key="browser_open", on_click=open_in_comparison,
@@ -590,6 +673,8 @@ def main():
     st.title("Teacher vs student rationales")
     st.caption("A select-predict model highlights the features (word pieces or image patches) it bases its prediction "
                "on. Compare what a REKD student learned to select with its teacher's rationale.")
+    with st.expander("How to read this"):
+        st.markdown(R.HOW_TO_READ)
     check = None
     with guard("Models"):
         check = model_cards(ctx)

@@ -27,6 +27,8 @@ from rekd_core.explain import Explanation, compare, explain
 from rekd_core.sweep import recipe_headline, recipe_outputs, run_family
 from rekd_core.training import load_config_file
 
+from dashboard.render import UNDEFINED, saw_no_features
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
@@ -40,6 +42,11 @@ MAX_CSV_REVIEWS = 1_000  # reviews read from one uploaded CSV file
 MAX_IMAGE_PIXELS = 40_000_000  # larger uploads are refused before they are decoded
 MAX_IMAGE_SIDE = 2048  # decoded images are shrunk to this for display (models resize anyway)
 MAX_SAMPLE = 2_000  # rows of a dataset sample (browser, live evaluation)
+RATIO_STEP = 0.01  # the ratio slider's step: a trained ratio such as 0.125 lies between two of its values
+# How an image is fitted to a model's square input. "squash" is what the models' own transform does.
+FIT_MODES = {"squash": "squash: resized to the square, its aspect ratio changed",
+             "centre-crop": "centre-crop: the middle square kept, the rest cut",
+             "pad": "pad: black borders added to make it square, nothing cut"}
 
 TEXT_COLUMNS = ("text", "review", "content", "sentence", "body")
 LABEL_COLUMNS = ("label", "sentiment", "polarity", "class")
@@ -156,6 +163,9 @@ class CheckpointInfo:
     teacher: str | None = None
     status: str = ""
     grid: dict = field(default_factory=dict)
+    ratio_range: tuple[float, float] | None = None  # the ratios it was trained over (None: CLS, reads all)
+    generator_embeddings: str = ""  # text RE/REKD: "frozen" (pretrained) or "trained" word embeddings
+    warnings: list[str] = field(default_factory=list)  # a degenerate generator, from its test metrics
 
     @property
     def mode_name(self) -> str:
@@ -191,7 +201,43 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> Che
         test_accuracy=_number(test.get("accuracy")), test_ratio=_number(test.get("ratio")),
         dataset=str(config.get("dataset", "")),
         teacher=str(teacher.get("path")) if isinstance(teacher, dict) and teacher.get("path") else None,
-        status=str(config.get("status", "")), grid=config.get("feature_grid") or {})
+        status=str(config.get("status", "")), grid=config.get("feature_grid") or {},
+        ratio_range=trained_range(config), generator_embeddings=str(config.get("generator_embeddings", "")),
+        warnings=[str(w) for w in test.get("warnings", []) if isinstance(w, str)])
+
+
+def trained_range(config: dict) -> tuple[float, float] | None:
+    """The rationale ratios a model was trained at, as (lowest, highest): its config's ``ratio_range``
+    [lo, hi] when it has a valid one (a model trained over several ratios), else its single ``ratio``;
+    None for a CLS model, which reads every feature at any ratio."""
+    if str(config.get("mode", "")).lower() == "cls":
+        return None
+    span = config.get("ratio_range")
+    if isinstance(span, (list, tuple)) and len(span) == 2:
+        low, high = (_number(v) for v in span)
+        if low is not None and high is not None and 0 < low <= high <= 1:
+            return low, high
+    ratio = _number(config.get("ratio"))
+    return (ratio, ratio) if ratio is not None else None
+
+
+def outside_trained_range(ratio: float, span: tuple[float, float] | None) -> bool:
+    """Whether ``ratio`` is away from the ratios a model was trained at (by more than half a slider step,
+    so that a model trained at 0.125 is in range at 0.12 and 0.13). Never for a CLS model (``span`` None)."""
+    if span is None:
+        return False
+    slack = RATIO_STEP / 2 + 1e-9
+    return not span[0] - slack <= ratio <= span[1] + slack
+
+
+def range_warning(role: str, ratio: float, span: tuple[float, float] | None) -> str | None:
+    """One line saying that the ``role`` model runs outside its trained ratios, or None when it does not."""
+    if not outside_trained_range(ratio, span):
+        return None
+    trained = f"at {span[0]:g}" if span[0] == span[1] else f"over {span[0]:g} to {span[1]:g}"
+    return (f"Out of range: the {role} was trained {trained}, not at {ratio:g}. It never learned to predict from "
+            f"{'fewer' if ratio < span[0] else 'more'} features than that, so its prediction and confidence here "
+            "are untested and may be wrong however sure they look.")
 
 
 def discover_checkpoints(root: str | Path) -> tuple[list[CheckpointInfo], list[str]]:
@@ -272,6 +318,16 @@ def load_model(path: str | Path, device="cpu"):
         raise
     except Exception as exc:  # a broken file can fail deep inside torch, safetensors or tokenizers
         raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {first_line(exc)})") from exc
+
+
+def special_tokens(model) -> frozenset[str]:
+    """The tokens a text model's tokenizer treats as special ([CLS], [SEP], [PAD], ...), which the page never
+    highlights as words; [UNK] stands for a word of the input (and models may select it), so it is not one
+    of them. Empty for a vision model."""
+    tokenizer = getattr(model.processor, "tokenizer", None)
+    if tokenizer is None:
+        return frozenset()
+    return frozenset(str(token) for token in tokenizer.all_special_tokens) - {str(tokenizer.unk_token)}
 
 
 def warm_up(model) -> None:
@@ -370,28 +426,57 @@ def prepare_review(text: str, name: str = "review", source: str = "typed", label
     return InputItem(name, "text", text, label=label, source=source, notice=notice)
 
 
-def decode_text(data: bytes, name: str) -> str:
-    """Uploaded bytes as text: UTF-8 (with or without BOM); one clear error otherwise."""
+# Among decodings charset-normalizer finds equally plausible (short texts often tie), the encodings that
+# Western Windows and older Unix tools wrote, most common first.
+PREFERRED_LEGACY_ENCODINGS = ("cp1252", "latin_1", "iso8859_15")
+
+
+def _looks_like_text(text: str, sample: int = 100_000) -> bool:
+    """No NUL and (almost) no other control characters in its first ``sample`` characters: what a text file
+    holds, and binary data does not."""
+    head = text[:sample]
+    if "\x00" in head:
+        return False
+    controls = sum(1 for c in head if c < " " and c not in "\t\n\r\f\v")
+    return controls <= len(head) // 100
+
+
+def decode_text(data: bytes, name: str) -> tuple[str, str]:
+    """Uploaded bytes as ``(text, encoding)``: UTF-8 (with or without BOM) first; else the encoding
+    charset-normalizer finds most plausible. One clear error for an empty or binary file."""
     if not data or not data.strip():
         raise DataError(f"{name}: the file is empty")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{name}: not UTF-8 text (byte {exc.start} is not valid UTF-8); save it as UTF-8 and "
-                        "upload it again") from exc
-    if "\x00" in text:
-        raise DataError(f"{name}: this looks like a binary file, not text")
+        text, encoding = data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = "", ""
+    if not encoding or not _looks_like_text(text):  # not UTF-8, or UTF-8 bytes that are no text (UTF-16?)
+        from charset_normalizer import from_bytes
+
+        matches = list(from_bytes(data))
+        if matches:
+            best = matches[0]
+            tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+            best = next((m for preferred in PREFERRED_LEGACY_ENCODINGS for m in tied if m.encoding == preferred), best)
+            text, encoding = str(best), best.encoding
+        if not matches or not _looks_like_text(text):
+            raise DataError(f"{name}: not a text file (it holds binary data); upload reviews as .txt or .csv text")
     if not text.strip():
         raise DataError(f"{name}: the file holds only white space")
-    return text
+    return text, encoding
 
 
 def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
     """A ``.txt`` file is one review; a ``.csv`` file holds one review per row in a column named
-    text/review/content (or its only column), with an optional label/sentiment column."""
-    text = decode_text(data, name)
+    text/review/content (or its only column), with an optional label/sentiment column. A file that is
+    not UTF-8 is decoded in the encoding that fits it best, and its first item's notice names it."""
+    text, encoding = decode_text(data, name)
+    decoded = (f"{name}: not UTF-8 text; decoded as {encoding} (if letters look wrong, save the file as UTF-8)"
+               if encoding != "utf-8" else None)
     if not name.lower().endswith(".csv"):
-        return [prepare_review(text, name, source=name)]
+        item = prepare_review(text, name, source=name)
+        item.notice = "; ".join(filter(None, [decoded, item.notice])) or None
+        return [item]
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="error")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error, ValueError) as exc:
@@ -422,8 +507,8 @@ def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
         notes.append(f"only its first {MAX_CSV_REVIEWS:,} reviews are read")
     if skipped:
         notes.append(f"{skipped} empty row(s) skipped")
-    if notes:
-        items[0].notice = "; ".join(filter(None, [items[0].notice, f"{name}: " + ", ".join(notes)]))
+    summary = f"{name}: " + ", ".join(notes) if notes else None
+    items[0].notice = "; ".join(filter(None, [decoded, items[0].notice, summary])) or None
     return items
 
 
@@ -479,6 +564,44 @@ def read_image_bytes(data: bytes, name: str) -> Image.Image:
     return image
 
 
+def fit_image(image: Image.Image, size: int, mode: str = "squash") -> Image.Image:
+    """``image`` as the ``size`` x ``size`` square a vision model reads (see ``FIT_MODES``). Resampled
+    bilinearly, as the models' own transform (torchvision's Resize) does, so that "squash" gives them
+    exactly what they were trained on; the result is also what the overlays are drawn on."""
+    square = (int(size), int(size))
+    if mode == "squash":
+        return image.resize(square, Image.BILINEAR)
+    if mode == "centre-crop":
+        return ImageOps.fit(image, square, method=Image.BILINEAR, centering=(0.5, 0.5))
+    if mode == "pad":
+        return ImageOps.pad(image, square, method=Image.BILINEAR, color=(0, 0, 0), centering=(0.5, 0.5))
+    raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
+
+
+def describe_fit(width: int, height: int, size: int, mode: str = "squash") -> str:
+    """One line saying how a ``width`` x ``height`` image becomes the model's ``size`` square."""
+    side = min(width, height)
+    if width == height:
+        how = "already square: resized" if (width, height) != (size, size) else "already the model's size: unchanged"
+    elif mode == "squash":
+        how = f"squashed (its {width}:{height} shape is distorted to 1:1)"
+    elif mode == "centre-crop":
+        cut, side_cut = 100 * (1 - side / max(width, height)), "width" if width > height else "height"
+        how = f"centre-cropped to {side}x{side} ({cut:.0f}% of its {side_cut} cut), then resized"
+    else:
+        how = f"padded to {max(width, height)}x{max(width, height)} with black borders, then resized"
+    return f"{width}x{height} -> {size}x{size}: {how}."
+
+
+def small_image_warning(name: str, width: int, height: int, size: int) -> str | None:
+    """A warning when an image is smaller than the model's ``size`` square (it is enlarged: the model sees
+    blurred pixels it was not trained on); None otherwise."""
+    if width >= size and height >= size:
+        return None
+    return (f"{name} is only {width}x{height} pixels, smaller than the {size}x{size} images the model reads: it is "
+            "enlarged, so the model sees a blur of a few pixels and its explanation says little.")
+
+
 def parse_image_upload(name: str, data: bytes) -> InputItem:
     image = read_image_bytes(data, name)
     return InputItem(name, "image", image, source=name)
@@ -493,7 +616,7 @@ def load_examples(task: str) -> list[InputItem]:
                 continue
             path = EXAMPLES_DIR / row["file"]
             if task == "text":
-                item = prepare_review(decode_text(path.read_bytes(), row["file"]), row["title"], source="example",
+                item = prepare_review(decode_text(path.read_bytes(), row["file"])[0], row["title"], source="example",
                                       label=row["label"])
             else:
                 item = InputItem(row["title"], "image", read_image_bytes(path.read_bytes(), row["file"]),
@@ -548,20 +671,36 @@ def load_dataset(spec: str):
 class PairResult:
     teacher: Explanation
     student: Explanation
-    comparison: dict | None  # compare(); None when the pair has no agreement view
+    comparison: dict | None  # compare_selections(); None when the pair has no agreement view
     seconds: float
+    views: dict[str, Image.Image] = field(default_factory=dict)  # images: what each model read ("teacher", "student")
 
 
-def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreement: bool = True) -> PairResult:
-    """Both models' explanations of one input at the rationale ratio ``ratio`` (None: each model's own)."""
+def compare_selections(t_exp: Explanation, s_exp: Explanation) -> dict:
+    """``rekd_core.explain.compare``, with mask IoU and F1 None (undefined) when neither model selected
+    anything: two empty selections do not agree perfectly, there is nothing to compare."""
+    comparison = compare(t_exp, s_exp)
+    if not t_exp.selected and not s_exp.selected:
+        comparison["iou"] = comparison["f1"] = None
+    return comparison
+
+
+def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreement: bool = True,
+                 fit: str = "squash") -> PairResult:
+    """Both models' explanations of one input at the rationale ratio ``ratio`` (None: each model's own);
+    an image is first fitted to each model's square (``fit_image``), and ``views`` holds what each read."""
     want = "text" if teacher.task == "text" else "image"
     if item.kind != want:
         raise DataError(f"{item.name}: a {teacher.task} model cannot read {'a review' if item.kind == 'text' else 'an image'}")
     started = time.perf_counter()
-    t_exp = explain(teacher, [item.value], ratio=ratio)[0]
-    s_exp = explain(student, [item.value], ratio=ratio)[0]
-    comparison = compare(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
-    return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started)
+    views = {}
+    if item.kind == "image":
+        views = {role: fit_image(item.value, model.processor.image_size, fit)
+                 for role, model in (("teacher", teacher), ("student", student))}
+    t_exp = explain(teacher, [views.get("teacher", item.value)], ratio=ratio)[0]
+    s_exp = explain(student, [views.get("student", item.value)], ratio=ratio)[0]
+    comparison = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
+    return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started, views)
 
 
 ProgressFn = Callable[[float, str], None]
@@ -571,7 +710,8 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
                          progress: ProgressFn | None = None, batch_size: int = 16) -> pd.DataFrame:
     """Explain every item with both models; one row per item, most disagreeing first: rows whose
     predictions differ, then by lowest mask IoU, then by the largest gap in the teacher label's
-    probability. ``row`` indexes ``items``."""
+    probability. ``row`` indexes ``items``. A model that selected nothing has no prediction ("—",
+    probability NaN, ``agree`` None), and two empty selections have no mask IoU (NaN)."""
     values = [item.value for item in items]
     t_exps: list[Explanation] = []
     s_exps: list[Explanation] = []
@@ -586,18 +726,26 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
             progress((len(t_exps) + len(s_exps)) / total, f"student: {len(s_exps)}/{len(values)}")
     rows = []
     for i, (item, t_exp, s_exp) in enumerate(zip(items, t_exps, s_exps)):
-        cmp = compare(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
-        labels_agree = t_exp.label.lower() == s_exp.label.lower()
-        gap = abs(t_exp.probs.get(t_exp.label, 0.0) - s_exp.probs.get(t_exp.label, s_exp.probs.get(s_exp.label, 0.0)))
-        iou = cmp["iou"] if cmp else float("nan")
+        cmp = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
+        iou = cmp["iou"] if cmp and cmp["iou"] is not None else float("nan")
+        blind = saw_no_features(t_exp) or saw_no_features(s_exp)  # no prediction to compare
+        labels_agree = None if blind else t_exp.label.lower() == s_exp.label.lower()
+        gap = 0.0 if blind else abs(t_exp.probs.get(t_exp.label, 0.0)
+                                     - s_exp.probs.get(t_exp.label, s_exp.probs.get(s_exp.label, 0.0)))
+        (t_label, t_p), (s_label, s_p) = _verdict(t_exp), _verdict(s_exp)
         rows.append({"row": i, "input": item.preview(70), "true label": item.label or "",
-                     "teacher": t_exp.label, "p(teacher)": t_exp.probs[t_exp.label],
-                     "student": s_exp.label, "p(student)": s_exp.probs[s_exp.label],
+                     "teacher": t_label, "p(teacher)": t_p, "student": s_label, "p(student)": s_p,
                      "agree": labels_agree, "mask IoU": iou,
-                     "disagreement": (0.0 if labels_agree else 1.0) + (1.0 - iou if cmp else 0.0) + 0.1 * gap})
+                     "disagreement": (1.0 if labels_agree is False else 0.0) + (0.0 if iou != iou else 1.0 - iou)
+                                     + 0.1 * gap})
     frame = pd.DataFrame(rows, columns=["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
                                         "agree", "mask IoU", "disagreement"])
     return frame.sort_values(["disagreement", "row"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _verdict(exp: Explanation) -> tuple[str, float]:
+    """(label, probability) of a prediction; ("—", NaN) for a model that saw no feature: it has none."""
+    return (UNDEFINED, float("nan")) if saw_no_features(exp) else (exp.label, exp.probs[exp.label])
 
 
 class _Tracked:

@@ -12,7 +12,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -21,6 +21,10 @@ TEACHER = "#0072B2"
 STUDENT = "#E69F00"
 BOTH = "#009E73"
 MODE_COLOURS = {"cls": "#7F7F7F", "re": "#0072B2", "rekd": "#D55E00"}
+# A CLS model reads everything, so it is a flat reference line: the teacher's and the student's must
+# not look alike (black dashes and reddish-purple dots), other roles fall back to grey dash-dots.
+CLS_LINES = {"teacher": ("#000000", "dash"), "student": ("#CC79A7", "dot")}
+UNDEFINED = "—"  # shown for a score that has no value (the IoU of two empty selections)
 MAX_UNREAD_CHARS = 2_000  # of the part of a review the model did not read, this much is shown
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _GAP, _BR_START, _BR_REST = -1, -2, -3
@@ -38,6 +42,58 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Words the page uses, explained once: tooltips (help=) and the "How to read this" box share them
+# ----------------------------------------------------------------------------------------------
+
+GLOSSARY = {
+    "rationale": "The few features (word pieces of a review, patches of an image) a model picks. Its prediction "
+                 "is made from those alone, so they show what it based the prediction on.",
+    "CLS": "A plain classifier that reads every feature: it picks nothing, so it has no rationale. Shown as a "
+           "reference for how accurate a model can be with everything in view.",
+    "RE": "Rationale extraction: a generator picks a few features and a predictor classifies from only those; "
+          "the two are trained together.",
+    "REKD": "RE with knowledge distillation: a small student learns what to pick and what to predict from a "
+            "big RE teacher.",
+    "word pieces": "The pieces a tokenizer cuts text into ('unbelievable' -> 'un', '##believ', '##able'). The "
+                   "models pick pieces; the page highlights the whole words they belong to.",
+    "ratio": "The share of an input's features each model keeps: the k = ratio x features with the highest "
+             "scores. Each model was trained at one ratio (marked under the slider); far from it, its "
+             "predictions are untested.",
+    "achieved ratio": "The share of features actually kept: k is rounded to a whole number and padding is not "
+                      "counted, so it can differ a little from the ratio asked for.",
+    "mask IoU": "How far the two selections overlap: features both picked / features either picked. 1 = the "
+                "same features, 0 = none in common. Undefined (—) when neither picked anything.",
+    "mask F1": "Another overlap score: 2 x features both picked / (teacher's + student's features). Undefined "
+               "(—) when neither picked anything.",
+    "agreement": "Whether the teacher and the student predict the same label (over a sample: the share of "
+                 "inputs where they do).",
+    "overlap counts": "Features picked by both models / by the teacher only / by the student only.",
+}
+
+HOW_TO_READ = f"""\
+- **Rationale**: {GLOSSARY["rationale"]}
+- **Teacher and student**: the teacher is a big model; the student a small one. **CLS**, **RE** and **REKD**
+  are how a model was trained: {GLOSSARY["CLS"]} {GLOSSARY["RE"]} {GLOSSARY["REKD"]}
+- **Word pieces**: {GLOSSARY["word pieces"]} Special pieces such as [CLS] and [SEP] are never highlighted.
+- **Ratio** (the sidebar slider): {GLOSSARY["ratio"]} **Achieved ratio**: {GLOSSARY["achieved ratio"]}
+- **Agreement**: blue = teacher only, orange = student only, green = both. **Mask IoU**: {GLOSSARY["mask IoU"]}
+  **Prediction agreement**: {GLOSSARY["agreement"]}
+- A model that picked **no feature** saw nothing: it has no prediction, whatever numbers it outputs.
+"""
+
+
+def format_score(value: float | None) -> str:
+    """A score with three decimals, or "—" when it is undefined (None or NaN)."""
+    return UNDEFINED if value is None or value != value else f"{value:.3f}"
+
+
+def saw_no_features(exp) -> bool:
+    """Whether a selecting model picked nothing: its predictor then saw an empty input, and whatever it
+    outputs is its bias, not a prediction about this input. (A CLS model, without scores, reads all.)"""
+    return bool(exp.scores) and not exp.selected
+
+
+# ----------------------------------------------------------------------------------------------
 # Text: word pieces -> words -> highlighted HTML
 # ----------------------------------------------------------------------------------------------
 
@@ -51,19 +107,23 @@ class Word:
     pieces: list[int] = field(default_factory=list)
 
 
-def merge_word_pieces(text: str, offsets: Sequence[tuple[int, int]]) -> tuple[list[Word], list[int]]:
+def merge_word_pieces(text: str, offsets: Sequence[tuple[int, int]], tokens: Sequence[str] | None = None,
+                      special_tokens: Collection[str] = ()) -> tuple[list[Word], list[int]]:
     """Group word pieces back into words using their character spans in ``text``.
 
     A piece continues the previous word when it starts exactly where that word ends and both sides
     of the join are letters or digits ("un" + "##believ" + "##able"); punctuation stays its own
     word. Works for any tokenizer that reports offsets (WordPiece, BPE, SentencePiece). Returns
-    the words in text order and the indices of the special pieces ([CLS], [SEP]: empty spans).
+    the words in text order and the indices of the special pieces: those with an empty span
+    ([CLS], [SEP], padding) and those whose token is one of ``special_tokens`` (the tokenizer's
+    ``all_special_tokens``: a literal "[SEP]" typed in a review has a span but is still special).
+    Special pieces belong to no word, so they are never highlighted.
     """
     words: list[Word] = []
     specials: list[int] = []
     for index, (start, end) in enumerate(offsets):
         start, end = int(start), int(end)
-        if end <= start:
+        if end <= start or (tokens is not None and special_tokens and tokens[index] in special_tokens):
             specials.append(index)
             continue
         if words:
@@ -118,17 +178,12 @@ _TEXT_BOX = ("font-family:Georgia,'DejaVu Serif',serif;font-size:15px;line-heigh
              "max-height:520px;overflow-y:auto")
 
 
-def _badge(token: str, colour: str | None) -> str:
-    background = tint(colour, 0.45) if colour else "#f2f2f2"
-    return (f'<span style="font-family:monospace;font-size:11px;border:1px solid #999;border-radius:4px;'
-            f'padding:0 3px;margin:0 3px;background:{background};color:#111" title="special token, selected">'
-            f"{html.escape(token)}</span>")
-
-
 def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]], truncated: bool,
-               colour_of: dict[int, str], notes: dict[int, str] | None = None, max_length: int | None = None) -> str:
-    """The review with each word whose owner piece set maps to a colour highlighted."""
-    words, specials = merge_word_pieces(text, offsets)
+               colour_of: dict[int, str], notes: dict[int, str] | None = None, max_length: int | None = None,
+               special_tokens: Collection[str] = ()) -> str:
+    """The review with each word whose owner piece set maps to a colour highlighted (special pieces
+    are in no word, so they never are)."""
+    words, _ = merge_word_pieces(text, offsets, tokens, special_tokens)
     limit = read_limit(text, offsets, truncated)
     word_colour: dict[int, str] = {}
     for index, word in enumerate(words):
@@ -136,9 +191,6 @@ def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, in
         if colours:
             word_colour[index] = _strongest(colours)
     out = []
-    lead = [i for i in specials if i == 0 and i in colour_of]
-    tail = [i for i in specials if i != 0 and i in colour_of]
-    out += [_badge(tokens[i], colour_of[i]) for i in lead]
     for owner, start, end in _segments(text, words, limit):
         if owner == _BR_START:
             out.append("<br>")
@@ -155,7 +207,6 @@ def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, in
                            f'{word_colour[owner]};border-radius:3px;color:#111" title="{title}">{piece_text}</span>')
             else:
                 out.append(f'<span title="{title}">{piece_text}</span>')
-    out += [_badge(tokens[i], colour_of[i]) for i in tail]
     if limit < len(text):
         rest = text[limit:]
         shown = rest[:MAX_UNREAD_CHARS]
@@ -174,32 +225,39 @@ def _strongest(colours: Iterable[str]) -> str:
     return max(colours, key=lambda c: _PRIORITY.get(c, 0))
 
 
-def highlight_html(text: str, exp, colour: str = TEACHER, max_length: int | None = None) -> str:
+def highlight_html(text: str, exp, colour: str = TEACHER, max_length: int | None = None,
+                   special_tokens: Collection[str] = ()) -> str:
     """One model's rationale over the review: the words any of whose pieces it selected."""
     selected = set(exp.selected) if exp.scores else set()  # a CLS model selects nothing: it reads all
     colour_of = {i: colour for i in selected}
-    words, _ = merge_word_pieces(text, exp.offsets)
+    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     notes = {}
     if exp.scores:
         for index, word in enumerate(words):
             best = max(exp.scores[p] for p in word.pieces if p < len(exp.scores))
             notes[index] = f" · score {best:+.2f}"
-    return _text_html(text, exp.tokens, exp.offsets, exp.truncated, colour_of, notes, max_length)
+    return _text_html(text, exp.tokens, exp.offsets, exp.truncated, colour_of, notes, max_length, special_tokens)
 
 
-def agreement_html(text: str, teacher_exp, comparison: dict, max_length: int | None = None) -> str:
-    """The review with words selected by both (green), only the teacher (blue), only the student
-    (orange): a word takes the strongest of its pieces' classes."""
+def _agreement_colours(comparison: dict) -> dict[int, str]:
+    """Feature -> colour of the agreement view: both (green), teacher only (blue), student only (orange)."""
     colour_of = {i: BOTH for i in comparison["both"]}
     colour_of.update({i: TEACHER for i in comparison["teacher_only"]})
     colour_of.update({i: STUDENT for i in comparison["student_only"]})
-    return _text_html(text, teacher_exp.tokens, teacher_exp.offsets, teacher_exp.truncated, colour_of,
-                      max_length=max_length)
+    return colour_of
 
 
-def word_counts(text: str, exp) -> tuple[int, int]:
+def agreement_html(text: str, teacher_exp, comparison: dict, max_length: int | None = None,
+                   special_tokens: Collection[str] = ()) -> str:
+    """The review with words selected by both (green), only the teacher (blue), only the student
+    (orange): a word takes the strongest of its pieces' classes."""
+    return _text_html(text, teacher_exp.tokens, teacher_exp.offsets, teacher_exp.truncated,
+                      _agreement_colours(comparison), max_length=max_length, special_tokens=special_tokens)
+
+
+def word_counts(text: str, exp, special_tokens: Collection[str] = ()) -> tuple[int, int]:
     """(selected words, words read): a word counts as selected if any of its pieces is."""
-    words, _ = merge_word_pieces(text, exp.offsets)
+    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     selected = set(exp.selected)
     return sum(1 for w in words if selected.intersection(w.pieces)), len(words)
 
@@ -219,7 +277,14 @@ def legend_html(teacher_name: str = "teacher", student_name: str = "student") ->
 
 
 def probs_html(exp, colour: str = TEACHER, top: int = 10, true_label: str | None = None) -> str:
-    """The predicted label and a bar per class probability (the ``top`` most likely)."""
+    """The predicted label and a bar per class probability (the ``top`` most likely). A model that
+    picked no feature gets no verdict and no bars: its output is the predictor's bias on an empty input."""
+    if saw_no_features(exp):
+        return ('<div style="font-family:sans-serif;color:#222">'
+                '<div style="font-size:20px;font-weight:600;margin-bottom:4px;color:#777">No prediction</div>'
+                f'<div style="font-size:13px;color:#555">The model picked none of the {exp.num_features} features: its '
+                'predictor saw nothing, so whatever it outputs says nothing about this input. Raise the ratio until '
+                'it picks at least one feature.</div></div>')
     items = sorted(exp.probs.items(), key=lambda kv: -kv[1])
     shown = items[:top]
     verdict = ""
@@ -272,15 +337,31 @@ def model_card_html(info, role: str, colour: str, teacher: str | None = None) ->
     accuracy = f"{info.test_accuracy:.3f}" if info.test_accuracy is not None else "not recorded"
     if info.test_ratio is not None and info.mode != "cls":
         accuracy += f" (achieved ratio {info.test_ratio:.3f})"
-    ratio = "reads everything (no selection)" if info.mode == "cls" else f"{info.ratio:g}"
+    if info.mode == "cls":
+        ratio = "reads everything (no selection)"
+    else:
+        low, high = info.ratio_range or (info.ratio, info.ratio)
+        ratio = f"trained at {low:g}" if low == high else f"trained over {low:g} to {high:g}"
     rows = [("backbone", info.backbone), ("parameters", params), ("mode", info.mode_name), ("rationale ratio", ratio),
             ("test accuracy", accuracy), ("labels", _short_list(info.labels)), ("feature grid", grid_text),
             ("dataset", info.dataset or "?")]
     if teacher or info.teacher:
         rows.append(("distilled from" if info.mode == "rekd" else "compared with", teacher or info.teacher))
+    if info.generator_embeddings:
+        rows.append(("generator embeddings", f"{info.generator_embeddings} "
+                     f"({'pretrained' if info.generator_embeddings == 'frozen' else 'learned from scratch'})"))
     if info.status and info.status != "complete":
         rows.append(("status", info.status))
-    body = "".join(f'<tr><td style="color:#666;padding:1px 10px 1px 0;white-space:nowrap;vertical-align:top">{html.escape(k)}</td>'
+    rows += [("⚠ warning", warning) for warning in info.warnings]
+    hints = {"mode": GLOSSARY.get(info.mode_name, ""), "rationale ratio": GLOSSARY["ratio"],
+             "test accuracy": GLOSSARY["achieved ratio"],
+             "feature grid": GLOSSARY["word pieces"] if grid.get("type") == "text" else "",
+             "generator embeddings": "the generator's word embeddings: frozen when they come from pretrained "
+                                     "weights, trained when they start random",
+             "⚠ warning": "from the model's test metrics: what its generator selects on its own (argmax), "
+                          "against the target ratio and between classes"}
+    body = "".join(f'<tr title="{html.escape(hints.get(k, ""), quote=True)}"><td style="color:#666;padding:1px 10px 1px 0;'
+                   f'white-space:nowrap;vertical-align:top">{html.escape(k)}</td>'
                    f'<td style="padding:1px 0;word-break:break-all">{html.escape(str(v))}</td></tr>' for k, v in rows)
     return (f'<div style="font-family:sans-serif;font-size:13px;color:#222;background:#fff;border:1px solid #ddd;'
             f'border-left:5px solid {colour};border-radius:6px;padding:8px 10px;margin-bottom:6px">'
@@ -399,13 +480,16 @@ class ComparisonView:
     student_overlay: Image.Image | None = None
     agreement_image: Image.Image | None = None
     notes: list[str] = field(default_factory=list)
+    special_tokens: frozenset[str] = frozenset()  # never highlighted (the tokenizers' all_special_tokens)
 
 
 def agreement_summary(comparison: dict | None) -> str:
     if comparison is None:
         return "agreement not available for this pair"
     agree = "agree" if comparison["labels_agree"] else "disagree"
-    return (f"predictions {agree}; mask IoU {comparison['iou']:.3f}, F1 {comparison['f1']:.3f}; "
+    undefined = " (undefined: neither model picked a feature)" if comparison["iou"] is None else ""
+    return (f"predictions {agree}; mask IoU {format_score(comparison['iou'])}, F1 {format_score(comparison['f1'])}"
+            f"{undefined}; "
             f"{len(comparison['both'])} features selected by both, {len(comparison['teacher_only'])} by the teacher only, "
             f"{len(comparison['student_only'])} by the student only")
 
@@ -417,7 +501,7 @@ def comparison_html(view: ComparisonView) -> str:
     for role, name, exp, colour, overlay in (("Teacher", view.teacher_name, view.teacher_exp, TEACHER, view.teacher_overlay),
                                              ("Student", view.student_name, view.student_exp, STUDENT, view.student_overlay)):
         if view.kind == "text":
-            body = highlight_html(view.text or "", exp, colour, view.max_length)
+            body = highlight_html(view.text or "", exp, colour, view.max_length, view.special_tokens)
         else:
             body = (f'<img alt="original" src="{_data_uri(view.original)}" style="margin-right:8px">'
                     f'<img alt="{role} patches" src="{_data_uri(overlay)}">')
@@ -427,7 +511,8 @@ def comparison_html(view: ComparisonView) -> str:
                        f'features (ratio {exp.ratio:.3f})</p>{body}</div>')
     if view.comparison is not None:
         if view.kind == "text":
-            agreement = agreement_html(view.text or "", view.teacher_exp, view.comparison, view.max_length)
+            agreement = agreement_html(view.text or "", view.teacher_exp, view.comparison, view.max_length,
+                                       view.special_tokens)
         else:
             agreement = f'<img alt="agreement" src="{_data_uri(view.agreement_image)}">'
         agreement = legend_html() + agreement
@@ -460,12 +545,13 @@ def _font(size: int, bold: bool = False) -> ImageFont.ImageFont:
         return ImageFont.load_default(size)
 
 
-def _text_atoms(text: str, exp, colour_of: dict[int, str]) -> tuple[list[list[tuple[str, str | None]]], int]:
+def _text_atoms(text: str, exp, colour_of: dict[int, str], special_tokens: Collection[str] = ()
+                ) -> tuple[list[list[tuple[str, str | None]]], int]:
     """The read part of a review as visual words (lists of (string, colour or None)), with ``None``
     entries for line breaks, and the number of characters not read."""
-    words, specials = merge_word_pieces(text, exp.offsets)
+    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     limit = read_limit(text, exp.offsets, exp.truncated)
-    chunks: list = [[(f"[{exp.tokens[i].strip('[]')}]", colour_of[i])] for i in specials if i == 0 and i in colour_of]
+    chunks: list = []
     current: list = []
 
     def flush():
@@ -493,7 +579,6 @@ def _text_atoms(text: str, exp, colour_of: dict[int, str]) -> tuple[list[list[tu
             colours = [colour_of[p] for p in words[owner].pieces if p in colour_of]
             current.append((text[start:end], _strongest(colours) if colours else None))
     flush()
-    chunks += [[(f"[{exp.tokens[i].strip('[]')}]", colour_of[i])] for i in specials if i != 0 and i in colour_of]
     return chunks, len(text) - limit
 
 
@@ -549,8 +634,16 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
              f"   ·   rationale ratio: {ratio}"
     blocks.append((72, lambda d, y: (d.text((margin, y), "Teacher vs student rationales", font=title_font, fill=(20, 20, 20)),
                                      d.text((margin, y + 36), header[:180], font=small, fill=(80, 80, 80)))))
+    if view.notes:  # out-of-range ratios, how an image was fitted, ...: as on the page
+        notes = [note[:190] for note in view.notes]
+        blocks.append((20 * len(notes) + 8, lambda d, y: [d.text((margin, y + 20 * i), note, font=small, fill=(138, 90, 0))
+                                                          for i, note in enumerate(notes)]))
 
     def prediction_lines(role, name, exp):
+        if saw_no_features(exp):
+            return [f"{role}: {name}"[:70], "no prediction: the model picked no feature (it saw nothing)",
+                    "raise the ratio until it picks at least one",
+                    f"selected 0 of {exp.num_features} features (ratio {exp.ratio:.3f})"]
         top = sorted(exp.probs.items(), key=lambda kv: -kv[1])[:5]
         return [f"{role}: {name}"[:70], f"prediction: {exp.label} (p = {exp.probs[exp.label]:.3f})",
                 "   ".join(f"{k} {v:.3f}" for k, v in top)[:90],
@@ -572,7 +665,8 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
         text = view.text or ""
         per_model = []
         for exp, colour in ((view.teacher_exp, TEACHER), (view.student_exp, STUDENT)):
-            chunks, unread = _text_atoms(text, exp, {i: colour for i in exp.selected} if exp.scores else {})
+            chunks, unread = _text_atoms(text, exp, {i: colour for i in exp.selected} if exp.scores else {},
+                                         view.special_tokens)
             per_model.append((_layout(chunks, column, font, line_height), unread))
         rows = max(len(lines) for lines, _ in per_model)
         unread = per_model[0][1]
@@ -586,10 +680,7 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
 
         blocks.append((rows * line_height + (28 if unread else 8), draw_texts))
         if view.comparison is not None:
-            colour_of = {i: BOTH for i in view.comparison["both"]}
-            colour_of.update({i: TEACHER for i in view.comparison["teacher_only"]})
-            colour_of.update({i: STUDENT for i in view.comparison["student_only"]})
-            chunks, _ = _text_atoms(text, view.teacher_exp, colour_of)
+            chunks, _ = _text_atoms(text, view.teacher_exp, _agreement_colours(view.comparison), view.special_tokens)
             agreement_lines = _layout(chunks, width - 2 * margin, font, line_height)
             blocks.append((40, lambda d, y: _agreement_header(d, y, margin, view, head_font, small)))
             blocks.append((len(agreement_lines) * line_height + 8,
@@ -680,8 +771,9 @@ def results_figure(agg, metric: str = "accuracy", title: str | None = None):
         mean, std = group[f"{metric}_mean"], group.get(f"{metric}_std")
         if mode == "cls":
             value = float(mean.mean())
-            fig.add_trace(go.Scatter(x=list(x_range), y=[value, value], mode="lines", name=name,
-                                     line=dict(color=colour, dash="dash", width=2),
+            cls_colour, dash = CLS_LINES.get(role, (colour, "dashdot"))
+            fig.add_trace(go.Scatter(x=list(x_range), y=[value, value], mode="lines", name=name, showlegend=True,
+                                     line=dict(color=cls_colour, dash=dash, width=2),
                                      hovertemplate=f"{name}<br>{metric} %{{y:.3f}} (reads everything)<extra></extra>"))
             continue
         fig.add_trace(go.Scatter(
@@ -756,4 +848,75 @@ def live_eval_figure(frame):
 
 def csv_bytes(frame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
+
+
+# ----------------------------------------------------------------------------------------------
+# Table headers: short labels (wide tables cut long ones) with the full meaning as a tooltip
+# ----------------------------------------------------------------------------------------------
+
+_COLUMNS = {
+    "task": ("task", "text (reviews) or vision (images)"),
+    "role": ("role", "teacher (big) or student (small); a recipe variant is named in brackets"),
+    "mode": ("mode", "CLS: reads everything. RE: " + GLOSSARY["RE"] + " REKD: " + GLOSSARY["REKD"]),
+    "model": ("model", "teacher or student"),
+    "backbone": ("backbone", "the network's size: layers x hidden width"),
+    "ratio": ("ratio", GLOSSARY["ratio"]),
+    "accuracy": ("acc", "test accuracy: the share of inputs classified right"),
+    "f1": ("F1", "macro F1 score of the predictions"),
+    "achieved_ratio": ("achieved", GLOSSARY["achieved ratio"]),
+    "teacher_agreement": ("agree w/ T", "prediction agreement with the teacher: " + GLOSSARY["agreement"]),
+    "teacher_mask_iou": ("IoU w/ T", "mask IoU with the teacher: " + GLOSSARY["mask IoU"]),
+    "mask_iou_with_teacher": ("IoU w/ T", "mask IoU with the teacher: " + GLOSSARY["mask IoU"]),
+    "runs": ("runs", "how many runs (seeds) the mean and deviation are over"),
+    "n": ("n", "examples evaluated"),
+    "row": ("#", "position of the input in the sample"),
+    "input": ("input", "the review (its start) or the image"),
+    "true label": ("true", "the label the dataset gives"),
+    "teacher": ("teacher", "the teacher's prediction (— when it picked no feature)"),
+    "p(teacher)": ("p(T)", "the teacher's probability for its prediction"),
+    "student": ("student", "the student's prediction (— when it picked no feature)"),
+    "p(student)": ("p(S)", "the student's probability for its prediction"),
+    "agree": ("agree", GLOSSARY["agreement"]),
+    "mask IoU": ("IoU", GLOSSARY["mask IoU"]),
+}
+_STATS = {"mean": ("", "mean over seeds"), "std": (" ±", "standard deviation over seeds")}
+
+
+def column_labels(columns: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Column -> (short header, tooltip) for the known columns of the dashboard's tables, including
+    the ``<metric>_mean`` / ``<metric>_std`` columns of the aggregated results."""
+    out = {}
+    for column in columns:
+        base, _, stat = str(column).rpartition("_")
+        if column in _COLUMNS:
+            out[column] = _COLUMNS[column]
+        elif stat in _STATS and base in _COLUMNS:
+            label, meaning = _COLUMNS[base]
+            suffix, what = _STATS[stat]
+            out[column] = (label + suffix, f"{meaning} ({what})")
+    return out
+
+
+def ratio_marks_html(ratio: float, marks: Sequence[tuple[str, float, float, str]], low: float = 0.01,
+                     high: float = 1.0) -> str:
+    """A ruler under the ratio slider: each model's trained ratio (a tick, or a band for a trained range)
+    in its colour, and the ratio in use as a black line, so that the slider shows where each model was
+    trained. ``marks``: (name, lowest, highest trained ratio, colour)."""
+    at = lambda r: 100 * (min(max(r, low), high) - low) / (high - low)  # noqa: E731
+    trained = lambda lo, hi: f"trained at {lo:g}" if lo == hi else f"trained over {lo:g} to {hi:g}"  # noqa: E731
+    parts = []
+    for row, (name, lo, hi, colour) in enumerate(marks):  # one row each: equal ratios do not hide each other
+        title = html.escape(f"{name} {trained(lo, hi)}", quote=True)
+        width = max(at(hi) - at(lo), 0.0)
+        parts.append(f'<div title="{title}" style="position:absolute;top:{1 + 6 * row}px;height:5px;'
+                     f'left:calc({at(lo):.2f}% - 3px);width:calc({width:.2f}% + 6px);background:{colour};border-radius:2px">'
+                     '</div>')
+    parts.append(f'<div title="ratio in use: {ratio:g}" style="position:absolute;top:0;bottom:0;'
+                 f'left:calc({at(ratio):.2f}% - 1px);width:2px;background:#111"></div>')
+    legend = " · ".join(f'<span style="color:{colour}">■</span> {html.escape(name)} {trained(lo, hi)}'
+                        for name, lo, hi, colour in marks)
+    return ('<div style="font-family:sans-serif;font-size:12px;color:#444;margin:-6px 0 4px 0">'
+            f'<div style="position:relative;height:{max(14, 2 + 6 * len(marks))}px;background:#eee;border-radius:3px">'
+            f'{"".join(parts)}</div>'
+            f'<div style="margin-top:2px">{legend} · <b>|</b> in use {ratio:g}</div></div>')
 

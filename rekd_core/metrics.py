@@ -146,7 +146,8 @@ def mask_agreement(mask_a: Tensor, mask_b: Tensor, feature_mask: Tensor) -> dict
     """IoU and F1 (Dice) of two hard masks over real features, per example, averaged over examples.
 
     Measures how far two rationales coincide (teacher vs student). An example where neither mask
-    selects a real feature (including an all-padding row) agrees perfectly: IoU = F1 = 1.
+    selects a real feature (including an all-padding row) has no overlap to measure: it is left out of
+    the mean, and ``nan`` is returned when every example is such.
     """
     _check_masks(mask_a, mask_b, feature_mask)
     real = _as_bool(feature_mask)
@@ -154,9 +155,9 @@ def mask_agreement(mask_a: Tensor, mask_b: Tensor, feature_mask: Tensor) -> dict
     inter = (a & b).sum(dim=1).double()
     union = (a | b).sum(dim=1).double()
     total = (a.sum(dim=1) + b.sum(dim=1)).double()
-    ones = torch.ones_like(inter)
-    iou = torch.where(union > 0, inter / union.clamp_min(1), ones)
-    f1 = torch.where(total > 0, 2 * inter / total.clamp_min(1), ones)
+    measured = union > 0
+    iou = inter[measured] / union[measured]
+    f1 = 2 * inter[measured] / total[measured]
     return {"iou": _mean(iou), "f1": _mean(f1)}
 
 

@@ -132,6 +132,37 @@ def plotly_specs(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def only(elements, prefix: str):
+    """The one element whose key starts with ``prefix`` (keys that carry a task or a ranking number)."""
+    found = [e for e in elements if str(e.key).startswith(prefix)]
+    assert len(found) == 1, [e.key for e in elements]
+    return found[0]
+
+
+def spec_field(at: AppTest, prefix: str):
+    """The dataset spec box of the live evaluation ("eval") or the browser ("browse")."""
+    return only(at.text_input, f"{prefix}_spec")
+
+
+def browser_table(at: AppTest):
+    return only(at.dataframe, "browser_table")
+
+
+def row_box(at: AppTest):
+    return only(at.selectbox, "browser_row")
+
+
+def helps(at: AppTest) -> str:
+    """Every tooltip (help=) of the page's widgets, metrics and captions, joined."""
+    found = []
+    for kind in ("slider", "selectbox", "multiselect", "radio", "metric", "caption", "text_input"):
+        for element in at.get(kind):
+            text = getattr(element.proto, "help", "")
+            if text:
+                found.append(text)
+    return " | ".join(found)
+
+
 # ----------------------------------------------------------------------------------------------
 # Models: discovery, cards, device, typed paths, broken and mismatched checkpoints
 # ----------------------------------------------------------------------------------------------
@@ -301,6 +332,119 @@ def test_ratio_slider_reselects_features(make_app):
     assert iou_high > 0.5  # at 0.8 both models select most of a short review
 
 
+def trained_ratio(path: Path) -> float:
+    return float(json.loads((Path(path) / "config.json").read_text())["ratio"])
+
+
+def range_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if w.value.startswith("Out of range")]
+
+
+def test_slider_marks_trained_ratios_and_warns_out_of_range(make_app, tiny_checkpoints):
+    at = use_text(make_app(), REVIEW)
+    trained = trained_ratio(tiny_checkpoints.text_teacher)
+    assert at.sidebar.slider(key="ratio").value == pytest.approx(trained)
+    ruler = next(h.value for h in at.html if "ratio in use" in h.value)
+    assert f"teacher trained at {trained:g}" in ruler and f"student trained at {trained:g}" in ruler
+    assert not range_warnings(at)
+    away = round(trained + 0.4, 2)
+    at.sidebar.slider(key="ratio").set_value(away).run()
+    assert_clean(at)
+    warnings = range_warnings(at)
+    assert len(warnings) == 2 and f"the teacher was trained at {trained:g}, not at {away:g}" in warnings[0]
+    assert "student" in warnings[1] and "more features" in warnings[1]
+    assert len(prob_blocks(at)) == 2 and all("p = " in block for block in prob_blocks(at))  # still shown, warned
+    assert f"ratio in use: {away:g}" in next(h.value for h in at.html if "ratio in use" in h.value)
+
+
+def test_a_redrawn_slider_shows_the_trained_ratio(make_app, tiny_checkpoints):
+    """A click during the page's first run interrupts it, and the browser redraws the slider at its own
+    default without sending a value back: that default must be the trained ratio (it was 0.01, which the
+    page then showed and used)."""
+    at = make_app()
+    trained = trained_ratio(tiny_checkpoints.text_teacher)
+    at.run()
+    slider = at.sidebar.slider(key="ratio")
+    assert slider.value == pytest.approx(trained) and list(slider.proto.default) == [pytest.approx(trained)]
+    slider.set_value(0.5).run()
+    at.run()
+    assert at.sidebar.slider(key="ratio").value == pytest.approx(0.5)  # the default does not undo a choice
+    at.sidebar.radio(key="task").set_value("vision").run()  # another pair: its own trained ratio
+    assert at.sidebar.slider(key="ratio").value == pytest.approx(trained_ratio(tiny_checkpoints.vision_student))
+
+
+def test_a_trained_ratio_range_in_the_config_is_honoured(make_app, tiny_checkpoints, tmp_path):
+    """A model whose config carries ``ratio_range`` is in range anywhere inside it."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints.text_teacher, root / "text" / "teacher")
+    shutil.copytree(tiny_checkpoints.text_student, root / "text" / "student")
+    config_path = root / "text" / "student" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["ratio_range"] = [0.05, 0.5]
+    config_path.write_text(json.dumps(config))
+    at = use_text(make_app(REKD_CHECKPOINTS=root), REVIEW)
+    ruler = next(h.value for h in at.html if "ratio in use" in h.value)
+    assert "student trained over 0.05 to 0.5" in ruler
+    card = [h.value for h in at.html if "feature grid" in h.value][1]
+    assert "trained over 0.05 to 0.5" in card
+    at.sidebar.slider(key="ratio").set_value(0.3).run()
+    warnings = range_warnings(at)
+    assert len(warnings) == 1 and "the teacher" in warnings[0]  # the student was trained up to 0.5
+    at.sidebar.slider(key="ratio").set_value(0.7).run()
+    assert len(range_warnings(at)) == 2 and "trained over 0.05 to 0.5, not at 0.7" in range_warnings(at)[1]
+
+
+def test_trained_range_and_out_of_range_rules():
+    assert B.trained_range({"mode": "re", "ratio": 0.1}) == (0.1, 0.1)
+    assert B.trained_range({"mode": "rekd", "ratio": 0.1, "ratio_range": [0.05, 0.3]}) == (0.05, 0.3)
+    assert B.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": [0.3, 0.05]}) == (0.1, 0.1)  # not a range
+    assert B.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": "wide"}) == (0.1, 0.1)
+    assert B.trained_range({"mode": "cls", "ratio": 1.0}) is None
+    assert not B.outside_trained_range(0.12, (0.125, 0.125))  # the slider cannot land on 0.125
+    assert not B.outside_trained_range(0.13, (0.125, 0.125))
+    assert B.outside_trained_range(0.14, (0.125, 0.125)) and B.outside_trained_range(0.01, (0.05, 0.3))
+    assert not B.outside_trained_range(0.9, None)  # a CLS model reads everything at any ratio
+    assert B.range_warning("student", 0.2, (0.05, 0.3)) is None
+    assert "fewer features" in B.range_warning("student", 0.02, (0.05, 0.3))
+
+
+def test_an_empty_selection_gives_no_prediction_and_no_iou(make_app):
+    at = use_text(make_app(), REVIEW)
+    at.sidebar.slider(key="ratio").set_value(0.01).run()
+    assert_clean(at)
+    assert selected_pieces(at) == [0, 0]  # a short review: round(0.01 x pieces) = 0
+    for block in prob_blocks(at):
+        assert "No prediction" in block and "saw nothing" in block
+        assert "p = " not in block and "true label" not in block  # no probability shown as a verdict
+    shown = metrics(at)
+    assert shown["Mask IoU"] == shown["Mask F1"] == shown["Predictions"] == R.UNDEFINED
+    iou = next(m for m in at.metric if m.label == "Mask IoU")
+    assert "Undefined" in iou.proto.help and "neither model picked a feature" in iou.proto.help
+    assert len(range_warnings(at)) == 2
+
+
+def test_iou_of_two_empty_selections_is_undefined(tiny_checkpoints):
+    teacher = B.load_model(tiny_checkpoints.text_teacher)
+    student = B.load_model(tiny_checkpoints.text_student)
+    item = B.prepare_review(REVIEW)
+    result = B.explain_pair(teacher, student, item, 0.01)
+    assert result.teacher.selected == [] == result.student.selected
+    assert result.comparison["iou"] is None and result.comparison["f1"] is None
+    assert "mask IoU —, F1 — (undefined: neither model picked a feature)" in R.agreement_summary(result.comparison)
+    # At 0.05 a two-word review has round(0.05 x 4 pieces) = 0 to select, a long one (40 pieces) 2.
+    frame = B.rank_by_disagreement(teacher, student, [B.prepare_review("fillerab splendid"), B.prepare_review(REVIEW * 3)],
+                                   0.05)
+    blind = frame[frame["row"] == 0].iloc[0]
+    assert np.isnan(blind["mask IoU"]) and blind["teacher"] == R.UNDEFINED and blind["agree"] is None
+    seen = frame[frame["row"] == 1].iloc[0]
+    assert seen["teacher"] in teacher.labels and not np.isnan(seen["mask IoU"])
+    view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.01,
+                            text=item.value)
+    page = R.comparison_html(view)
+    assert "No prediction" in page and "p = " not in page
+    assert Image.open(io.BytesIO(R.comparison_png(view))).width == 1400
+
+
 def test_enormous_review_is_truncated_with_notices(make_app, tiny_checkpoints):
     text = "fillerab splendid " * 20_000  # 360,000 characters
     at = use_text(make_app(), text)
@@ -336,19 +480,41 @@ def test_uploaded_txt_and_csv_reviews(make_app):
 def test_bad_text_uploads_each_get_a_message(make_app):
     at = make_app()
     at.radio(key="source_text").set_value("Upload .txt / .csv files").run()
+    png = image_bytes(Image.new("RGB", (8, 8), (200, 10, 10)), "PNG")
     upload(at, "upload_text", [
         ("empty.txt", b"", "text/plain"),
-        ("latin1.txt", "caf\xe9 tr\xe8s bien".encode("latin-1"), "text/plain"),
         ("binary.txt", b"\x00\x01\x02 abc", "text/plain"),
+        ("photo.txt", png, "text/plain"),
         ("nocolumn.csv", b"a,b\n1,2\n", "text/csv"),
         ("good.txt", REVIEW.encode("utf-8"), "text/plain"),
     ])
-    errors = " | ".join(values(at.error))
-    assert "empty.txt: the file is empty" in errors
-    assert "latin1.txt: not UTF-8 text" in errors
-    assert "binary.txt: this looks like a binary file" in errors
-    assert "nocolumn.csv: no review column" in errors
+    errors = values(at.error)
+    assert len(errors) == 4, errors  # one line per bad file
+    joined = " | ".join(errors)
+    assert "empty.txt: the file is empty" in joined
+    assert "binary.txt: not a text file" in joined and "photo.txt: not a text file" in joined
+    assert "UTF-8" not in joined  # no advice to re-save a binary file as UTF-8
+    assert "nocolumn.csv: no review column" in joined
     assert len(text_boxes(at)) == 3  # the good file is still compared
+
+
+def test_uploads_in_other_encodings_are_decoded_and_named(make_app):
+    at = make_app()
+    at.radio(key="source_text").set_value("Upload .txt / .csv files").run()
+    review = "Tr\xe8s \xe9mouvant, fillerab splendid, g\xe9nial."
+    upload(at, "upload_text", [("latin1.txt", review.encode("latin-1"), "text/plain"),
+                               ("utf16.csv", f'text,label\n"{review}",pos\n'.encode("utf-16"), "text/csv")])
+    assert not at.error, values(at.error)
+    notices = [w.value for w in at.warning if "decoded as" in w.value]
+    assert len(notices) == 2, values(at.warning)
+    latin = next(n for n in notices if n.startswith("latin1.txt"))
+    utf16 = next(n for n in notices if n.startswith("utf16.csv"))
+    encoding = re.search(r"decoded as (\S+)", latin).group(1)
+    assert review.encode("latin-1").decode(encoding) == review  # the named encoding is the one that decodes it
+    assert "utf_16" in utf16
+    for index in range(2):
+        at.selectbox(key="pick_text").set_value(index).run()
+        assert "Très" in text_boxes(at)[0] and "émouvant" in text_boxes(at)[0] and "génial" in text_boxes(at)[0]
 
 
 def test_bundled_examples(make_app):
@@ -418,6 +584,60 @@ def test_bad_image_uploads_each_get_a_message(make_app):
     assert any("teacher's patches" in c for c in captions)  # good.png is still compared
 
 
+def fit_captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if " -> " in c.value]
+
+
+def test_images_say_how_they_are_fitted_and_small_ones_warn(make_app, tiny_checkpoints):
+    at = make_app()
+    at.sidebar.radio(key="task").set_value("vision").run()
+    at.radio(key="source_vision").set_value("Upload images").run()
+    size = json.loads((tiny_checkpoints.vision_teacher / "config.json").read_text())["processor"]["image_size"]
+    photo = image_bytes(Image.new("RGB", (2000, 1500), (30, 120, 200)), "JPEG")
+    upload(at, "upload_vision", [("photo.jpg", photo, "image/jpeg"),
+                                 ("dot.png", image_bytes(Image.new("RGB", (1, 1), (255, 0, 0)), "PNG"), "image/png")])
+    assert at.radio(key="image_fit").value == "squash"  # the default: what the models' own transform does
+    assert fit_captions(at) == [f"2000x1500 -> {size}x{size}: squashed (its 2000:1500 shape is distorted to 1:1)."]
+    assert not [w for w in at.warning if "smaller than" in w.value]
+    at.radio(key="image_fit").set_value("centre-crop").run()
+    assert fit_captions(at) == [f"2000x1500 -> {size}x{size}: centre-cropped to 1500x1500 (25% of its width cut), then resized."]
+    at.radio(key="image_fit").set_value("pad").run()
+    assert_clean(at)
+    assert "padded to 2000x2000 with black borders" in fit_captions(at)[0]
+    assert any("teacher's patches" in c for img in at.get("image") for c in img.captions)
+    at.selectbox(key="pick_vision").set_value(1).run()  # the 1x1 PNG
+    assert_clean(at)
+    warning = next(w.value for w in at.warning if "smaller than" in w.value)
+    assert f"dot.png is only 1x1 pixels, smaller than the {size}x{size} images the model reads" in warning
+
+
+def test_fitting_happens_before_the_model_and_is_what_the_overlay_shows(tiny_checkpoints):
+    from rekd_core.explain import explain
+
+    teacher, student = B.load_model(tiny_checkpoints.vision_teacher), B.load_model(tiny_checkpoints.vision_student)
+    size = teacher.processor.image_size
+    pixels = np.full((20, 40, 3), (20, 200, 20), dtype=np.uint8)
+    pixels[:, :8] = (250, 0, 0)  # a red band on the left fifth of a wide image
+    item = B.InputItem("wide", "image", Image.fromarray(pixels))
+    views = {}
+    for fit in B.FIT_MODES:
+        result = B.explain_pair(teacher, student, item, 0.25, fit=fit)
+        view = np.asarray(result.views["teacher"])
+        assert view.shape == (size, size, 3)
+        # The model read exactly the view the overlays are drawn on.
+        assert explain(teacher, [result.views["teacher"]], ratio=0.25)[0].probs == pytest.approx(result.teacher.probs)
+        views[fit] = view
+    assert views["squash"][:, 0, 0].min() > 200  # the red band is kept, stretched over the whole height
+    assert views["centre-crop"][:, :, 0].max() < 100  # the middle square has no red
+    assert views["pad"][0].max() == 0 and views["pad"][-1].max() == 0  # black borders above and below
+    assert views["pad"][size // 2, 0, 0] > 200
+    # Squashing gives the model what its own transform gives it: the dashboard's default changes nothing.
+    plain = explain(teacher, [item.value], ratio=0.25)[0]
+    assert plain.probs == pytest.approx(B.explain_pair(teacher, student, item, 0.25).teacher.probs, abs=1e-5)
+    with pytest.raises(Exception, match="unknown image fit"):
+        B.fit_image(item.value, size, "stretch")
+
+
 # ----------------------------------------------------------------------------------------------
 # Ratios view
 # ----------------------------------------------------------------------------------------------
@@ -464,6 +684,51 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
     specs = plotly_specs(at)
     assert len(specs) == 1 and specs[0]["layout"]["yaxis"]["range"] == pytest.approx([0.86, 0.96])
     assert any("No RE or REKD run among these" in c.value for c in at.caption)
+
+
+def test_cls_reference_lines_of_teacher_and_student_look_different():
+    rows = [dict(task="text", role=role, mode="cls", backbone=backbone, ratio=1.0, accuracy_mean=acc, accuracy_std=0.0,
+                 runs=3) for role, backbone, acc in (("teacher", "bert-4x256", 0.9), ("student", "bert-1x64", 0.8))]
+    rows.append(dict(task="text", role="student", mode="rekd", backbone="bert-1x64", ratio=0.1, accuracy_mean=0.7,
+                     accuracy_std=0.01, runs=3))
+    lines = {t.name: t for t in R.results_figure(pd.DataFrame(rows)).data}
+    teacher, student = lines["teacher · CLS · bert-4x256"], lines["student · CLS · bert-1x64"]
+    assert teacher.showlegend and student.showlegend
+    assert teacher.line.color != student.line.color and teacher.line.dash != student.line.dash
+    assert R.MODE_COLOURS["rekd"] not in (teacher.line.color, student.line.color)
+
+
+def table_headers(table) -> dict[str, dict]:
+    """Column -> the header config a table sends to the browser (label, help)."""
+    return {name: config for name, config in json.loads(table.proto.columns).items()}
+
+
+def test_wide_tables_have_short_headers_with_help(make_app):
+    at = make_app()
+    summary = table_headers(next(d for d in at.dataframe if "accuracy_mean" in d.value.columns))
+    assert summary["teacher_mask_iou_mean"]["label"] == "IoU w/ T" and "mask IoU" in summary["teacher_mask_iou_mean"]["help"]
+    assert summary["achieved_ratio_std"]["label"] == "achieved ±" and "standard deviation" in summary["achieved_ratio_std"]["help"]
+    summary.pop("_index", None)  # the hidden index
+    longest = max(len(config["label"]) for config in summary.values())
+    assert longest <= 12 < max(len(name) for name in summary)  # the raw names are longer than any header shown
+    at.button(key="browse_run").click().run()
+    browser = table_headers(browser_table(at))
+    assert browser["mask IoU"]["label"] == "IoU" and "overlap" in browser["mask IoU"]["help"]
+
+
+def test_jargon_is_explained_where_it_appears(make_app):
+    at = make_app()
+    assert [e.label for e in at.expander if e.label == "How to read this"]
+    guide = " ".join(m.value for m in at.markdown)
+    for word in ("**Rationale**", "**CLS**", "**RE**", "**REKD**", "**Word pieces**", "**Ratio**", "**Achieved ratio**",
+                 "**Mask IoU**", "**Prediction agreement**"):
+        assert word in guide, word
+    tips = helps(at)
+    for meaning in (R.GLOSSARY["ratio"], R.GLOSSARY["mask IoU"], R.GLOSSARY["mask F1"], R.GLOSSARY["agreement"],
+                    R.GLOSSARY["REKD"], R.GLOSSARY["word pieces"], R.GLOSSARY["achieved ratio"]):
+        assert meaning in tips, meaning
+    card = next(h.value for h in at.html if "feature grid" in h.value)
+    assert R.GLOSSARY["RE"].split(":")[0] in card  # the mode row of a model card says what RE is
 
 
 def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_checkpoints, tmp_path):
@@ -564,7 +829,7 @@ def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
 
 def test_live_evaluation_with_progress(make_app, tiny_checkpoints):
     at = make_app()
-    assert at.text_input(key="eval_spec").value == f"csv:{tiny_checkpoints.text_data}"  # the student's data
+    assert spec_field(at, "eval").value == f"csv:{tiny_checkpoints.text_data}"  # the student's data
     at.number_input(key="eval_n").set_value(20)
     at.multiselect(key="eval_ratios").set_value([0.1, 0.5])
     at.button(key="eval_run").click().run()
@@ -582,14 +847,32 @@ def test_live_evaluation_with_progress(make_app, tiny_checkpoints):
 
 def test_live_evaluation_bad_dataset(make_app, tiny_checkpoints):
     at = make_app()
-    at.text_input(key="eval_spec").set_value("csv:/no/such/dir")
+    spec_field(at, "eval").set_value("csv:/no/such/dir")
     at.button(key="eval_run").click().run()
     assert_clean(at)
     assert any("path not found" in e.value for e in at.error)
-    at.text_input(key="eval_spec").set_value(f"imagefolder:{tiny_checkpoints.image_data}")
+    spec_field(at, "eval").set_value(f"imagefolder:{tiny_checkpoints.image_data}")
     at.button(key="eval_run").click().run()
     assert_clean(at)
     assert any("is a vision dataset, but the models are text models" in e.value for e in at.error)
+
+
+def test_live_evaluation_dataset_follows_the_task(make_app, tiny_checkpoints):
+    """Switching the task brings that task's dataset into the spec field: a text spec left there made
+    Evaluate fail ("... is a text dataset, but the models are vision models")."""
+    at = make_app()
+    assert spec_field(at, "eval").value == f"csv:{tiny_checkpoints.text_data}"
+    at.sidebar.radio(key="task").set_value("vision").run()
+    assert_clean(at)
+    assert spec_field(at, "eval").value == f"imagefolder:{tiny_checkpoints.image_data}"
+    at.number_input(key="eval_n").set_value(8)
+    at.multiselect(key="eval_ratios").set_value([0.2])
+    at.button(key="eval_run").click().run()
+    assert_clean(at)
+    assert not at.error, values(at.error)
+    assert list(table_with(at, "mask_iou_with_teacher")["model"]) == ["teacher", "student"]
+    at.sidebar.radio(key="task").set_value("text").run()  # and back: the text dataset again
+    assert spec_field(at, "eval").value == f"csv:{tiny_checkpoints.text_data}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,13 +884,13 @@ def test_browser_ranks_bundled_examples_and_opens_a_row(make_app):
     at = make_app()
     at.button(key="browse_run").click().run()
     assert_clean(at)
-    table = at.dataframe(key="browser_table").value
+    table = browser_table(at).value
     assert len(table) == 3
     assert list(table.columns) == ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
                                    "agree", "mask IoU"]
     keys = list(zip(table["agree"], table["mask IoU"]))
     assert keys == sorted(keys, key=lambda k: (k[0], k[1]))  # disagreements first, then lowest IoU
-    at.selectbox(key="browser_row").set_value(1).run()
+    row_box(at).set_value(1).run()
     at.button(key="browser_open").click().run()
     assert_clean(at)
     assert at.session_state["view"] == "Compare"
@@ -622,11 +905,11 @@ def test_browser_on_a_local_dataset(make_app, tiny_checkpoints):
     at = make_app()
     at.sidebar.radio(key="task").set_value("vision").run()
     at.radio(key="browse_source").set_value("A local dataset").run()
-    assert at.text_input(key="browse_spec").value == f"imagefolder:{tiny_checkpoints.image_data}"
+    assert spec_field(at, "browse").value == f"imagefolder:{tiny_checkpoints.image_data}"
     at.number_input(key="browse_n").set_value(12)
     at.button(key="browse_run").click().run()
     assert_clean(at)
-    table = at.dataframe(key="browser_table").value
+    table = browser_table(at).value
     assert len(table) == 12 and set(table["true label"]) == {"neg", "pos"}
     at.button(key="browser_open").click().run()
     assert_clean(at)
@@ -665,18 +948,40 @@ def test_merge_word_pieces_groups_pieces_and_keeps_punctuation_apart():
     assert specials == [0, 10]
 
 
-def test_highlight_marks_whole_words_and_special_tokens():
-    text = "Unbelievable, it's great!"
-    tokens = ["[CLS]", "un", "##believ", "##able", ",", "it", "'", "s", "great", "!", "[SEP]"]
-    offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25), (0, 0)]
-    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 2, 8]), R.TEACHER)
+def test_highlight_marks_whole_words_never_special_tokens():
+    text = "Unbelievable, it's great! [SEP]"
+    tokens = ["[CLS]", "un", "##believ", "##able", ",", "it", "'", "s", "great", "!", "[SEP]", "[SEP]"]
+    offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25),
+               (26, 31), (0, 0)]
+    specials = {"[CLS]", "[SEP]", "[PAD]", "[UNK]"}
+    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 2, 8, 10, 11]), R.TEACHER, special_tokens=specials)
     assert re.search(r'title="un ##believ ##able[^"]*">Unbelievable</span>', html_text)
     assert re.search(r'">great</span>', html_text)
-    assert html_text.count(TEACHER_MARK) == 2  # two words; [CLS] is a badge
-    assert ">[CLS]</span>" in html_text and "[SEP]" not in html_text
-    cmp = {"both": [8], "teacher_only": [2], "student_only": [10], "iou": 0.33, "f1": 0.5, "labels_agree": True}
-    agreement = R.agreement_html(text, FakeExp(tokens, offsets, [2, 8]), cmp)
-    assert BOTH_MARK in agreement and TEACHER_MARK in agreement and ">[SEP]</span>" in agreement
+    # Two words; [CLS], the closing [SEP] and a literal "[SEP]" typed in the review are selected but never shown
+    # as highlighted words.
+    assert html_text.count(TEACHER_MARK) == 2
+    assert "[CLS]" not in html_text and html_text.count("[SEP]") == 1 and not re.search(r">\[SEP\]</span>", html_text)
+    cmp = {"both": [8], "teacher_only": [2, 0], "student_only": [10, 11], "iou": 0.33, "f1": 0.5, "labels_agree": True}
+    agreement = R.agreement_html(text, FakeExp(tokens, offsets, [2, 8]), cmp, special_tokens=specials)
+    assert BOTH_MARK in agreement and TEACHER_MARK in agreement and STUDENT_MARK not in agreement
+    exp = FakeExp(tokens, offsets, [0, 2, 8, 10, 11])
+    assert R.word_counts(text, exp, specials) == (2, 7)
+    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text, special_tokens=frozenset(specials))
+    assert "[CLS]" not in R.comparison_html(view)
+    chunks, _ = R._text_atoms(text, exp, {i: R.TEACHER for i in exp.selected}, specials)
+    assert [s for chunk in chunks if chunk for s, colour in chunk if colour] == ["Unbelievable", "great"]
+
+
+def test_special_tokens_are_never_highlighted_on_the_page(make_app, monkeypatch):
+    """Even when a model selects every piece, [CLS], [SEP] and a typed "[SEP]" are not shown as highlighted."""
+    original = B.explain
+    select_all = lambda exp: setattr(exp, "selected", list(range(exp.num_features))) or exp  # noqa: E731
+    monkeypatch.setattr(B, "explain", lambda model, inputs, **kw: [select_all(e) for e in original(model, inputs, **kw)])
+    at = use_text(make_app(), "fillerab splendid [SEP] dreadful")
+    for box in text_boxes(at):
+        assert "[CLS]" not in box
+        assert not re.search(r"<span[^>]*border-bottom[^>]*>\[SEP\]</span>", box)
+        assert re.search(r"<span[^>]*border-bottom[^>]*>splendid</span>", box)
 
 
 def test_highlight_turns_br_tags_into_line_breaks_and_escapes_html():
@@ -755,6 +1060,14 @@ def test_to_rgb_handles_colour_modes():
 
 def test_text_upload_parsing():
     assert B.parse_text_upload("a.txt", "\ufeffhello world".encode("utf-8"))[0].value == "hello world"
+    # UTF-8 is tried first (no notice); other text is decoded, and a tie between equally plausible legacy
+    # encodings (short texts) goes to the most common one, so "très" does not come out as cp1250's "trčs".
+    utf8 = B.parse_text_upload("u.txt", "café très bien".encode("utf-8"))[0]
+    assert utf8.value == "café très bien" and utf8.notice is None
+    assert B.decode_text("café très bien".encode("utf-8"), "u.txt") == ("café très bien", "utf-8")
+    assert B.decode_text("caf\xe9 tr\xe8s bien".encode("latin-1"), "l.txt") == ("café très bien", "cp1252")
+    with pytest.raises(DataError, match="not a text file"):
+        B.decode_text(bytes(range(256)) * 8, "random.bin")
     items = B.parse_text_upload("r.csv", b"Review,Sentiment\nnice film,pos\nbad film,neg\n")
     assert [(i.value, i.label) for i in items] == [("nice film", "pos"), ("bad film", "neg")]
     single = B.parse_text_upload("s.csv", b"comments\nfirst one\nsecond one\n")
@@ -846,3 +1159,43 @@ def test_rank_and_evaluate_pair_directly(tiny_checkpoints):
     result = B.evaluate_pair(teacher, student, split, [0.2], progress=lambda f, t: seen.append(f))
     assert len(result) == 2 and seen[-1] == pytest.approx(1.0)
     assert isinstance(result, pd.DataFrame)
+
+
+def test_browser_row_box_follows_a_new_ranking(make_app):
+    """After re-ranking, the "Row to open" box starts on the new ranking (its first row), and "Open in
+    comparison" opens the input the box names. Before, the box kept the row number picked in the previous
+    ranking: the browser still showed that ranking's review in it while "Open" used the new ranking's row."""
+    at = make_app()
+    at.sidebar.slider(key="ratio").set_value(0.1).run()
+    at.button(key="browse_run").click().run()
+    row_box(at).set_value(2).run()
+    at.sidebar.slider(key="ratio").set_value(0.9).run()
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    box, table = row_box(at), browser_table(at).value
+    assert box.value == 0
+    items = B.load_examples("text")
+    opened = items[int(table.loc[box.value, "row"])]
+    assert opened.preview(70) in box.options[box.index]  # what the box says ...
+    at.button(key="browser_open").click().run()
+    assert_clean(at)
+    assert opened.value.split()[0].strip(".,'\"") in text_boxes(at)[0]  # ... is what opens
+    assert f"true label: {opened.label}" in prob_blocks(at)[0]
+
+
+
+def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generator(tmp_path):
+    """A text RE model's card says whether its generator's word embeddings were frozen (pretrained) or
+    trained, and shows the warnings its test metrics recorded about its own (argmax) selection."""
+    from rekd_core.checkpoint import CONFIG_FILE, METRICS_FILE
+
+    config = {"format": "rekd-checkpoint", "version": 1, "task": "text", "mode": "re", "ratio": 0.1,
+              "labels": ["neg", "pos"], "backbone": {"source": "bert-1x32"}, "dropout": 0.5,
+              "processor": {"type": "text"}, "generator_embeddings": "trained"}
+    warning = "on its own (argmax) the generator selects 0.000 of the features against the target 0.100"
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"test": {"accuracy": 0.9, "warnings": [warning]}}))
+    info = B.describe_checkpoint(tmp_path)
+    assert info.generator_embeddings == "trained" and info.warnings == [warning]
+    card = R.model_card_html(info, "Student", "#000")
+    assert "trained (learned from scratch)" in card and "selects 0.000 of the features" in card

@@ -2,12 +2,17 @@
 
 Types a review, uploads an image, and saves a screenshot of each; checks that they are not blank,
 that the page shows the comparison, and that the browser made no request beyond the local server.
+Then moves the ratio slider away from the trained ratio (out-of-range warning) and to its lowest
+value (an empty selection: no prediction, mask IoU undefined), uploads a latin-1 review (decoded,
+its encoding named), and switches the task with the Ratios tab's dataset field in view.
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python package
 (driven with that Chromium: no browser download); skipped when either is missing. Set
 ``REKD_E2E_SCREENSHOTS=DIR`` to keep the screenshots.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -93,6 +98,33 @@ def colour_pixels(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> i
     return int((np.abs(pixels.astype(int) - target).max(axis=2) <= tolerance).sum())
 
 
+@contextlib.contextmanager
+def dashboard_page(url: str, requests: list[str]):
+    """The dashboard at ``url`` in headless Chromium (no network beyond it), once its first comparison is
+    drawn; every URL the page requests is appended to ``requests``."""
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            page.on("request", lambda request: requests.append(request.url))
+            page.set_default_timeout(90_000)
+            page.goto(url)
+            page.get_by_text("Teacher vs student rationales").first.wait_for()
+            # A fresh page compares the models on a bundled review.
+            page.get_by_text("Both explanations took").first.wait_for()
+            yield page
+        finally:
+            browser.close()
+
+
+def assert_stayed_local(requests: list[str], url: str) -> None:
+    """No request left this machine: only the local server (and data:/blob: URLs)."""
+    outside = [u for u in requests if not u.startswith((url, "data:", "blob:", "about:"))]
+    assert not outside, outside[:10]
+
+
 def test_dashboard_in_headless_chromium(server, tmp_path):
     out = Path(os.environ.get("REKD_E2E_SCREENSHOTS", tmp_path))
     out.mkdir(parents=True, exist_ok=True)
@@ -103,56 +135,44 @@ def test_dashboard_in_headless_chromium(server, tmp_path):
     Image.fromarray(pixels).save(image_path)
 
     requests: list[str] = []
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 2300})
-            page.on("request", lambda request: requests.append(request.url))
-            page.set_default_timeout(90_000)
-            page.goto(server)
-            page.get_by_text("Teacher vs student rationales").first.wait_for()
-            # A fresh page compares the models on a bundled review.
-            page.get_by_text("Both explanations took").first.wait_for()
+    with dashboard_page(server, requests) as page:
+        # Type a review.
+        page.get_by_text("Type or paste", exact=True).click()
+        area = page.locator("textarea").first
+        area.wait_for()
+        area.fill(REVIEW)
+        area.press("Control+Enter")
+        page.locator("span", has_text="marvellousword").first.wait_for()
+        page.get_by_test_id("stMetric").filter(has_text="Mask IoU").first.wait_for()
+        # the bundled example's comparison may still be on the page while the typed one is drawn
+        playwright_sync.expect(page.get_by_role("button", name="Download comparison (PNG)")).to_have_count(
+            1, timeout=60_000)
+        page.wait_for_timeout(1500)
+        text_shot = out / "dashboard_text.png"
+        page.screenshot(path=str(text_shot), full_page=True)
+        body = page.inner_text("body")
+        assert "Teacher" in body and "Student" in body and "Agreement" in body
+        assert "selected by both" in body
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download comparison (PNG)").click()
+        png_path = out / "comparison_text.png"
+        download.value.save_as(str(png_path))
 
-            # Type a review.
-            page.get_by_text("Type or paste", exact=True).click()
-            area = page.locator("textarea").first
-            area.wait_for()
-            area.fill(REVIEW)
-            area.press("Control+Enter")
-            page.locator("span", has_text="marvellousword").first.wait_for()
-            page.get_by_text("Mask IoU").first.wait_for()
-            page.get_by_role("button", name="Download comparison (PNG)").wait_for()
-            page.wait_for_timeout(1500)
-            text_shot = out / "dashboard_text.png"
-            page.screenshot(path=str(text_shot), full_page=True)
-            body = page.inner_text("body")
-            assert "Teacher" in body and "Student" in body and "Agreement" in body
-            assert "selected by both" in body
-            with page.expect_download() as download:
-                page.get_by_role("button", name="Download comparison (PNG)").click()
-            png_path = out / "comparison_text.png"
-            download.value.save_as(str(png_path))
-
-            # Upload an image.
-            page.get_by_text("Images (vision)", exact=True).click()
-            page.get_by_text("Upload images", exact=True).click()
-            page.locator("input[type=file]").first.set_input_files(str(image_path))
-            page.get_by_text("teacher's patches (unselected dimmed)").first.wait_for()
-            page.get_by_text("Mask IoU").first.wait_for()
-            page.get_by_role("button", name="Download comparison (HTML)").wait_for()
-            page.wait_for_timeout(2000)
-            image_shot = out / "dashboard_image.png"
-            page.screenshot(path=str(image_shot), full_page=True)
-            assert "original (64x64)" in page.inner_text("body")
-            with page.expect_download() as download:
-                page.get_by_role("button", name="Download comparison (HTML)").click()
-            html_path = out / "comparison_image.html"
-            download.value.save_as(str(html_path))
-        finally:
-            browser.close()
+        # Upload an image.
+        page.get_by_text("Images (vision)", exact=True).click()
+        page.get_by_text("Upload images", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(image_path))
+        page.get_by_text("teacher's patches (unselected dimmed)").first.wait_for()
+        page.get_by_test_id("stMetric").filter(has_text="Mask IoU").first.wait_for()
+        page.get_by_role("button", name="Download comparison (HTML)").wait_for()
+        page.wait_for_timeout(2000)
+        image_shot = out / "dashboard_image.png"
+        page.screenshot(path=str(image_shot), full_page=True)
+        assert "original (64x64)" in page.inner_text("body")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download comparison (HTML)").click()
+        html_path = out / "comparison_image.html"
+        download.value.save_as(str(html_path))
 
     exported = Image.open(png_path)
     assert exported.format == "PNG" and exported.width == 1400
@@ -164,6 +184,65 @@ def test_dashboard_in_headless_chromium(server, tmp_path):
     assert colour_pixels(text_pixels, "#0072B2") > 50  # teacher underlines, legend
     assert colour_pixels(image_pixels, "#0072B2") > 200  # teacher patch outlines
     assert colour_pixels(image_pixels, "#E69F00") > 200  # student patch outlines
-    # No request left this machine: only the local server (and data:/blob: URLs).
-    outside = [u for u in requests if not u.startswith((server, "data:", "blob:", "about:"))]
-    assert not outside, outside[:10]
+    assert_stayed_local(requests, server)
+
+
+def test_ratio_warnings_encodings_and_task_switch_in_headless_chromium(server, tiny_checkpoints, tmp_path):
+    out = Path(os.environ.get("REKD_E2E_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    trained = json.loads((tiny_checkpoints.text_teacher / "config.json").read_text())["ratio"]
+    review = "Tr\xe8s \xe9mouvant, fillerab splendid, g\xe9nial."
+    latin1 = tmp_path / "critique.txt"
+    latin1.write_bytes(review.encode("latin-1"))
+
+    requests: list[str] = []
+    with dashboard_page(server, requests) as page:
+        page.get_by_role("button", name="Download comparison (PNG)").wait_for()  # the first run has ended
+        slider = page.get_by_test_id("stSlider").first.locator("input[type=range]")
+        assert float(slider.input_value()) == pytest.approx(trained)
+        body = page.inner_text("body")
+        assert f"teacher trained at {trained:g}" in body and "Out of range" not in body
+
+        # Far from the trained ratio: the predictions are shown with a warning.
+        slider.focus()
+        slider.press("End")
+        page.get_by_text(f"the teacher was trained at {trained:g}, not at 1").first.wait_for()
+        page.get_by_text("the student was trained at").first.wait_for()
+        assert page.locator("text=p = ").count() >= 2
+
+        # Nothing selected (a review of 40 word pieces at 0.01): no prediction, and the mask IoU is undefined.
+        slider.press("Home")
+        page.get_by_text("No prediction", exact=True).first.wait_for()
+        assert page.get_by_text("No prediction", exact=True).count() == 2 and page.locator("text=p = ").count() == 0
+        iou = page.get_by_test_id("stMetric").filter(has_text="Mask IoU")
+        assert "—" in iou.inner_text() and "1.000" not in iou.inner_text()
+        iou.get_by_test_id("stTooltipHoverTarget").hover()
+        page.get_by_text("nothing to overlap").first.wait_for()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "dashboard_empty_selection.png"), full_page=True)
+
+        # A latin-1 review: decoded, and the page names the encoding it used.
+        slider.focus()
+        slider.press("PageUp")  # back among ratios that select something
+        page.get_by_text("Upload .txt / .csv files", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(latin1))
+        notice = page.get_by_text("critique.txt: not UTF-8 text; decoded as").first
+        notice.wait_for()
+        encoding = notice.inner_text().split("decoded as ")[1].split()[0]
+        assert review.encode("latin-1").decode(encoding) == review
+        page.locator("span", has_text="mouvant").first.wait_for()
+        assert "émouvant" in page.inner_text("body")
+
+        # The Ratios tab's dataset field follows the task.
+        page.get_by_role("tab", name="Ratios").click()
+        field = page.get_by_label("Dataset (csv:DIR", exact=False).first
+        assert field.input_value() == f"csv:{tiny_checkpoints.text_data}"
+        page.get_by_text("Images (vision)", exact=True).click()
+        page.wait_for_function("([want]) => [...document.querySelectorAll('input')].some(i => i.value === want)",
+                               arg=[f"imagefolder:{tiny_checkpoints.image_data}"])
+        field = page.get_by_label("Dataset (csv:DIR", exact=False).first
+        assert field.input_value() == f"imagefolder:{tiny_checkpoints.image_data}"
+        page.get_by_role("button", name="Evaluate").click()
+        page.get_by_text("Done:").first.wait_for()
+        assert "is a text dataset" not in page.inner_text("body")
+    assert_stayed_local(requests, server)

@@ -145,11 +145,13 @@ def test_mask_agreement_per_example_mean():
     # row 0 (real 0..3): a {0,1}, b {1,2}: inter 1, union 3 -> IoU 1/3; F1 = 2*1/(2+2) = 1/2
     #                    (position 4 selected by both is padding and ignored)
     # row 1: identical -> 1, 1
-    # row 2: both empty -> 1, 1
-    # row 3: all padding, nothing real selected by either -> 1, 1
-    # mean IoU = (1/3 + 3)/4 = 5/6; mean F1 = (1/2 + 3)/4 = 7/8
-    assert mask_agreement(a, b, feature) == approx({"iou": 5 / 6, "f1": 7 / 8})
-    assert mask_agreement(a.float(), b.bool(), feature.float()) == approx({"iou": 5 / 6, "f1": 7 / 8})
+    # row 2: both empty -> nothing to measure, left out
+    # row 3: all padding, nothing real selected by either -> left out
+    # mean IoU = (1/3 + 1)/2 = 2/3; mean F1 = (1/2 + 1)/2 = 3/4
+    assert mask_agreement(a, b, feature) == approx({"iou": 2 / 3, "f1": 3 / 4})
+    assert mask_agreement(a.float(), b.bool(), feature.float()) == approx({"iou": 2 / 3, "f1": 3 / 4})
+    nothing = mask_agreement(a[2:], b[2:], feature[2:])  # two empty masks are undefined, not a perfect match
+    assert math.isnan(nothing["iou"]) and math.isnan(nothing["f1"])
 
 
 def test_mask_agreement_one_side_empty_is_zero():
