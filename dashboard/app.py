@@ -35,6 +35,7 @@ from rekd_core.evaluation import check_dataset_fits  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
+DATASET_SAMPLE = "Dataset sample"
 VIEWS = ["Compare", "Ratios", "Dataset browser"]
 EVAL_RATIOS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0]
 MODES_HELP = f"CLS: {R.GLOSSARY['CLS']}  \nRE: {R.GLOSSARY['RE']}  \nREKD: {R.GLOSSARY['REKD']}"
@@ -61,6 +62,15 @@ def cached_discovery(root: str):
 @st.cache_resource(max_entries=2, show_spinner="Reading the dataset…")
 def cached_dataset(spec: str):
     return B.load_dataset(spec)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Sampling the dataset…")
+def cached_dataset_items(spec: str, task: str, split: str, n: int, seed: int) -> list:
+    """A dataset sample as input items (with their human evidence, where the dataset has some)."""
+    bundle = cached_dataset(spec)
+    if bundle.task != task:
+        raise RekdError(f"{spec} is a {bundle.task} dataset, but the task picked is {task}")
+    return B.dataset_items(bundle, split, n, seed)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -97,7 +107,8 @@ def explain_cached(ctx, item: B.InputItem, ratio: float, agreement: bool, fit: s
     else:
         digest = hashlib.sha1(item.value.tobytes()).hexdigest() + f"{item.value.size}"
     key = (ctx["pair_key"], str(ctx["device"]), B.weights_mtime(ctx["teacher_path"]),
-           B.weights_mtime(ctx["student_path"]), ratio, agreement, item.kind, digest, fit)
+           B.weights_mtime(ctx["student_path"]), ratio, agreement, item.kind, digest, fit,
+           None if item.evidence is None else tuple(map(tuple, item.evidence)))
     store, lock = explanation_store()
     with lock:
         if key in store:
@@ -256,13 +267,15 @@ def model_cards(ctx) -> B.PairCheck | None:
 # ----------------------------------------------------------------------------------------------
 
 
-def gather_inputs(task: str) -> tuple[list[B.InputItem], list[str]]:
+def gather_inputs(ctx) -> tuple[list[B.InputItem], list[str]]:
     """The input widgets of the compare view; the items to explain and one message per bad input."""
+    task = ctx["task"]
     items: list[B.InputItem] = []
     errors: list[str] = []
     picked = st.session_state.get("browser_pick")
     options = ["Type or paste", "Upload .txt / .csv files", "Bundled example"] if task == "text" else \
               ["Upload images", "Bundled example"]
+    options.append(DATASET_SAMPLE)
     if picked is not None and picked.task == task:
         options.append(FROM_BROWSER)
     key = f"source_{task}"
@@ -296,20 +309,33 @@ def gather_inputs(task: str) -> tuple[list[B.InputItem], list[str]]:
         index = st.selectbox("Example", range(len(examples)), format_func=lambda i: examples[i].name,
                              key=f"example_{task}")
         items.append(examples[index or 0])
+    elif source == DATASET_SAMPLE:
+        spec, split, n, seed = dataset_inputs(ctx, "compare", 20)
+        if spec:
+            try:
+                items += cached_dataset_items(spec, task, split, n, seed)
+            except RekdError as exc:
+                errors.append(str(exc))
+        else:
+            errors.append("No dataset given: type a spec such as csv:DIR or eraser-movies:DIR (reviews with human "
+                          "evidence) above.")
     elif source == FROM_BROWSER:
         items.append(picked)
     return items, errors
 
 
-def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, view, ctx, max_length) -> dict:
-    """One model's prediction and rationale (``view``: the image as it read it); returns the images drawn
-    (for the downloads)."""
+def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, view, ctx, max_length,
+                       plausibility: dict | None = None) -> dict:
+    """One model's prediction and rationale (``view``: the image as it read it), with its plausibility
+    against the human evidence when the input has some; returns the images drawn (for the downloads)."""
     drawn = {}
     st.markdown(f"#### :{'blue' if role == 'Teacher' else 'orange'}[{role}]: {name}")
     warning = B.range_warning(role.lower(), ctx["ratio"], ctx["spans"].get(role.lower()))
     if warning:
         st.warning(warning, icon="⚠️")
     st.html(R.probs_html(exp, colour, true_label=item.label))
+    if item.evidence is not None and item.kind == "text":
+        st.caption(f"Against the human evidence: {R.plausibility_line(plausibility)}.", help=R.GLOSSARY["plausibility"])
     what, one = ("word pieces", "word piece") if item.kind == "text" else ("patches", "patch")
     if exp.scores:
         picked = f"Selected {len(exp.selected)} of {exp.num_features} {what} (achieved ratio {exp.ratio:.3f})"
@@ -337,7 +363,7 @@ def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem
 
 def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
     task = ctx["task"]
-    items, errors = gather_inputs(task)
+    items, errors = gather_inputs(ctx)
     for message in errors:
         st.error(message)
     notices = [item.notice for item in items if item.notice]
@@ -369,13 +395,17 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
     if task == "text" and (result.teacher.truncated or result.student.truncated):
         st.info(f"The review is longer than the models read ({max_length} word pieces): the rest is greyed out below.")
     names = {"Teacher": ctx["names"]["teacher"], "Student": ctx["names"]["student"]}
-    columns = st.columns(2)
+    human = item.evidence is not None and task == "text"
+    columns = st.columns(3 if human else 2)
     drawn = {}
     for column, role, exp, colour in zip(columns, ("Teacher", "Student"), (result.teacher, result.student),
                                          (R.TEACHER, R.STUDENT)):
         with column:
             drawn[role] = explanation_column(role, names[role], exp, colour, item, result.views.get(role.lower()),
-                                             ctx, max_length)
+                                             ctx, max_length, result.plausibility.get(role.lower()))
+    if human:
+        with columns[2]:
+            human_column(item, result, max_length)
 
     st.subheader("Agreement")
     cmp = result.comparison
@@ -403,13 +433,30 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
         text=item.value if item.kind == "text" else None, true_label=item.label, max_length=max_length,
         original=drawn["Teacher"].get("original"), teacher_overlay=drawn["Teacher"].get("overlay"),
         student_overlay=drawn["Student"].get("overlay"), agreement_image=agreement_image,
-        notes=[n for n in (item.notice, *fit_notes, *warnings) if n], special_tokens=ctx["specials"])
+        notes=[n for n in (item.notice, *fit_notes, *warnings) if n], special_tokens=ctx["specials"],
+        evidence=item.evidence if human else None, plausibility=result.plausibility)
     stem = "comparison_" + "".join(c if c.isalnum() else "_" for c in item.name)[:40]
     left, right, _ = st.columns([1, 1, 2])
     left.download_button("Download comparison (PNG)", data=lambda: R.comparison_png(view), file_name=f"{stem}.png",
                          mime="image/png", key="download_png", on_click="ignore")
     right.download_button("Download comparison (HTML)", data=lambda: R.comparison_html(view).encode("utf-8"),
                           file_name=f"{stem}.html", mime="text/html", key="download_html", on_click="ignore")
+
+
+def human_column(item: B.InputItem, result: B.PairResult, max_length: int | None) -> None:
+    """The third column of a review with human evidence (ERASER): the words the annotators marked, and
+    how plausible each model's rationale is against them."""
+    st.markdown("#### :violet[Human evidence]")
+    words = len(item.value.split())
+    marked = len(R.evidence_words(item.evidence, words))
+    st.caption(f"{marked} of {words} words marked as evidence by human annotators. Teacher "
+               f"F1 {R.format_score((result.plausibility.get('teacher') or {}).get('f1'))}, student "
+               f"F1 {R.format_score((result.plausibility.get('student') or {}).get('f1'))}.",
+               help=R.GLOSSARY["plausibility"])
+    if not marked:
+        st.info("The annotators marked no word of this review: there is no plausibility to score.")
+    st.html(R.human_html(item.value, item.evidence, R.read_chars(item.value, (result.teacher, result.student)),
+                         max_length))
 
 
 def image_fit(item: B.InputItem, teacher, student) -> tuple[str, list[str]]:
@@ -541,7 +588,8 @@ def dataset_inputs(ctx, prefix: str, default_n: int):
     a, b, c, d = st.columns([3, 1, 1, 1])
     # One field per task and default: switching the task (or to a student trained on other data) brings a
     # field that holds that task's dataset, not the spec typed for the other one.
-    spec = a.text_input("Dataset (csv:DIR, jsonl:DIR, imagefolder:DIR, aclimdb:PATH, cifar10:PATH, …)",
+    spec = a.text_input("Dataset (csv:DIR, jsonl:DIR, imagefolder:DIR, aclimdb:PATH, eraser-movies:DIR, "
+                        "cifar10:PATH, …)",
                         value=default_spec, key=f"{prefix}_spec|{ctx['task']}|{default_spec}").strip()
     split = b.selectbox("Split", ["test", "dev", "train"], key=f"{prefix}_split")
     n = c.number_input("Sample size", 1, B.MAX_SAMPLE, default_n, key=f"{prefix}_n")
@@ -634,15 +682,25 @@ def browser_view(ctx, check):
     if state["pair"] != ctx["pair_key"] or state["ratio"] != ctx["ratio"]:
         st.caption("Ranked with another pair or ratio: rank again to refresh.")
     frame, items = state["frame"], state["items"]
-    st.markdown(f"**{len(frame)} inputs** from {state['what']}, at ratio {state['ratio']:g}: rows where the predictions "
-                "differ first, then by lowest mask IoU.")
+    sorts = B.ranking_sorts(frame)
+    sort = "disagreement"
+    if len(sorts) > 1:
+        sort = st.selectbox("Sort by", sorts, key=f"browser_sort_{state['ranking']}", help=R.GLOSSARY["plausibility"])
+        frame = B.sort_ranking(frame, sort)
+    order = ("rows where the predictions differ first, then by lowest mask IoU." if sort == "disagreement" else
+             f"sorted by {sort} (rows without a score last).")
+    st.markdown(f"**{len(frame)} inputs** from {state['what']}, at ratio {state['ratio']:g}: {order}")
+    if len(sorts) > 1:
+        st.caption("This sample has human evidence: each model's plausibility F1 against it is in the table.",
+                   help=R.GLOSSARY["plausibility"])
     for role in ("teacher", "student"):
         warning = B.range_warning(role, state["ratio"], ctx["spans"].get(role))
         if warning:
             st.warning(warning, icon="⚠️")
     # The table and the row box are new widgets for each ranking: kept across rankings, the browser would
     # show the previous ranking's row in the box while the table and "Open" use the new one.
-    table_key, row_key = f"browser_table_{state['ranking']}", f"browser_row_{state['ranking']}"
+    # So are they for each order: a row number picked in one order names another row in the next.
+    table_key, row_key = f"browser_table_{state['ranking']}_{sort}", f"browser_row_{state['ranking']}_{sort}"
 
     def table_clicked():
         rows = st.session_state[table_key].selection.rows

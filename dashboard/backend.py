@@ -1,6 +1,7 @@
 """Everything the dashboard does that is not drawing: finding checkpoints and describing them,
 reading the user's inputs (typed reviews, uploaded files, bundled examples, dataset samples),
-running a teacher and a student on them, ranking a sample by disagreement, evaluating the pair
+running a teacher and a student on them, scoring their rationales against human evidence (ERASER),
+ranking a sample by disagreement or plausibility, evaluating the pair
 over rationale ratios, and reading the results file of the ratios view.
 
 No Streamlit here: ``app.py`` wraps these functions in widgets and caches, and the tests call them
@@ -13,9 +14,10 @@ import io
 import math
 import os
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from rekd_core.explain import Explanation, compare, explain
 from rekd_core.sweep import recipe_headline, recipe_outputs, run_family
 from rekd_core.training import load_config_file
 
-from dashboard.render import UNDEFINED, saw_no_features
+from dashboard.render import UNDEFINED, evidence_words, merge_word_pieces, saw_no_features, word_spans
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -402,6 +404,7 @@ class InputItem:
     label: str | None = None  # the true label, when known
     source: str = ""
     notice: str | None = None  # e.g. "the review was cut at 50,000 characters"
+    evidence: list[tuple[int, int]] | None = None  # human rationale: (start, end) spans over text.split() words
 
     @property
     def task(self) -> str:
@@ -634,14 +637,18 @@ def sample_split(bundle, split_name: str, n: int, seed: int = 2026):
 
 
 def dataset_items(bundle, split_name: str, n: int, seed: int = 2026) -> list[InputItem]:
-    """``sample_split`` as input items, with their true labels."""
+    """``sample_split`` as input items, with their true labels and, where the dataset has them (ERASER),
+    their human evidence spans."""
     split = sample_split(bundle, split_name, n, seed)
     items = []
     for i in range(len(split)):
         label = bundle.labels[split.targets[i]]
         name = f"{bundle.name} {split_name} #{i + 1}"
         if bundle.task == "text":
-            items.append(prepare_review(split.inputs[i], name, source=bundle.name, label=label))
+            item = prepare_review(split.inputs[i], name, source=bundle.name, label=label)
+            if split.evidence is not None:
+                item.evidence = [(int(start), int(end)) for start, end in split.evidence[i]]
+            items.append(item)
         else:
             items.append(InputItem(name, "image", to_rgb(split.inputs[i]), label=label, source=bundle.name))
     return items
@@ -674,6 +681,45 @@ class PairResult:
     comparison: dict | None  # compare_selections(); None when the pair has no agreement view
     seconds: float
     views: dict[str, Image.Image] = field(default_factory=dict)  # images: what each model read ("teacher", "student")
+    # Against the input's human evidence, per role ("teacher", "student"): word_plausibility(); {} without evidence.
+    plausibility: dict[str, dict | None] = field(default_factory=dict)
+
+
+def word_plausibility(text: str, exp: Explanation, evidence: Sequence[tuple[int, int]],
+                      special_tokens: Collection[str] = frozenset()) -> dict | None:
+    """How far one model's rationale matches the human evidence of ``text``, at the word level:
+    ``{"precision", "recall", "f1", "selected", "human"}`` (``rekd_core.metrics.plausibility`` of one
+    example; ``selected`` and ``human``: word counts). Words are ``text.split()`` (what ERASER's spans
+    index); a word is selected when any of its word pieces is (special pieces never are). Only the
+    words the model read count, so a review cut at its word-piece limit is not held against it. None
+    when there is nothing to score: a CLS model (no rationale) or no human word among those read."""
+    import torch
+
+    from rekd_core.metrics import plausibility
+
+    if not exp.scores:
+        return None
+    spans = word_spans(text)
+    starts = [start for start, _ in spans]
+    selected_pieces = set(exp.selected)
+    read, picked = set(), set()
+    pieces, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
+    for piece in pieces:  # a merged word piece run lies inside one whitespace word
+        index = bisect_right(starts, piece.start) - 1
+        if index < 0 or piece.start >= spans[index][1]:
+            continue
+        read.add(index)
+        if selected_pieces.intersection(piece.pieces):
+            picked.add(index)
+    human = evidence_words(evidence, len(spans)) & read
+    if not human:
+        return None
+    masks = torch.zeros(3, len(spans), dtype=torch.bool)
+    for row, words in enumerate((picked, human, read)):
+        masks[row, sorted(words)] = True
+    scores = plausibility(masks[0:1], masks[1:2], masks[2:3])
+    return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+            "selected": len(picked), "human": len(human)}
 
 
 def compare_selections(t_exp: Explanation, s_exp: Explanation) -> dict:
@@ -700,7 +746,11 @@ def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreeme
     t_exp = explain(teacher, [views.get("teacher", item.value)], ratio=ratio)[0]
     s_exp = explain(student, [views.get("student", item.value)], ratio=ratio)[0]
     comparison = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
-    return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started, views)
+    scores = {}
+    if item.evidence is not None and item.kind == "text":
+        scores = {role: word_plausibility(item.value, exp, item.evidence, special_tokens(model))
+                  for role, exp, model in (("teacher", t_exp, teacher), ("student", s_exp, student))}
+    return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started, views, scores)
 
 
 ProgressFn = Callable[[float, str], None]
@@ -711,7 +761,9 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
     """Explain every item with both models; one row per item, most disagreeing first: rows whose
     predictions differ, then by lowest mask IoU, then by the largest gap in the teacher label's
     probability. ``row`` indexes ``items``. A model that selected nothing has no prediction ("—",
-    probability NaN, ``agree`` None), and two empty selections have no mask IoU (NaN)."""
+    probability NaN, ``agree`` None), and two empty selections have no mask IoU (NaN). When any item has
+    human evidence, ``PLAUSIBILITY_COLUMNS`` hold each model's ``word_plausibility`` F1 and the student's
+    minus the teacher's (NaN where undefined); ``sort_ranking`` re-orders by them."""
     values = [item.value for item in items]
     t_exps: list[Explanation] = []
     s_exps: list[Explanation] = []
@@ -724,6 +776,8 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
         s_exps += explain(student, chunk, ratio=ratio, batch_size=batch_size)
         if progress:
             progress((len(t_exps) + len(s_exps)) / total, f"student: {len(s_exps)}/{len(values)}")
+    human = any(item.evidence is not None for item in items)
+    specials = {"teacher": special_tokens(teacher), "student": special_tokens(student)}
     rows = []
     for i, (item, t_exp, s_exp) in enumerate(zip(items, t_exps, s_exps)):
         cmp = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
@@ -738,9 +792,49 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
                      "agree": labels_agree, "mask IoU": iou,
                      "disagreement": (1.0 if labels_agree is False else 0.0) + (0.0 if iou != iou else 1.0 - iou)
                                      + 0.1 * gap})
-    frame = pd.DataFrame(rows, columns=["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
-                                        "agree", "mask IoU", "disagreement"])
-    return frame.sort_values(["disagreement", "row"], ascending=[False, True], kind="stable").reset_index(drop=True)
+        if human:
+            for role, exp in (("teacher", t_exp), ("student", s_exp)):
+                scores = (word_plausibility(item.value, exp, item.evidence, specials[role])
+                          if item.evidence is not None and item.kind == "text" else None)
+                rows[-1][f"{role} F1 (human)"] = scores["f1"] if scores else float("nan")
+            rows[-1]["F1 gap (S-T)"] = rows[-1]["student F1 (human)"] - rows[-1]["teacher F1 (human)"]
+    columns = ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree", "mask IoU"]
+    if human:
+        columns += list(PLAUSIBILITY_COLUMNS)
+    frame = pd.DataFrame(rows, columns=columns + ["disagreement"])
+    return sort_ranking(frame, "disagreement")
+
+
+# The browser's orders: name -> (column, highest first). A column a ranking lacks (no human evidence) is refused.
+PLAUSIBILITY_COLUMNS = ("teacher F1 (human)", "student F1 (human)", "F1 gap (S-T)")
+RANKING_SORTS = {
+    "disagreement": ("disagreement", True),
+    "teacher plausibility, lowest first": ("teacher F1 (human)", False),
+    "teacher plausibility, highest first": ("teacher F1 (human)", True),
+    "student plausibility, lowest first": ("student F1 (human)", False),
+    "student plausibility, highest first": ("student F1 (human)", True),
+    "student minus teacher plausibility, lowest first": ("F1 gap (S-T)", False),
+    "student minus teacher plausibility, highest first": ("F1 gap (S-T)", True),
+}
+
+
+def ranking_sorts(frame: pd.DataFrame) -> list[str]:
+    """The orders of ``RANKING_SORTS`` that a ranking supports (plausibility only with human evidence)."""
+    return [name for name, (column, _) in RANKING_SORTS.items() if column in frame.columns]
+
+
+def sort_ranking(frame: pd.DataFrame, sort: str) -> pd.DataFrame:
+    """A ranking (``rank_by_disagreement``) re-ordered by one of ``RANKING_SORTS``, ties in sample order;
+    rows without a score (NaN: no human word read, or no rationale) go last. ``DataError`` for an order
+    the ranking does not support."""
+    if sort not in RANKING_SORTS:
+        raise DataError(f"unknown order {sort!r}: pick one of {', '.join(RANKING_SORTS)}")
+    column, highest_first = RANKING_SORTS[sort]
+    if column not in frame.columns:
+        raise DataError(f"cannot sort by {sort}: this sample has no human evidence (rank an ERASER dataset, "
+                        "eraser-movies:DIR)")
+    return frame.sort_values([column, "row"], ascending=[not highest_first, True], kind="stable",
+                             na_position="last").reset_index(drop=True)
 
 
 def _verdict(exp: Explanation) -> tuple[str, float]:

@@ -2,7 +2,8 @@
 tables. No Streamlit and no model code here, so every function is testable on its own.
 
 Colours (Okabe-Ito, readable with the common colour-vision deficiencies): the teacher is blue, the
-student orange, and a feature both select is bluish green.
+student orange, and a feature both select is bluish green. Human evidence (ERASER) is reddish purple
+with a dotted underline, so that it never reads as a model's selection.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 TEACHER = "#0072B2"
 STUDENT = "#E69F00"
 BOTH = "#009E73"
+HUMAN = "#CC79A7"
 MODE_COLOURS = {"cls": "#7F7F7F", "re": "#0072B2", "rekd": "#D55E00"}
 # A CLS model reads everything, so it is a flat reference line: the teacher's and the student's must
 # not look alike (black dashes and reddish-purple dots), other roles fall back to grey dash-dots.
@@ -68,6 +70,10 @@ GLOSSARY = {
     "agreement": "Whether the teacher and the student predict the same label (over a sample: the share of "
                  "inputs where they do).",
     "overlap counts": "Features picked by both models / by the teacher only / by the student only.",
+    "plausibility": "How well a model's rationale matches the words human annotators marked as evidence (ERASER): "
+                    "F1 of its selected words against theirs (precision: share of its words they marked; recall: "
+                    "share of their words it picked), over the words the model read. A word counts as selected "
+                    "when any of its word pieces is. Undefined (—) without a human word read or for a CLS model.",
 }
 
 HOW_TO_READ = f"""\
@@ -78,6 +84,8 @@ HOW_TO_READ = f"""\
 - **Ratio** (the sidebar slider): {GLOSSARY["ratio"]} **Achieved ratio**: {GLOSSARY["achieved ratio"]}
 - **Agreement**: blue = teacher only, orange = student only, green = both. **Mask IoU**: {GLOSSARY["mask IoU"]}
   **Prediction agreement**: {GLOSSARY["agreement"]}
+- **Human evidence** (datasets that have it, such as ERASER movies, opened from the dataset browser): purple,
+  dotted underline. **Plausibility**: {GLOSSARY["plausibility"]}
 - A model that picked **no feature** saw nothing: it has no prediction, whatever numbers it outputs.
 """
 
@@ -180,7 +188,7 @@ _TEXT_BOX = ("font-family:Georgia,'DejaVu Serif',serif;font-size:15px;line-heigh
 
 def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]], truncated: bool,
                colour_of: dict[int, str], notes: dict[int, str] | None = None, max_length: int | None = None,
-               special_tokens: Collection[str] = ()) -> str:
+               special_tokens: Collection[str] = (), underline: str = "solid") -> str:
     """The review with each word whose owner piece set maps to a colour highlighted (special pieces
     are in no word, so they never are)."""
     words, _ = merge_word_pieces(text, offsets, tokens, special_tokens)
@@ -203,7 +211,7 @@ def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, in
             word = words[owner]
             title = html.escape(" ".join(tokens[p] for p in word.pieces) + (notes or {}).get(owner, ""), quote=True)
             if owner in word_colour:
-                out.append(f'<span style="background:{tint(word_colour[owner], 0.45)};border-bottom:2px solid '
+                out.append(f'<span style="background:{tint(word_colour[owner], 0.45)};border-bottom:2px {underline} '
                            f'{word_colour[owner]};border-radius:3px;color:#111" title="{title}">{piece_text}</span>')
             else:
                 out.append(f'<span title="{title}">{piece_text}</span>')
@@ -260,6 +268,30 @@ def word_counts(text: str, exp, special_tokens: Collection[str] = ()) -> tuple[i
     words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     selected = set(exp.selected)
     return sum(1 for w in words if selected.intersection(w.pieces)), len(words)
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of ``text.split()``'s words: the words ERASER's evidence spans index."""
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def evidence_words(evidence: Iterable[tuple[int, int]], n_words: int) -> set[int]:
+    """The word indices that ``(start, end)`` evidence spans (end exclusive) cover, clipped to ``n_words``."""
+    return {i for start, end in evidence for i in range(max(int(start), 0), min(int(end), n_words))}
+
+
+def human_html(text: str, evidence: Iterable[tuple[int, int]], read_upto: int | None = None,
+               max_length: int | None = None) -> str:
+    """The review with the words of the human evidence highlighted (reddish purple, dotted underline);
+    past ``read_upto`` (the character where the models stop reading, None: they read it all) dimmed as in the
+    models' views, since plausibility counts only the words the models read."""
+    spans = word_spans(text)
+    human = evidence_words(evidence, len(spans))
+    read = [span for span in spans if read_upto is None or span[1] <= read_upto]
+    words = [text[start:end] for start, end in read]
+    return _text_html(text, words, read, read_upto is not None and len(read) < len(spans),
+                      {i: HUMAN for i in human if i < len(read)}, {i: " · human evidence" for i in human},
+                      max_length, underline="dotted")
 
 
 def legend_html(teacher_name: str = "teacher", student_name: str = "student") -> str:
@@ -481,6 +513,23 @@ class ComparisonView:
     agreement_image: Image.Image | None = None
     notes: list[str] = field(default_factory=list)
     special_tokens: frozenset[str] = frozenset()  # never highlighted (the tokenizers' all_special_tokens)
+    evidence: list[tuple[int, int]] | None = None  # human evidence spans over text.split() words (ERASER)
+    plausibility: dict = field(default_factory=dict)  # role -> backend.word_plausibility() scores (or None)
+
+
+def plausibility_line(scores: dict | None) -> str:
+    """One model's plausibility against the human evidence as one line ("—" when undefined)."""
+    if scores is None:
+        return f"plausibility F1 {UNDEFINED} (no human word read, or no rationale)"
+    return (f"plausibility F1 {format_score(scores['f1'])} (precision {format_score(scores['precision'])}, "
+            f"recall {format_score(scores['recall'])}; {scores['selected']} words picked, {scores['human']} marked "
+            "by humans)")
+
+
+def read_chars(text: str, exps: Iterable) -> int | None:
+    """Where the first of several models stops reading ``text`` (characters), None when all read it all."""
+    limits = [read_limit(text, exp.offsets, True) for exp in exps if exp.truncated]
+    return min(limits) if limits else None
 
 
 def agreement_summary(comparison: dict | None) -> str:
@@ -505,10 +554,16 @@ def comparison_html(view: ComparisonView) -> str:
         else:
             body = (f'<img alt="original" src="{_data_uri(view.original)}" style="margin-right:8px">'
                     f'<img alt="{role} patches" src="{_data_uri(overlay)}">')
+        line = plausibility_line(view.plausibility.get(role.lower()))
+        human = f'<p style="font-size:13px;color:#555">{html.escape(line)}</p>' if view.evidence is not None else ""
         columns.append(f'<div style="flex:1;min-width:320px"><h2 style="color:{colour}">{role}: {html.escape(name)}</h2>'
                        f'{probs_html(exp, colour, true_label=view.true_label)}'
                        f'<p style="font-size:13px;color:#555">selected {len(exp.selected)} of {exp.num_features} '
-                       f'features (ratio {exp.ratio:.3f})</p>{body}</div>')
+                       f'features (ratio {exp.ratio:.3f})</p>{human}{body}</div>')
+    if view.evidence is not None and view.kind == "text":
+        limit = read_chars(view.text or "", (view.teacher_exp, view.student_exp))
+        columns.append(f'<div style="flex:1;min-width:320px"><h2 style="color:{HUMAN}">Human evidence</h2>'
+                       f'{human_html(view.text or "", view.evidence, limit, view.max_length)}</div>')
     if view.comparison is not None:
         if view.kind == "text":
             agreement = agreement_html(view.text or "", view.teacher_exp, view.comparison, view.max_length,
@@ -622,7 +677,8 @@ def _draw_lines(draw, lines, x0: int, y0: int, font, line_height: int) -> int:
 
 
 def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
-    """The comparison as one PNG: header, both predictions, the rationales and the agreement."""
+    """The comparison as one PNG: header, both predictions (and their plausibility, with human evidence),
+    the rationales and the agreement."""
     title_font, head_font, font, small = _font(24, True), _font(18, True), _font(15), _font(13)
     margin, gap = 24, 24
     column = (width - 2 * margin - gap) // 2
@@ -660,6 +716,11 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
                 d.text((x + 14, y + i * 22), line, font=head_font if i == 0 else small, fill=(20, 20, 20))
 
     blocks.append((4 * 22 + 16, draw_heads))
+    if view.evidence is not None and view.kind == "text":  # the scores only: the human highlight is in the HTML
+        lines = [f"{role} against the human evidence: {plausibility_line(view.plausibility.get(role))}"[:190]
+                 for role in ("teacher", "student")]
+        blocks.append((20 * len(lines) + 8, lambda d, y: [d.text((margin, y + 20 * i), line, font=small,
+                                                                 fill=_rgb(HUMAN)) for i, line in enumerate(lines)]))
 
     if view.kind == "text":
         text = view.text or ""
@@ -878,6 +939,12 @@ _COLUMNS = {
     "p(student)": ("p(S)", "the student's probability for its prediction"),
     "agree": ("agree", GLOSSARY["agreement"]),
     "mask IoU": ("IoU", GLOSSARY["mask IoU"]),
+    "teacher F1 (human)": ("T F1 human", "the teacher's plausibility F1 against the human evidence: "
+                           + GLOSSARY["plausibility"]),
+    "student F1 (human)": ("S F1 human", "the student's plausibility F1 against the human evidence: "
+                           + GLOSSARY["plausibility"]),
+    "F1 gap (S-T)": ("S−T F1", "the student's plausibility F1 minus the teacher's: above 0, the student's rationale "
+                     "is closer to the humans'"),
 }
 _STATS = {"mean": ("", "mean over seeds"), "std": (" ±", "standard deviation over seeds")}
 

@@ -49,6 +49,32 @@ def write_results(path: Path) -> None:
         writer.writerows(rows)
 
 
+def write_tiny_eraser(root: Path, n_test: int = 8) -> Path:
+    """An ERASER movies layout (``eraser-movies:ROOT``) in the tiny text task's words: ``n_test`` short test
+    reviews, each with the cue word of its label and human evidence over it and, in some, over fillers
+    too (so that the models' plausibility differs between reviews); review 0 has no evidence at all."""
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    fillers = [f"filler{chr(97 + i)}{chr(97 + j)}" for i in range(3) for j in range(4)]
+    splits: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    for split, n in (("train", 2), ("val", 1), ("test", n_test)):
+        for i in range(n):
+            label = ("NEG", "POS")[i % 2]
+            words = [fillers[(i + k) % len(fillers)] for k in range(10)]
+            cue = i % 10
+            words[cue] = "splendid" if label == "POS" else "dreadful"
+            docid = f"{split}_{i:03d}.txt"
+            (docs / docid).write_text(" ".join(words[:5]) + "\n" + " ".join(words[5:]) + "\n", encoding="utf-8")
+            spans = [] if (split == "test" and i == 0) else [(cue, cue + 1)] + [(0, i % 4)] * (i % 4 > 0)
+            evidences = [[{"docid": docid, "start_token": s, "end_token": e, "start_sentence": -1,
+                           "end_sentence": -1, "text": "..."}] for s, e in spans]
+            splits[split].append({"annotation_id": docid, "classification": label, "docids": [docid],
+                                  "evidences": evidences})
+    for split, rows in splits.items():
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     """``checkpoints/{text,vision}/{teacher,student}`` (an RE teacher and its REKD student),

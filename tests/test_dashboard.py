@@ -1199,3 +1199,157 @@ def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generato
     assert info.generator_embeddings == "trained" and info.warnings == [warning]
     card = R.model_card_html(info, "Student", "#000")
     assert "trained (learned from scratch)" in card and "selects 0.000 of the features" in card
+
+
+# ----------------------------------------------------------------------------------------------
+# Human rationales (ERASER): plausibility, the human highlight, sorting the browser by it
+# ----------------------------------------------------------------------------------------------
+
+HUMAN_MARK = f"border-bottom:2px dotted {R.HUMAN}"
+PIECES_TEXT = "Unbelievable , truly great film ."
+PIECES = (["[CLS]", "un", "##believ", "##able", ",", "truly", "great", "film", ".", "[SEP]"],
+          [(0, 0), (0, 2), (2, 8), (8, 12), (13, 14), (15, 20), (21, 26), (27, 31), (32, 33), (0, 0)])
+
+
+def test_word_plausibility_on_hand_made_cases():
+    tokens, offsets = PIECES
+    specials = {"[CLS]", "[SEP]"}
+    # One piece of "Unbelievable" selects the whole word; [CLS] selected counts for nothing. Words picked:
+    # Unbelievable, film; humans marked Unbelievable, truly, great: precision 1/2, recall 1/3, F1 0.4.
+    scores = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [0, 2, 7]), [(0, 1), (2, 4)], specials)
+    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(1 / 3)
+    assert scores["f1"] == pytest.approx(0.4) and (scores["selected"], scores["human"]) == (2, 3)
+    exact = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [3, 5, 6]), [(0, 1), (2, 4)], specials)
+    assert exact["f1"] == pytest.approx(1.0)
+    nothing = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, []), [(0, 1)], specials)
+    assert nothing["f1"] == 0.0 and nothing["precision"] == 0.0 and nothing["selected"] == 0
+    # Nothing to score: a CLS model (no rationale), no evidence, evidence only past where the model stopped.
+    assert B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [1], scores=[]), [(0, 1)]) is None
+    assert B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [1]), []) is None
+    cut = FakeExp(tokens[:6] + ["[SEP]"], offsets[:6] + [(0, 0)], [5], truncated=True)  # reads up to "truly"
+    assert B.word_plausibility(PIECES_TEXT, cut, [(3, 5)], specials) is None
+    # Human words the model never read do not count against it: "great" (read? no) is left out of recall.
+    half = B.word_plausibility(PIECES_TEXT, cut, [(2, 4)], specials)
+    assert half["recall"] == pytest.approx(1.0) and half["human"] == 1
+
+
+def test_human_highlight_marks_the_evidence_words_only():
+    page = R.human_html(PIECES_TEXT, [(0, 1), (3, 4)])
+    assert page.count(HUMAN_MARK) == 2
+    assert re.search(rf'{re.escape(HUMAN_MARK)}[^>]*title="Unbelievable · human evidence">Unbelievable</span>', page)
+    assert re.search(r'<span title="truly">truly</span>', page)  # not evidence: plain
+    assert R.HUMAN not in (R.TEACHER, R.STUDENT, R.BOTH)
+    cut = R.human_html(PIECES_TEXT, [(0, 1), (3, 4)], read_upto=20)  # the models stopped after "truly"
+    assert cut.count(HUMAN_MARK) == 1 and "the model stops reading here" in cut
+    assert cut.index("stops reading") < cut.index("great")
+    assert R.evidence_words([(0, 2), (5, 99)], 6) == {0, 1, 5}
+
+
+def test_sort_ranking_by_plausibility():
+    frame = pd.DataFrame({"row": [0, 1, 2, 3], "disagreement": [0.9, 0.5, 0.1, 0.0],
+                          "teacher F1 (human)": [0.2, float("nan"), 0.8, 0.5],
+                          "student F1 (human)": [0.6, 0.3, 0.4, 0.5]})
+    frame["F1 gap (S-T)"] = frame["student F1 (human)"] - frame["teacher F1 (human)"]
+    assert B.ranking_sorts(frame) == list(B.RANKING_SORTS)
+    order = lambda sort: list(B.sort_ranking(frame, sort)["row"])  # noqa: E731
+    assert order("disagreement") == [0, 1, 2, 3]
+    assert order("teacher plausibility, highest first") == [2, 3, 0, 1]  # no score: last
+    assert order("teacher plausibility, lowest first") == [0, 3, 2, 1]
+    assert order("student plausibility, lowest first") == [1, 2, 3, 0]
+    assert order("student minus teacher plausibility, highest first") == [0, 3, 2, 1]
+    plain = frame[["row", "disagreement"]]
+    assert B.ranking_sorts(plain) == ["disagreement"]
+    with pytest.raises(DataError, match="no human evidence"):
+        B.sort_ranking(plain, "teacher plausibility, lowest first")
+    with pytest.raises(DataError, match="unknown order"):
+        B.sort_ranking(frame, "by colour")
+
+
+def test_explain_pair_scores_both_models_against_human_evidence(tiny_checkpoints, tmp_path):
+    from tests.dashboard_fixtures import write_tiny_eraser
+
+    teacher = B.load_model(tiny_checkpoints.text_teacher)
+    student = B.load_model(tiny_checkpoints.text_student)
+    bundle = B.load_dataset(f"eraser-movies:{write_tiny_eraser(tmp_path / 'eraser')}")
+    items = B.dataset_items(bundle, "test", 8)
+    assert all(item.evidence is not None for item in items) and any(item.evidence for item in items)
+    item = next(item for item in items if len(item.evidence) == 2)
+    result = B.explain_pair(teacher, student, item, 0.3)
+    for role, exp, model in (("teacher", result.teacher, teacher), ("student", result.student, student)):
+        expected = B.word_plausibility(item.value, exp, item.evidence, B.special_tokens(model))
+        assert result.plausibility[role] == expected and 0.0 <= expected["f1"] <= 1.0
+    assert B.explain_pair(teacher, student, B.prepare_review(item.value), 0.3).plausibility == {}
+    view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
+                            text=item.value, evidence=item.evidence, plausibility=result.plausibility)
+    page = R.comparison_html(view)
+    assert "Human evidence" in page and HUMAN_MARK in page
+    assert page.count("plausibility F1 ") == 2
+    marked = len(R.evidence_words(item.evidence, len(item.value.split())))
+    assert page.count(HUMAN_MARK) == marked
+    plain = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
+                             text=item.value)
+    with_scores, without = (Image.open(io.BytesIO(R.comparison_png(v))) for v in (view, plain))
+    assert with_scores.height == without.height + 48  # two lines of plausibility
+    assert "Human evidence" not in R.comparison_html(plain)
+
+
+def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(make_app, tmp_path):
+    from tests.dashboard_fixtures import write_tiny_eraser
+
+    root = write_tiny_eraser(tmp_path / "eraser")
+    at = make_app()
+    at.sidebar.slider(key="ratio").set_value(0.3).run()
+    at.radio(key="browse_source").set_value("A local dataset").run()
+    spec_field(at, "browse").set_value(f"eraser-movies:{root}").run()
+    at.number_input(key="browse_n").set_value(8)
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    table = browser_table(at).value
+    assert len(table) == 8 and {"teacher F1 (human)", "student F1 (human)", "F1 gap (S-T)"} <= set(table.columns)
+    assert table["teacher F1 (human)"].isna().sum() == 1  # the review the annotators marked nothing in
+    gap = table["student F1 (human)"] - table["teacher F1 (human)"]
+    assert np.allclose(table["F1 gap (S-T)"], gap, equal_nan=True)
+    sort = only(at.selectbox, "browser_sort")
+    assert sort.options == list(B.RANKING_SORTS)
+    sort.set_value("student plausibility, highest first").run()
+    assert_clean(at)
+    table = browser_table(at).value
+    scores = table["student F1 (human)"]
+    assert scores.iloc[-1] != scores.iloc[-1]  # NaN last
+    assert list(scores.iloc[:-1]) == sorted(scores.iloc[:-1], reverse=True)
+    assert row_box(at).value == 0
+    at.button(key="browser_open").click().run()  # the most plausible student row
+    assert_clean(at)
+    assert at.radio(key="source_text").value == "From the dataset browser"
+    boxes = text_boxes(at)
+    assert len(boxes) == 4  # teacher, student, human evidence, agreement
+    assert HUMAN_MARK in boxes[2] and HUMAN_MARK not in boxes[0] + boxes[1] + boxes[3]
+    captions = [c.value for c in at.caption if "Against the human evidence" in c.value]
+    assert len(captions) == 2
+    assert f"plausibility F1 {R.format_score(table.loc[0, 'student F1 (human)'])}" in captions[1]
+    assert any("marked as evidence by human annotators" in c.value for c in at.caption)
+    assert R.GLOSSARY["plausibility"] in helps(at)
+
+
+def test_compare_reads_a_dataset_sample_with_its_human_evidence(make_app, tmp_path):
+    from tests.dashboard_fixtures import write_tiny_eraser
+
+    at = make_app()
+    at.radio(key="source_text").set_value("Dataset sample").run()
+    assert_clean(at)
+    assert spec_field(at, "compare").value.startswith("csv:")  # the student's training data by default
+    assert not [b for b in text_boxes(at) if HUMAN_MARK in b]  # no evidence there: no human column
+    spec_field(at, "compare").set_value(str(tmp_path / "nowhere")).run()
+    assert_clean(at)
+    assert len(at.error) == 1 and "nowhere" in at.error[0].value
+    spec = f"eraser-movies:{write_tiny_eraser(tmp_path / 'eraser')}"
+    spec_field(at, "compare").set_value(spec).run()
+    at.number_input(key="compare_n").set_value(4).run()
+    assert_clean(at)
+    assert len(at.selectbox(key="pick_text").options) == 4
+    sample = B.dataset_items(B.load_dataset(spec), "test", 4, 2026)  # what the page sampled (the default seed)
+    at.selectbox(key="pick_text").set_value(next(i for i, item in enumerate(sample) if item.evidence)).run()
+    assert_clean(at)
+    boxes = text_boxes(at)
+    assert len(boxes) == 4 and HUMAN_MARK in boxes[2]
+    assert len([c for c in at.caption if "Against the human evidence" in c.value]) == 2
