@@ -26,6 +26,8 @@ TRAIN_HELP = {
              "accuracy is read at",
     "ratio_range": "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled), so that the "
                    "model can be read at any ratio of the range (beyond the paper)",
+    "train_selection": "gumbel (the paper: a Gumbel-softmax sample whose size the selection cost steers) | "
+                       "gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)",
     "special_tokens": "exclude: [CLS], [SEP] and the like are never selected nor counted (default) | select: they "
                       "are features like any word piece (the reference code)",
     "generator_embeddings": "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, "

@@ -59,6 +59,9 @@ class TrainConfig:
     # [lo, hi]: each batch trains at a ratio drawn uniformly from it (exactly that many features sampled,
     # and the selection cost at it), so that one model can be read at any ratio of the range
     ratio_range: list[float] | None = None
+    # the training masks: gumbel (the paper: a Gumbel-softmax sample, its size pushed towards the ratio by the
+    # selection cost) | gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)
+    train_selection: str = "gumbel"
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
@@ -124,6 +127,7 @@ class TrainConfig:
         _check_choice("generator_embeddings", cfg.generator_embeddings, ("auto", "frozen", "trained"))
         _check_choice("precision", cfg.precision, PRECISIONS)
         _check_choice("weights_dtype", cfg.weights_dtype, tuple(STORED_DTYPES))
+        _check_choice("train_selection", cfg.train_selection, ("gumbel", "gumbel_topk"))
         if not cfg.dataset:
             raise ConfigError("no dataset given (--dataset SPEC)")
         if not cfg.out:
@@ -374,7 +378,7 @@ def training_loss(model, batch: dict, cfg: TrainConfig, tau: float, grid_length:
         return loss, {"loss": loss.item()}
     ratio = cfg.ratio
     if cfg.ratio_range is None:
-        out = model(inputs, selection="gumbel", tau=tau)
+        out = model(inputs, selection=cfg.train_selection, tau=tau)
     else:  # drawn from torch's global generator, whose state a resumed run restores
         ratio = cfg.ratio_range[0] + (cfg.ratio_range[1] - cfg.ratio_range[0]) * torch.rand(()).item()
         out = model(inputs, selection="gumbel_topk", tau=tau, ratio=ratio)

@@ -563,3 +563,20 @@ def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_ta
         trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.3, 0.2])
     with pytest.raises(ConfigError, match="outside"):
         trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.2, 0.5], ratio=0.1)
+
+
+def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_task, trainer, tmp_path, monkeypatch):
+    import rekd_core.training as training
+
+    counts = []
+    original = training.selection_cost
+
+    def spy(mask, ratio, length, per_example=False):
+        counts.extend(mask.detach().sum(dim=1).tolist())
+        return original(mask, ratio, length, per_example)
+
+    monkeypatch.setattr(training, "selection_cost", spy)
+    trainer(f"csv:{text_task}", tmp_path / "exact", ratio=0.1, train_selection="gumbel_topk")
+    assert counts and set(counts) == {2.0}  # round(0.1 x 20 selectable pieces) in every training mask
+    with pytest.raises(ConfigError, match="train_selection"):
+        trainer(f"csv:{text_task}", tmp_path / "bad", train_selection="sparsemax")
