@@ -288,7 +288,7 @@ def append_result(path: str | Path, row: dict) -> None:
         fh.flush()
 
 
-def mark_kept(path: str | Path, names: list[str]) -> None:
+def mark_kept(path: str | Path, names: list[str], kept: bool = True) -> None:
     """Set ``kept`` in the results rows of the runs ``names`` (the file rewritten in place, under the
     lock that ``append_result`` takes; every other field is written back as it was read)."""
     with open(path, "r+", newline="") as fh:
@@ -297,7 +297,7 @@ def mark_kept(path: str | Path, names: list[str]) -> None:
         columns, rows = reader.fieldnames or [], list(reader)
         for row in rows:
             if row["run"] in names:
-                row["kept"] = "True"
+                row["kept"] = str(kept)
         fh.seek(0)
         fh.truncate()
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
