@@ -35,6 +35,8 @@ TRAIN_HELP = {
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
+    "head_lr": "learning rate of the generator's and predictor's heads (default: --lr); new heads on a "
+               "pretrained backbone need a larger one",
     "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
     "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
     "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",

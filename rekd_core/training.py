@@ -66,6 +66,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
     lr_schedule: str = "constant"  # constant (the paper) | linear | cosine decay to 0 over the run
+    head_lr: float | None = None  # the generator's and predictor's heads (default: lr)
     weight_decay: float | None = None
     dropout: float | None = None
     seed: int = 2026
@@ -213,8 +214,7 @@ def train(config: TrainConfig) -> Path:
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
     test_loader = data_loader(FeatureDataset(test_split, model.processor), cfg)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), weight_decay=cfg.weight_decay)
     model, optimizer, train_loader, dev_loader, test_loader = accelerator.prepare(
         model, optimizer, train_loader, dev_loader, test_loader)
     core = accelerator.unwrap_model(model)
@@ -536,6 +536,18 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         mean, std = _image_normalisation(model)
         model.processor = VisionProcessor(grid["image_size"], grid["patch_size"], mean, std)
     return model
+
+
+def parameter_groups(model: RationaleModel, cfg: TrainConfig) -> list[dict]:
+    """The trainable parameters at ``cfg.lr``, and the generator's and predictor's heads at ``cfg.head_lr``
+    (when set): new heads on a pretrained backbone need a far larger step than the backbone does."""
+    heads = [*model.predictor.classifier.parameters(), *(model.generator.head.parameters() if model.generator else [])]
+    head_ids = {id(p) for p in heads}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.head_lr is None:
+        return [{"params": trainable, "lr": cfg.lr}]
+    return [{"params": [p for p in trainable if id(p) not in head_ids], "lr": cfg.lr},
+            {"params": [p for p in trainable if id(p) in head_ids], "lr": cfg.head_lr}]
 
 
 def special_token_ids(tokenizer) -> list[int]:

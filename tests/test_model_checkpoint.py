@@ -3,6 +3,7 @@ records, the safetensors weights, every broken checkpoint as one CheckpointError
 atomic saving under simulated crashes, the inference-time ratio override, deterministic evaluation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -580,3 +581,19 @@ def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_ta
     assert counts and set(counts) == {2.0}  # round(0.1 x 20 selectable pieces) in every training mask
     with pytest.raises(ConfigError, match="train_selection"):
         trainer(f"csv:{text_task}", tmp_path / "bad", train_selection="sparsemax")
+
+
+def test_head_lr_puts_the_heads_in_their_own_parameter_group(text_task, tmp_path):
+    from rekd_core.training import parameter_groups
+
+    bundle = load_dataset_spec(f"csv:{text_task}")
+    cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", dataset="-", out="-", max_length=32,
+                      head_lr=1e-3).resolved()
+    model = build_model(cfg, bundle.labels, bundle.train)
+    backbone, heads = parameter_groups(model, cfg)
+    assert heads["lr"] == 1e-3 and backbone["lr"] == cfg.lr
+    expected = {id(p) for p in [*model.predictor.classifier.parameters(), *model.generator.head.parameters()]}
+    assert {id(p) for p in heads["params"]} == expected
+    assert len(backbone["params"]) + len(heads["params"]) == sum(p.requires_grad for p in model.parameters())
+    [single] = parameter_groups(model, dataclasses.replace(cfg, head_lr=None))
+    assert single["lr"] == cfg.lr
