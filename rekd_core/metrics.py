@@ -136,7 +136,8 @@ def generator_warnings(target: float, argmax_ratio: float, by_class: Sequence[fl
     present = {label: r for label, r in zip(labels, by_class) if not math.isnan(r)}
     if len(present) > 1:
         low, high = min(present, key=present.get), max(present, key=present.get)
-        if present[high] > 0 and present[high] >= CLASS_SPREAD * present[low]:
+        # a class spread among near-empty selections says nothing more than the warning above
+        if present[high] >= target / DEGENERATE_FACTOR and present[high] >= CLASS_SPREAD * present[low]:
             warnings.append(f"the generator selects {present[high]:.3f} of the features of {high} but "
                             f"{present[low]:.3f} of {low}: its rationale's length tells the class")
     return warnings

@@ -360,6 +360,7 @@ def test_generator_warnings_name_a_degenerate_selection():
     assert "selects 0.000 of the features against the target 0.100: top-k re-selects" in low
     assert generator_warnings(0.1, 0.41, [0.4, 0.42], ["neg", "pos"])  # over four times the target
     assert generator_warnings(0.1, 0.026, [0.026, 0.026], ["neg", "pos"]) == []  # just above a quarter
+    assert len(generator_warnings(0.1, 0.00003, [0.00002, 0.00004], ["neg", "pos"])) == 1  # no spread of nothing
     [spread] = generator_warnings(0.1, 0.1, [0.05, 0.1, float("nan")], ["a", "b", "c"])
     assert "0.100 of the features of b but 0.050 of a" in spread
     mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
