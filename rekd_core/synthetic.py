@@ -37,7 +37,8 @@ def write_text_task(directory: str | Path, n_train: int = 600, n_test: int = 200
                 words = list(rng.choice(fillers, size=length))
                 position = int(rng.integers(length))
                 # one cue per class draws nothing, so the tasks written before several cues stay the same
-                words[position] = cues[label][int(rng.integers(cues_per_class))] if cues_per_class > 1 else cues[label][0]
+                pick = int(rng.integers(cues_per_class)) if cues_per_class > 1 else 0
+                words[position] = cues[label][pick]
                 writer.writerow([" ".join(words), LABELS[label], position, words[position]])
     return directory
 

@@ -77,7 +77,8 @@ class TrainConfig:
     image_size: int | None = None
     patch_size: int | None = None
     vocab_size: int | None = None  # WordPiece vocabulary trained for a text preset
-    tokenizer: str | None = None  # text: whose tokenizer: a checkpoint or tokenizer directory, hub id or pretrained preset
+    # text: whose tokenizer to use: a checkpoint or tokenizer directory, a hub id or a pretrained preset
+    tokenizer: str | None = None
     train_limit: int | None = None  # stratified subset of the training split
     eval_limit: int | None = None  # stratified subset of the test split
     dev_fraction: float = 0.2  # stratified dev split carved from train (unless the data ships one)
@@ -97,8 +98,10 @@ class TrainConfig:
     teacher_mask: str = "student"  # the teacher predictor reads: the student's mask (paper) | its own
     eval_selection: str = "topk"  # topk | argmax | gumbel (the reference code's noisy evaluation)
     augment: bool = True  # vision: random crop and flip while training
-    special_tokens: str = "exclude"  # text: [CLS], [SEP]... are never selected nor counted | select (the reference code)
-    generator_embeddings: str = "auto"  # text: frozen when pretrained (hub, local weights, packaged, --init-from) | frozen | trained
+    # text: exclude ([CLS], [SEP]... are never selected nor counted) | select (the reference code)
+    special_tokens: str = "exclude"
+    # text: auto (frozen when pretrained: hub, local weights, packaged, --init-from) | frozen | trained
+    generator_embeddings: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 (autocast: about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs)
     weights_dtype: str = "float32"  # how the checkpoint stores its weights: float32 | float16 (half the size)
     trim_padding: bool = True
@@ -501,16 +504,14 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     preset = PRESETS.get(cfg.backbone)
     if cfg.task == "text":
         if cfg.tokenizer:  # a checkpoint, a tokenizer directory, a hub id, or a pretrained preset's name
-            shared = PRESETS.get(cfg.tokenizer)
-            tokenizer = load_tokenizer(str(packaged_directory(shared.packaged)) if shared and shared.packaged
-                                       else cfg.tokenizer)
+            tokenizer = load_tokenizer(model_directory(cfg.tokenizer))
         elif preset is not None and not preset.packaged:
             if tokenizer_source is not None:
                 tokenizer = tokenizer_source.processor.tokenizer
             else:
                 tokenizer = train_wordpiece_tokenizer(train_split.inputs, cfg.vocab_size)
         else:  # a packaged pretrained preset, a hub id or a local directory brings its own
-            tokenizer = load_tokenizer(packaged_directory(preset.packaged) if preset else cfg.backbone)
+            tokenizer = load_tokenizer(model_directory(cfg.backbone))
         processor = TextProcessor(tokenizer, cfg.max_length)
         vocab_size = len(tokenizer)
     backbone, pretrained = resolve_backbone(cfg.backbone, cfg.task, vocab_size=vocab_size,
@@ -536,6 +537,13 @@ def build_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         mean, std = _image_normalisation(model)
         model.processor = VisionProcessor(grid["image_size"], grid["patch_size"], mean, std)
     return model
+
+
+def model_directory(name: str) -> str:
+    """Where a Hugging Face model named ``name`` lives: a pretrained preset's installed package directory,
+    else the name itself (a checkpoint or local directory, or a hub id)."""
+    preset = PRESETS.get(name)
+    return str(packaged_directory(preset.packaged)) if preset and preset.packaged else name
 
 
 def parameter_groups(model: RationaleModel, cfg: TrainConfig) -> list[dict]:
@@ -589,7 +597,8 @@ def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -
             student.processor.mean, student.processor.std):
         raise ConfigError("teacher and student normalise images differently (mean, std: "
                           f"{teacher.processor.mean, teacher.processor.std} against "
-                          f"{student.processor.mean, student.processor.std}), but the teacher reads the student's inputs")
+                          f"{student.processor.mean, student.processor.std}), "
+                          "but the teacher reads the student's inputs")
     if [l.lower() for l in teacher.labels] != [l.lower() for l in student.labels]:
         raise ConfigError(f"teacher labels {teacher.labels} differ from the dataset's {student.labels}")
 

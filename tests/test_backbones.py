@@ -216,7 +216,8 @@ def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
     for part in (model.predictor, model.generator):
         state = part.backbone.encoder.state_dict()
         assert torch.equal(state["embeddings.word_embeddings.weight"], reference["embeddings.word_embeddings.weight"])
-        assert torch.equal(state["encoder.layer.5.output.dense.weight"], reference["encoder.layer.5.output.dense.weight"])
+        name = "encoder.layer.5.output.dense.weight"
+        assert torch.equal(state[name], reference[name])
     assert model.config["generator_embeddings"] == "frozen" and len(model.processor.tokenizer) == 30522
     assert model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"]) == \
         ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
