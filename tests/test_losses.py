@@ -315,10 +315,32 @@ def test_gumbel_topk_mask_samples_exactly_k_with_a_straight_through_gradient():
     mask = gumbel_topk_mask(logits, real, 0.3, tau=0.5)
     assert mask.detach().sum(dim=1).tolist() == [3, 2, 3, 3] and not mask.detach()[1, 6:].any()
     assert set(mask.detach().unique().tolist()) <= {0.0, 1.0}
-    mask.sum().backward()
+    (mask * torch.arange(10.0)).sum().backward()  # a loss that prefers the later features
     assert logits.grad is not None and logits.grad.abs().sum() > 0 and logits.grad[1, 6:].abs().sum() == 0
     # the draw follows the scores: a feature far ahead is always sampled, one far behind never
     strong = torch.zeros(200, 10, 2)
     strong[:, 0, 1], strong[:, 9, 0] = 20.0, 20.0
     sampled = gumbel_topk_mask(strong, torch.ones(200, 10, dtype=torch.bool), 0.2, tau=1.0)
     assert sampled[:, 0].sum() == 200 and sampled[:, 9].sum() == 0
+
+
+def test_gumbel_topk_gradient_depends_only_on_how_the_scores_rank():
+    """Raising every feature's score together changes neither the sample nor the gradient (it only moves
+    the scores against the fixed count's boundary), so the scores cannot drift into a saturated sigmoid
+    where the generator stops learning, as they did with a per-feature relaxation."""
+    from rekd_core.losses import gumbel_topk_mask
+
+    base = torch.randn(3, 12, 2)
+    real = torch.ones(3, 12, dtype=torch.bool)
+    weights = torch.randn(3, 12)
+    grads = []
+    for shift in (0.0, 15.0):
+        logits = base.clone()
+        logits[..., 1] += shift
+        logits.requires_grad_(True)
+        torch.manual_seed(1)
+        mask = gumbel_topk_mask(logits, real, 0.25, tau=1.0)
+        (mask * weights).sum().backward()
+        grads.append((mask.detach(), logits.grad))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6) and grads[1][1].abs().sum() > 1e-3
