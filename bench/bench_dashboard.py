@@ -39,7 +39,8 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
     WordPiece vocabulary trained on the bundled reviews; vision: 32x32 images, 4px patches)."""
     from rekd_core.checkpoint import load_checkpoint, save_checkpoint
     from rekd_core.data import RawSplit
-    from rekd_core.training import TrainConfig, build_model
+    from rekd_core.config import TrainConfig
+    from rekd_core.factory import create_model
 
     if task == "text":
         reviews = [item.value for item in B.load_examples("text")]
@@ -55,7 +56,7 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
     for role, preset in zip(("teacher", "student"), presets):
         cfg = TrainConfig(task=task, mode="re" if role == "teacher" else "rekd", backbone=preset, dataset="bench",
                           out=str(workdir / task / role), teacher="bench" if role == "student" else None, **extra).resolved()
-        model = build_model(cfg, labels, split, tokenizer_source=source)
+        model = create_model(cfg, labels, split, tokenizer_source=source)
         save_checkpoint(model, cfg.out, extra_config={"dataset": "stand-in (untrained)", "status": "complete"})
         source = load_checkpoint(cfg.out)
         paths.append(cfg.out)

@@ -30,7 +30,8 @@ import torch  # noqa: E402
 
 from rekd_core.checkpoint import LOG_FILE, read_log  # noqa: E402
 from rekd_core.sweep import expand_runs, recipe_outputs, train_config, with_chosen_teacher  # noqa: E402
-from rekd_core.training import load_config_file, train  # noqa: E402
+from rekd_core.config import load_config_file  # noqa: E402
+from rekd_core.training import train  # noqa: E402
 
 
 def epoch_seconds(checkpoint: Path, epochs: int) -> list[float]:

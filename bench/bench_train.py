@@ -15,8 +15,8 @@ distilling a --teacher RE model (random RE heads on the teacher's backbone: the 
 does not depend on the weights).
 
 The project's loop (one loop per --precision) is what ``rekd train`` runs: models from
-``training.build_model`` (the REKD teacher saved with ``save_checkpoint`` and reloaded with
-``load_teacher``, as training loads it), batches from ``training.data_loader`` (padding trimmed to
+``factory.create_model`` (the REKD teacher saved with ``save_checkpoint`` and reloaded with
+``load_teacher``, as training loads it), batches from ``factory.data_loader`` (padding trimmed to
 the longest review of the batch), the body of ``training.train``'s batch loop (autocast at the
 precision, ``training_loss``, backward, AdamW step, learning-rate schedule step), and for REKD the
 teacher generator's logits from a filled ``TeacherCache``: the timings are those of epochs 2 and
@@ -96,9 +96,9 @@ from rekd_core.data import RawSplit, load_dataset_spec, stratified_subset  # noq
 from rekd_core.model import RationaleModel  # noqa: E402
 from rekd_core.presets import PRESETS, packaged_directory  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
-from rekd_core.training import (TeacherCache, TrainConfig, _cacheable, build_model,  # noqa: E402
-                                check_teacher_compatible, data_loader, load_teacher, precision_context,
-                                training_loss)
+from rekd_core.config import TrainConfig  # noqa: E402
+from rekd_core.factory import check_teacher_compatible, create_model, data_loader, load_teacher  # noqa: E402
+from rekd_core.training import TeacherCache, _cacheable, precision_context, training_loss  # noqa: E402
 
 # The sizes the project now trains (issue: MiniLM-L6 teacher RE step and the student REKD step).
 PRESET_RUNS = {
@@ -149,17 +149,17 @@ class Models:
 
 
 def build_models(args: argparse.Namespace, labels: list[str], tokenizer_split: RawSplit, tmp: Path) -> Models:
-    """rekd_core's own construction (``build_model``; ``load_teacher`` for the REKD teacher)."""
+    """rekd_core's own construction (``create_model``; ``load_teacher`` for the REKD teacher)."""
     common = dict(task="text", dataset="-", out="-", max_length=args.length, batch_size=args.batch)
     torch.manual_seed(0)
     teacher_cfg = TrainConfig(mode="re", backbone=args.teacher, **common).resolved()
-    teacher = build_model(teacher_cfg, labels, tokenizer_split)
+    teacher = create_model(teacher_cfg, labels, tokenizer_split)
     if args.student is None:
         return Models(teacher_cfg, teacher, None)
     save_checkpoint(teacher, tmp / "teacher-checkpoint")
     cfg = TrainConfig(mode="rekd", backbone=args.student, teacher=str(tmp / "teacher-checkpoint"), **common).resolved()
     teacher = load_teacher(cfg, torch.device("cpu"))
-    student = build_model(cfg, labels, tokenizer_split, tokenizer_source=teacher)
+    student = create_model(cfg, labels, tokenizer_split, tokenizer_source=teacher)
     check_teacher_compatible(teacher, student)
     return Models(cfg, student, teacher)
 

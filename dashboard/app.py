@@ -30,6 +30,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard import backend as B  # noqa: E402
 from dashboard import render as R  # noqa: E402
+from rekd_core.config import DEFAULT_SEED  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
 from rekd_core.evaluation import check_dataset_fits  # noqa: E402
 
@@ -76,6 +77,11 @@ def cached_dataset_items(spec: str, task: str, split: str, n: int, seed: int) ->
 @st.cache_data(max_entries=4, show_spinner=False)
 def cached_results(path: str, mtime: float, headlines: dict):
     return B.load_results(path, headlines)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_range_comparison(path: str, mtime: float, headlines: dict):
+    return B.ratio_range_comparison(path, headlines=headlines)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -522,6 +528,8 @@ def ratios_view(ctx, check):
     else:
         with guard("Results"):
             results_section(ctx, frame, headlines)
+        with guard("Models read at many ratios"):
+            range_section(ctx, cached_range_comparison(path, mtime, headlines))
     st.divider()
     with guard("Live evaluation"):
         live_evaluation(ctx, check)
@@ -540,14 +548,14 @@ def results_section(ctx, frame, headlines: dict):
     base_roles = part["role"].map(B.base_role)
     roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
-    variants = sorted(set(part["variant"]) - {""})
+    variants = sorted(set(part["series_family"]) - {""})
     loaded = {B.series_family(name, headlines) for name in loaded_run_names(ctx)}
     picked_variants = st.multiselect(
         "Other families, each its own series (starred; those of the models loaded above are picked); the "
         "headline's runs are always shown", variants, default=[v for v in variants if v in loaded],
         key=f"results_variants_{ctx['task']}") if variants else []  # one per task: its default is read when first shown
     part = part[part["mode"].isin(picked_modes) & base_roles.isin(picked_roles)
-                & part["variant"].isin(["", *picked_variants])]
+                & part["series_family"].isin(["", *picked_variants])]
     if part.empty:
         st.info("No run matches these filters.")
         return
@@ -573,6 +581,18 @@ def results_section(ctx, frame, headlines: dict):
                           key="download_results_runs", on_click="ignore")
 
 
+def range_section(ctx, comparison):
+    """Models trained over a range of ratios, read at each ratio, against the fixed-ratio models."""
+    st.markdown("**Models read at many ratios**")
+    task = B.results_task_for(sorted(comparison["task"].astype(str).unique()), ctx["task"])
+    part = comparison[comparison["task"] == task]
+    if part.empty:
+        st.caption("No model of this task has been read at several ratios yet (the recipe's `read_at`).")
+        return
+    st.plotly_chart(R.ratio_range_figure(part), key="results_ratio_range")
+    st.dataframe(part, hide_index=True, key="results_ratio_range_table")
+
+
 def loaded_run_names(ctx) -> list[str]:
     """The run names (paths under the checkpoints root) of the loaded teacher and student."""
     names = {info.path: info.name for info in ctx["infos"]}
@@ -593,7 +613,7 @@ def dataset_inputs(ctx, prefix: str, default_n: int):
                         value=default_spec, key=f"{prefix}_spec|{ctx['task']}|{default_spec}").strip()
     split = b.selectbox("Split", ["test", "dev", "train"], key=f"{prefix}_split")
     n = c.number_input("Sample size", 1, B.MAX_SAMPLE, default_n, key=f"{prefix}_n")
-    seed = d.number_input("Seed", 0, 2**31 - 1, 2026, key=f"{prefix}_seed")
+    seed = d.number_input("Seed", 0, 2**31 - 1, DEFAULT_SEED, key=f"{prefix}_seed")
     return spec, split, int(n), int(seed)
 
 

@@ -17,19 +17,24 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
-import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
+from rekd_core.config import DEFAULT_SEED, load_config_file
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
-from rekd_core.sweep import recipe_headline, recipe_outputs, run_family
-from rekd_core.training import load_config_file
+from rekd_core.inputs import decode_text, decoding_notice, read_image, resolve_device, to_rgb
+from rekd_core import results
+from rekd_core.results import recipe_headline, run_family
+from rekd_core.sweep import recipe_outputs
 
 from dashboard.render import UNDEFINED, evidence_words, merge_word_pieces, saw_no_features, word_spans
+
+if TYPE_CHECKING:
+    import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -41,8 +46,6 @@ IMAGE_UPLOAD_TYPES = ("png", "jpg", "jpeg", "webp", "bmp")
 
 MAX_REVIEW_CHARS = 50_000  # a review is cut here before tokenizing (a 256-piece model reads ~1,500)
 MAX_CSV_REVIEWS = 1_000  # reviews read from one uploaded CSV file
-MAX_IMAGE_PIXELS = 40_000_000  # larger uploads are refused before they are decoded
-MAX_IMAGE_SIDE = 2048  # decoded images are shrunk to this for display (models resize anyway)
 MAX_SAMPLE = 2_000  # rows of a dataset sample (browser, live evaluation)
 RATIO_STEP = 0.01  # the ratio slider's step: a trained ratio such as 0.125 lies between two of its values
 # How an image is fitted to a model's square input. "squash" is what the models' own transform does.
@@ -102,11 +105,10 @@ def default_results_path() -> Path:
     return Path(value).expanduser() if value else checkpoints_root() / "results.csv"
 
 
-def pick_device(choice: str):
-    """``(torch.device, warning or None)``: the device asked for, or the CPU when it is absent here."""
+def pick_device(choice: str) -> tuple["torch.device", str | None]:
+    """``(torch.device, warning or None)``: the device asked for, or the CPU when it is absent here (the
+    dashboard keeps working and says so, where the CLI stops with ``resolve_device``'s error)."""
     import torch
-
-    from rekd_core.cli import resolve_device
 
     try:
         return resolve_device(choice), None
@@ -130,7 +132,8 @@ def configure_torch_threads() -> int:
     return threads
 
 
-def device_description(device) -> str:
+def device_description(device: "torch.device") -> str:
+    """The device as the page shows it: the GPU's name, or the CPU with its torch thread count."""
     import torch
 
     if device.type == "cuda":
@@ -429,53 +432,12 @@ def prepare_review(text: str, name: str = "review", source: str = "typed", label
     return InputItem(name, "text", text, label=label, source=source, notice=notice)
 
 
-# Among decodings charset-normalizer finds equally plausible (short texts often tie), the encodings that
-# Western Windows and older Unix tools wrote, most common first.
-PREFERRED_LEGACY_ENCODINGS = ("cp1252", "latin_1", "iso8859_15")
-
-
-def _looks_like_text(text: str, sample: int = 100_000) -> bool:
-    """No NUL and (almost) no other control characters in its first ``sample`` characters: what a text file
-    holds, and binary data does not."""
-    head = text[:sample]
-    if "\x00" in head:
-        return False
-    controls = sum(1 for c in head if c < " " and c not in "\t\n\r\f\v")
-    return controls <= len(head) // 100
-
-
-def decode_text(data: bytes, name: str) -> tuple[str, str]:
-    """Uploaded bytes as ``(text, encoding)``: UTF-8 (with or without BOM) first; else the encoding
-    charset-normalizer finds most plausible. One clear error for an empty or binary file."""
-    if not data or not data.strip():
-        raise DataError(f"{name}: the file is empty")
-    try:
-        text, encoding = data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = "", ""
-    if not encoding or not _looks_like_text(text):  # not UTF-8, or UTF-8 bytes that are no text (UTF-16?)
-        from charset_normalizer import from_bytes
-
-        matches = list(from_bytes(data))
-        if matches:
-            best = matches[0]
-            tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-            best = next((m for preferred in PREFERRED_LEGACY_ENCODINGS for m in tied if m.encoding == preferred), best)
-            text, encoding = str(best), best.encoding
-        if not matches or not _looks_like_text(text):
-            raise DataError(f"{name}: not a text file (it holds binary data); upload reviews as .txt or .csv text")
-    if not text.strip():
-        raise DataError(f"{name}: the file holds only white space")
-    return text, encoding
-
-
 def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
     """A ``.txt`` file is one review; a ``.csv`` file holds one review per row in a column named
     text/review/content (or its only column), with an optional label/sentiment column. A file that is
     not UTF-8 is decoded in the encoding that fits it best, and its first item's notice names it."""
     text, encoding = decode_text(data, name)
-    decoded = (f"{name}: not UTF-8 text; decoded as {encoding} (if letters look wrong, save the file as UTF-8)"
-               if encoding != "utf-8" else None)
+    decoded = decoding_notice(name, encoding)
     if not name.lower().endswith(".csv"):
         item = prepare_review(text, name, source=name)
         item.notice = "; ".join(filter(None, [decoded, item.notice])) or None
@@ -513,58 +475,6 @@ def parse_text_upload(name: str, data: bytes) -> list[InputItem]:
     summary = f"{name}: " + ", ".join(notes) if notes else None
     items[0].notice = "; ".join(filter(None, [decoded, items[0].notice, summary])) or None
     return items
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB: transparency composited on white, 16-bit and float images rescaled."""
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode.startswith("I;16"):
-        array = np.asarray(image, dtype=np.float32) / 257.0
-        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode in ("I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        finite = array[np.isfinite(array)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        scaled = (np.nan_to_num(array, nan=low) - low) / max(high - low, 1e-12) * 255.0
-        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L").convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def read_image_bytes(data: bytes, name: str) -> Image.Image:
-    """An uploaded image as RGB, any format PIL reads, any size up to ``MAX_IMAGE_PIXELS``; EXIF
-    rotation applied; shrunk to ``MAX_IMAGE_SIDE`` for display. One clear error otherwise."""
-    if not data:
-        raise DataError(f"{name}: the file is empty")
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-            if width < 1 or height < 1:
-                raise DataError(f"{name}: the image has no pixels ({width}x{height})")
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{name}: the image is {width:,}x{height:,} pixels ({width * height / 1e6:.0f} megapixels); "
-                                f"the dashboard takes at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels: downscale it first")
-            if opened.format == "JPEG":
-                opened.draft("RGB", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))  # decode big JPEGs at a reduced scale
-            opened.load()
-            image = ImageOps.exif_transpose(opened) or opened
-            image = to_rgb(image)
-    except DataError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{name}: the image is too large to open safely ({first_line(exc)})") from exc
-    except Exception as exc:  # PIL raises many types for corrupt or truncated files
-        kind = ("not an image file (or not in a format this dashboard reads: PNG, JPEG, WebP, BMP)"
-                if "cannot identify" in str(exc) else f"a corrupt or truncated image ({first_line(exc)})")
-        raise DataError(f"{name}: {kind}") from exc
-    if max(image.size) > MAX_IMAGE_SIDE:
-        image = image.copy()
-        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE), Image.LANCZOS)
-    return image
 
 
 def fit_image(image: Image.Image, size: int, mode: str = "squash") -> Image.Image:
@@ -606,8 +516,9 @@ def small_image_warning(name: str, width: int, height: int, size: int) -> str | 
 
 
 def parse_image_upload(name: str, data: bytes) -> InputItem:
-    image = read_image_bytes(data, name)
-    return InputItem(name, "image", image, source=name)
+    """An uploaded image as an input item, read by ``rekd_core.inputs.read_image`` as ``rekd explain --image``
+    reads a file: EXIF rotation applied, transparency on white, at most 40 megapixels, shrunk to 2048 pixels."""
+    return InputItem(name, "image", read_image(data, name), source=name)
 
 
 def load_examples(task: str) -> list[InputItem]:
@@ -622,13 +533,13 @@ def load_examples(task: str) -> list[InputItem]:
                 item = prepare_review(decode_text(path.read_bytes(), row["file"])[0], row["title"], source="example",
                                       label=row["label"])
             else:
-                item = InputItem(row["title"], "image", read_image_bytes(path.read_bytes(), row["file"]),
+                item = InputItem(row["title"], "image", read_image(path, row["file"]),
                                  label=row["label"], source="example")
             items.append(item)
     return items
 
 
-def sample_split(bundle, split_name: str, n: int, seed: int = 2026):
+def sample_split(bundle, split_name: str, n: int, seed: int = DEFAULT_SEED):
     """A seeded stratified sample of ``n`` examples (a ``RawSplit``) of one split of a ``DatasetBundle``;
     ``dev`` is carved from train (20%, as in training) when the source ships none."""
     from rekd_core.data import pick_split
@@ -636,7 +547,7 @@ def sample_split(bundle, split_name: str, n: int, seed: int = 2026):
     return pick_split(bundle, split_name, seed, limit=max(1, min(int(n), MAX_SAMPLE)))
 
 
-def dataset_items(bundle, split_name: str, n: int, seed: int = 2026) -> list[InputItem]:
+def dataset_items(bundle, split_name: str, n: int, seed: int = DEFAULT_SEED) -> list[InputItem]:
     """``sample_split`` as input items, with their true labels and, where the dataset has them (ERASER),
     their human evidence spans."""
     split = sample_split(bundle, split_name, n, seed)
@@ -904,48 +815,35 @@ def evaluate_pair(teacher, student, split, ratios: Sequence[float], agreement: b
 RESULT_COLUMNS = ("task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
                   "teacher_agreement", "wall_time_s")
 REQUIRED_RESULT_COLUMNS = ("mode", "ratio", "accuracy")
-NUMERIC_RESULT_COLUMNS = ("ratio", "seed", "accuracy", "f1", "achieved_ratio", "teacher_agreement", "teacher_mask_iou",
-                          "sufficiency", "comprehensiveness", "wall_time_s")
 TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser", "sst"),
                 "vision": ("vision", "image", "cifar", "imagenet", "mnist")}
 
 
-def load_results(path: str | Path, headlines: dict[str, dict] | None = None) -> pd.DataFrame:
-    """The results file: one row per run. Column ``modality`` is read as ``task``; ``mode`` and
-    ``role`` are lower-cased; column ``variant`` names a run's family when it is not its group's headline
-    (``headlines``, see ``recipe_headlines``; without them, the runs without a recipe variant are):
-    its recipe variant, or the recipe's name for the runs without one; "" for the headline's runs (the
-    shipped models, their seeds and sweep). A variant's role names it too (``student (example-cost)``);
-    numbers that do not parse become NaN and rows without an accuracy are dropped. ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
+def load_results(path: str | Path, headlines: dict[str, dict] | None = None, readings: bool = False) -> pd.DataFrame:
+    """The results file (``rekd_core.results.load_results``: older layouts filled in) as the ratios view
+    plots it: one row per trained run (``readings``: the ``read_at`` rows instead), ``mode`` and ``role``
+    lower-cased, an empty task read as "all" and an empty role as "model". Column ``series_family`` names a
+    run's family when it is not its group's headline (``headlines``, see ``recipe_headlines``, for rows that
+    do not record it), and a model trained over a range of ratios; the role names it too (``student
+    (example-cost)``), so that it is plotted as a series of its own. Rows without an accuracy are dropped.
+    ``DataError`` when the file is missing, empty or lacks mode/ratio/accuracy."""
     path = Path(str(path).strip()).expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: no results file there")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: the results file is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({first_line(exc)})") from exc
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    if "task" not in frame.columns and "modality" in frame.columns:
-        frame["task"] = frame["modality"]
-    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in frame.columns]
+    frame = results.load_results(path, headlines)
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in frame.attrs["file_columns"]]
     if missing:
         raise DataError(f"{path}: the results file lacks column(s) {', '.join(missing)} "
                         f"(expected: {', '.join(RESULT_COLUMNS)})")
-    for column, default in (("task", "all"), ("role", "model"), ("backbone", "")):
-        if column not in frame.columns:
-            frame[column] = default
-        frame[column] = frame[column].fillna(default).astype(str).str.strip()
-    for column in NUMERIC_RESULT_COLUMNS:
-        if column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["mode"] = frame["mode"].astype(str).str.strip().str.lower()
+    frame = frame[(frame.source == results.READ_AT) == readings].copy()
+    for column, default in (("task", "all"), ("role", "model")):
+        frame[column] = frame[column].str.strip().replace("", default)
+    frame["mode"] = frame["mode"].str.strip().str.lower()
     frame["role"] = frame["role"].str.lower()
-    has_runs = "run" in frame.columns
-    frame["variant"] = frame["run"].astype(str).map(lambda run: series_family(run, headlines or {})) if has_runs else ""
+    trained_over = ("ratio range " + frame.ratio_range).where(frame.ratio_range != "", "")
+    shown = frame.family.where(~frame.headline, "")
+    both = (shown != "") & (trained_over != "")
+    frame["series_family"] = (shown + ", " + trained_over).where(both, shown + trained_over)
     # A family other than the headline is its own series, not more seeds of the headline one.
-    frame["role"] = frame["role"].where(frame["variant"] == "", frame["role"] + " (" + frame["variant"] + ")")
+    frame["role"] = frame["role"].where(frame.series_family == "", frame["role"] + " (" + frame.series_family + ")")
     frame = frame.dropna(subset=["accuracy"]).reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{path}: the results file has no row with an accuracy")
@@ -953,8 +851,8 @@ def load_results(path: str | Path, headlines: dict[str, dict] | None = None) -> 
 
 
 def series_family(run_name: str, headlines: dict[str, dict]) -> str:
-    """The family a run is plotted as, apart from its group's headline: "" for the headline's runs, else
-    the family's name (``rekd_core.sweep.run_family``)."""
+    """The family a run (or a checkpoint of that name) is plotted as, apart from its group's headline: ""
+    for the headline's runs, else the family's name (``rekd_core.results.name_columns``)."""
     family, is_headline = run_family(run_name, headlines)
     return "" if is_headline else family
 
@@ -970,6 +868,17 @@ def results_task_for(values: Sequence[str], task: str) -> str | None:
         if any(alias in str(value).lower() for alias in TASK_ALIASES.get(task, ())):
             return value
     return None
+
+
+def ratio_range_comparison(path: str | Path, task: str | None = None,
+                           headlines: dict[str, dict] | None = None) -> pd.DataFrame:
+    """The comparison of the Ratios tab for models read at many ratios (``rekd_core.results.range_comparison``):
+    accuracy against the ratio read at of each model trained over a range of ratios, of the fixed-ratio models
+    of its kind at their own ratios, and of fixed-ratio models read away from theirs; only the rows of the
+    results file's task value ``task`` when given. Empty while nothing was read."""
+    frame = results.load_results(Path(str(path).strip()).expanduser(), headlines)
+    comparison = results.range_comparison(frame)
+    return comparison if task is None else comparison[comparison.task == task].reset_index(drop=True)
 
 
 def aggregate_results(frame: pd.DataFrame) -> pd.DataFrame:

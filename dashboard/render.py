@@ -854,6 +854,32 @@ def results_figure(agg, metric: str = "accuracy", title: str | None = None):
     return fig
 
 
+RANGE_SERIES_DASHES = {"range model": "solid", "fixed, at its own ratio": "dot", "fixed, read away": "dash"}
+
+
+def ratio_range_figure(comparison):
+    """Accuracy against the ratio read at (``backend.ratio_range_comparison``): for each kind of model (role,
+    mode, backbone), the model trained over a range of ratios (solid), the fixed-ratio models at their own
+    ratios (dotted) and a fixed-ratio model read away from its ratio (dashed); bars one standard deviation."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for (role, mode, backbone, series), group in comparison.groupby(["role", "mode", "backbone", "series"]):
+        group = group.sort_values("ratio")
+        name = f"{_series_name(role, mode, backbone)} · {series}"
+        fig.add_trace(go.Scatter(
+            x=group["ratio"].tolist(), y=group["accuracy"].tolist(), mode="lines+markers", name=name,
+            error_y=dict(type="data", array=group["accuracy_std"].fillna(0).tolist()),
+            line=dict(color=MODE_COLOURS.get(mode, "#444"), dash=RANGE_SERIES_DASHES.get(series, "solid"),
+                      width=3.5 if role == "teacher" else 2), marker=_marker(role),
+            customdata=group["run"].tolist(),
+            hovertemplate=f"{name}<br>ratio %{{x}}<br>accuracy %{{y:.3f}}<br>%{{customdata}}<extra></extra>"))
+    fig.update_layout(title="accuracy read at each ratio: a model trained over a range against fixed-ratio models",
+                      xaxis_title="ratio read at", yaxis_title="accuracy", legend_title_text="model · series",
+                      height=420, margin=dict(l=10, r=10, t=50, b=10), template="plotly_white")
+    return fig
+
+
 def achieved_ratio_figure(agg):
     """Achieved selection ratio against the target ratio, with the y = x diagonal."""
     import plotly.graph_objects as go

@@ -1,11 +1,12 @@
 """rekd_core: interpretable select-predict classifiers (rationale extraction) and their
 distillation from a teacher (REKD), for text and images."""
 from .checkpoint import load_checkpoint, read_config, read_metrics, save_checkpoint
+from .config import TrainConfig
 from .errors import CheckpointError, ConfigError, DataError, RekdError
 from .explain import Explanation, compare, explain
 from .model import RationaleModel
 from .presets import get_preset, list_presets
-from .training import TrainConfig, train
+from .training import train
 
 __all__ = ["CheckpointError", "ConfigError", "DataError", "Explanation", "RationaleModel", "RekdError", "TrainConfig",
            "compare", "explain", "get_preset", "list_presets", "load_checkpoint", "read_config", "read_metrics",

@@ -10,6 +10,11 @@ from pathlib import Path
 
 from .errors import DataError, RekdError
 
+if typing.TYPE_CHECKING:
+    from PIL import Image
+
+    from .model import RationaleModel
+
 TRAIN_HELP = {
     "split_seed": "seed of the train/dev split and of the --train-limit / --eval-limit subsets "
                   "(default: that of the --init-from / --teacher checkpoints, else --seed)",
@@ -80,6 +85,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data import DEFAULT_SEED
+
     parser = _Parser(prog="rekd", description="Rationale extraction with knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -101,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--selection", default="topk", choices=["topk", "argmax", "gumbel"])
     eval_p.add_argument("--batch-size", type=int, default=64)
     eval_p.add_argument("--seed", type=int, help="seed of the train/dev split and of --limit "
-                        "(default: the split seed the checkpoint was trained with, else 2026)")
+                        f"(default: the split seed the checkpoint was trained with, else {DEFAULT_SEED})")
     eval_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     eval_p.set_defaults(handler=cmd_eval)
@@ -127,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so the CLI and config files never drift apart."""
-    from .training import TrainConfig
+    """One flag per TrainConfig field, so the CLI and config files never drift apart; a field of
+    fixed names (``config.CHOICES``) refuses any other value with the list, as ``resolved()`` does."""
+    from .config import CHOICES, TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -142,20 +150,25 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         elif f.name == "ratio_range":
             parser.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), help=help_text)
         else:
-            parser.add_argument(flag, type=_arg_type(f.name, hints[f.name]), metavar=f.name.upper(),
+            parser.add_argument(flag, type=_arg_type(f.name, hints[f.name]), choices=CHOICES.get(f.name),
+                                metavar=f.name.upper(),
                                 help=f"{help_text} (default: {default})" if default is not None else help_text)
     parser.add_argument("--config", help=TRAIN_HELP["config"])
 
 
-def _arg_type(name: str, hint):
-    if name == "alpha":
+def _arg_type(name: str, hint: object) -> type:
+    """The type a flag's text is converted to: int, float or str (a choice of names, ``alpha``: a number or
+    "schedule", anything else)."""
+    if name == "alpha" or typing.get_origin(hint) is typing.Literal:
         return str
     args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
     return args[0] if args[0] in (int, float, str) else str
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, load_config_file, train
+    """``rekd train``: the options of ``--config FILE``, overridden by the flags given, make one TrainConfig."""
+    from .config import TrainConfig, load_config_file
+    from .training import train
 
     options = vars(args).copy()
     options.pop("handler", None), options.pop("command", None)
@@ -203,7 +216,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset_spec, pick_split
+    from .data import DEFAULT_SEED, load_dataset_spec, pick_split
     from .evaluation import check_dataset_fits, evaluate_split
     from .training import split_seed_of
 
@@ -212,7 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_dataset_fits(bundle, model)
     training = model.config.get("training", {})
     seed = args.seed if args.seed is not None else split_seed_of(model.config)
-    split = pick_split(bundle, args.split, 2026 if seed is None else seed, args.limit,
+    split = pick_split(bundle, args.split, DEFAULT_SEED if seed is None else seed, args.limit,
                        training.get("dev_fraction", 0.2), training.get("train_limit"))
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,
                              batch_size=args.batch_size, with_faithfulness=model.generator is not None, progress=True)
@@ -259,9 +272,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_models(path: str, teacher_path: str | None, device: str):
+def _load_models(path: str, teacher_path: str | None,
+                 device: str) -> tuple["RationaleModel", "RationaleModel | None"]:
+    """The checkpoint at ``path`` and its optional teacher, on ``device`` (see ``inputs.resolve_device``)."""
     from .checkpoint import load_checkpoint
-    from .training import check_teacher_compatible
+    from .inputs import resolve_device
+    from .factory import check_teacher_compatible
 
     torch_device = resolve_device(device)
     model = load_checkpoint(path, torch_device)
@@ -271,59 +287,25 @@ def _load_models(path: str, teacher_path: str | None, device: str):
     return model, teacher
 
 
-def resolve_device(device: str = "auto"):
-    """auto -> cuda, then mps, then cpu; an explicit device that is absent is an error."""
-    import torch
+def _read_input(args: argparse.Namespace, task: str) -> "str | Image.Image":
+    """The one input of ``rekd explain``, read by ``rekd_core.inputs`` exactly as the dashboard reads an
+    upload: a text file in any encoding (a note on stderr names a non-UTF-8 one), an image upright and RGB."""
+    from .inputs import decoding_notice, read_image, read_text
 
-    from .errors import ConfigError
-
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if device == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
-    if not available.get(device, False):
-        raise ConfigError(f"device {device!r} is not available here")
-    return torch.device(device)
-
-
-def _read_input(args: argparse.Namespace, task: str):
     wanted = "text" if args.text is not None or args.text_file else "vision"
     if wanted != task:
         raise DataError(f"this is a {task} model; give {'--text or --text-file' if task == 'text' else '--image'}")
-    if args.text is not None:
-        text = args.text
-    elif args.text_file:
-        text = read_text_file(args.text_file)
-    else:
+    if args.image:
         return read_image(args.image)
-    if not text.strip():
-        raise DataError("empty text: there is nothing to explain")
+    if args.text is not None:
+        if not args.text.strip():
+            raise DataError("empty text: there is nothing to explain")
+        return args.text
+    text, encoding = read_text(args.text_file)
+    notice = decoding_notice(args.text_file, encoding)
+    if notice:
+        print(f"rekd: note: {notice}", file=sys.stderr)
     return text
-
-
-def read_text_file(path: str | Path) -> str:
-    """A UTF-8 text file, with one clear error for a missing, unreadable or non-UTF-8 file."""
-    try:
-        return Path(path).read_bytes().decode("utf-8")
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
-
-
-def read_image(source) -> "Image.Image":
-    """An image from a path or file object, fully decoded and in RGB; one clear error otherwise."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(source) as image:
-            image.load()
-            return image.convert("RGB")
-    except FileNotFoundError as exc:
-        raise DataError(f"{source}: no such file") from exc
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-        raise DataError(f"{getattr(source, 'name', source)}: not a readable image ({exc.__class__.__name__})") from exc
 
 
 if __name__ == "__main__":

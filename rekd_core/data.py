@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DataError, first_line
+from .inputs import read_image
 
 __all__ = [
     "RawSplit",
@@ -37,6 +38,7 @@ __all__ = [
     "stratified_split",
     "stratified_subset",
     "VALID_SPECS",
+    "DEFAULT_SEED",
 ]
 
 # How each spec prefix is written, for help texts and the unknown-spec error.
@@ -53,6 +55,10 @@ VALID_SPECS = (
 )
 
 POLARITY_LABELS = ["neg", "pos"]  # IMDB, aclImdb and ERASER movies share these, in this order
+
+# The seed of a run (``TrainConfig.seed``, re-exported by config.py) and so of its splits and samples,
+# unless one is given: defined here, the lowest module that draws with it.
+DEFAULT_SEED = 2026
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,12 +172,8 @@ class _ImageFiles(_LazySequence):
         return len(self.paths)
 
     def _load(self, index: int) -> Image.Image:
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        # the pixels `rekd explain` and the dashboard give a model: EXIF rotation, transparency on white
+        return read_image(self.paths[index], max_pixels=None, max_side=None)
 
 
 class _CifarRows(_LazySequence):
@@ -199,7 +201,7 @@ class _HFImages(_LazySequence):
         return len(self.dataset)
 
     def _load(self, index: int) -> Image.Image:
-        return self.dataset[index][self.column].convert("RGB")
+        return read_image(self.dataset[index][self.column], max_side=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -755,7 +757,7 @@ def train_and_dev(bundle: DatasetBundle, seed: int, dev_fraction: float = 0.2,
     return train.subset(kept), train.subset(held_out)
 
 
-def pick_split(bundle: DatasetBundle, name: str, seed: int = 2026, limit: int | None = None,
+def pick_split(bundle: DatasetBundle, name: str, seed: int = DEFAULT_SEED, limit: int | None = None,
                dev_fraction: float = 0.2, train_limit: int | None = None) -> RawSplit:
     """One split of a bundle by name (train / dev / test), optionally a seeded stratified sample of
     ``limit`` examples. Train and dev are those a run with this split seed, dev fraction and train

@@ -88,7 +88,18 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
     elif cached is not None and offset != len(cached["preds"]):
         raise DataError(f"{teacher_cache}: the cached teacher outputs are for {len(cached['preds'])} examples, "
                         f"not {offset}; delete the file")
-    return _summarise(acc, model.labels, ratio, lambda_sel, sel_length, sel_cost, grid_length)
+    return _summarise(acc, model.labels, ratio, lambda_sel, sel_length, sel_cost, grid_length,
+                      free_count=not trained_on_exact_counts(model.config))
+
+
+def trained_on_exact_counts(config: dict) -> bool:
+    """Whether a model's generator was trained to pick exactly the evaluated count (``gumbel_topk`` or a
+    ratio range) rather than a free count steered by the selection cost. Its own argmax selection is then
+    not a choice it was trained to make, so the degenerate-generator warnings, which read it, do not apply.
+    Checkpoints written before the model config recorded it say so in their training config."""
+    training = config.get("training", {})
+    selection = config.get("train_selection", training.get("train_selection"))
+    return selection == "gumbel_topk" or bool(config.get("ratio_range") or training.get("ratio_range"))
 
 
 def _read_teacher_cache(path: str | Path) -> dict | None:
@@ -137,8 +148,36 @@ def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwar
     return evaluate(model, loader, **kwargs)
 
 
+@torch.no_grad()
+def evaluate_at_ratios(model: RationaleModel, split, ratios: list[float], *, batch_size: int = 64) -> dict[float, dict]:
+    """``evaluate_split`` with top-k at each of ``ratios`` (one dict of metrics per ratio, no teacher), the
+    generator run once per batch: its logits do not depend on the ratio, only the top-k cut and the
+    predictor's pass do. A CLS model reads every feature, so it is evaluated once for all ratios."""
+    dataset = FeatureDataset(split, model.processor, train=False)
+    loader = _on_device(torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate), model.device)
+    if model.generator is None:
+        metrics = evaluate(model, loader)
+        return {ratio: metrics for ratio in ratios}
+    model.eval()
+    accumulators = {ratio: MetricAccumulator() for ratio in ratios}
+    for batch in loader:
+        inputs, targets = model_inputs(batch), batch["label"]
+        features = model.feature_mask(inputs)
+        gen_logits = model.generator(inputs).float()
+        shared = {"targets": targets, "feature_mask": features, "argmax_mask": argmax_mask(gen_logits, features),
+                  "length": features.sum(dim=1).float()}
+        for ratio, acc in accumulators.items():
+            mask = model.select(gen_logits, features, "topk", ratio=ratio)
+            logits = model.predict(inputs, mask)
+            record = {**shared, "mask": mask, "preds": logits.argmax(dim=-1),
+                      "ce": F.cross_entropy(logits, targets, reduction="none")}
+            acc.add(**{k: _pad_features(v, model.num_features).cpu() for k, v in record.items()})
+    return {ratio: _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features)
+            for ratio, acc in accumulators.items()}
+
+
 def _summarise(acc: MetricAccumulator, labels: list[str], ratio: float, lambda_sel: float, sel_length: str,
-               sel_cost_kind: str, grid_length: int) -> dict:
+               sel_cost_kind: str, grid_length: int, free_count: bool = True) -> dict:
     preds, targets = acc.cat("preds"), acc.cat("targets")
     ce = acc.cat("ce").mean().item()
     metrics = {"n": len(targets), "loss": ce, "l_re": ce, **classification_metrics(preds, targets, len(labels))}
@@ -151,7 +190,7 @@ def _summarise(acc: MetricAccumulator, labels: list[str], ratio: float, lambda_s
         metrics.update(l_re=ce + lambda_sel * sel_cost, selection_cost=sel_cost,
                        ratio=selection_ratio(mask, fm), ratio_argmax=selection_ratio(argmax, fm),
                        ratio_argmax_by_class=dict(zip(labels, by_class)))
-        metrics["warnings"] = generator_warnings(ratio, metrics["ratio_argmax"], by_class, labels)
+        metrics["warnings"] = generator_warnings(ratio, metrics["ratio_argmax"], by_class, labels) if free_count else []
         if "teacher_mask" in acc:
             agreement = mask_agreement(mask, acc.cat("teacher_mask"), fm)
             metrics.update(teacher_mask_iou=agreement["iou"], teacher_mask_f1=agreement["f1"])

@@ -7,6 +7,7 @@ multiplied by that mask. In CLS mode there is no generator: the predictor reads 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,9 @@ from .backbones import Backbone, create_backbone
 from .errors import ConfigError
 from .losses import argmax_mask, gumbel_topk_mask, straight_through_gumbel, topk_mask
 
-SELECTIONS = ("topk", "argmax", "gumbel", "gumbel_topk")
+# How a mask is read from the generator's logits (``RationaleModel.select``)
+Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk"]
+SELECTIONS: tuple[str, ...] = get_args(Selection)
 
 
 class Generator(nn.Module):

@@ -13,28 +13,35 @@ import dataclasses
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
 
+from . import resume
 from .checkpoint import cpu_snapshot, save_checkpoint
+from .config import TrainConfig
 from .data import RawSplit
 from .errors import ConfigError
+from .factory import create_model, data_loader
 from .processing import FeatureDataset
-from . import resume
-from .training import (TrainConfig, _hardware, _resumed, build_model, data_loader, earlier_progress, run_description,
-                       save_epoch)
+from .resume import earlier_progress, hardware, resumed_metrics, run_description, save_epoch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 MLM_PROBABILITY = 0.15
 
 
-def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: RawSplit, dev_split: RawSplit,
-                 started: float) -> Path:
+def pretrain_mlm(cfg: TrainConfig, accelerator: Accelerator, labels: list[str], train_split: RawSplit,
+                 dev_split: RawSplit, started: float) -> Path:
     """Pretrain ``cfg.backbone`` by masked-language modelling on the texts of ``train_split`` (dev
     loss on ``dev_split``); return the checkpoint directory. A run cut between epochs goes on from
     its last finished one, as ``train`` does. ``cfg`` is a resolved text TrainConfig
     with ``mode == "mlm"``; ``train`` has seeded everything and made the splits since ``started``."""
-    model = build_model(dataclasses.replace(cfg, mode="cls"), labels, train_split)
+    # imported here: training.py imports this module, and ``import rekd_core`` should not pay for transformers
+    from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling, get_scheduler
+
+    model = create_model(dataclasses.replace(cfg, mode="cls"), labels, train_split)
     tokenizer = model.processor.tokenizer
     if tokenizer.mask_token is None:
         raise ConfigError(f"the tokenizer of {cfg.backbone!r} has no mask token, so it cannot do MLM")
@@ -93,7 +100,8 @@ def pretrain_mlm(cfg: TrainConfig, accelerator, labels: list[str], train_split: 
         accelerator.wait_for_everyone()
     wall = time.time() - started + earlier_s
     metrics = {"best_epoch": best["epoch"], "dev": best["dev"], "wall_time_s": round(wall, 1), "steps": step,
-               "train_examples": len(train_split), "hardware": _hardware(accelerator), **_resumed(earlier)}
+               "train_examples": len(train_split), "hardware": hardware(accelerator),
+               **resumed_metrics(earlier)}
     if accelerator.is_main_process:
         save_checkpoint(model, cfg.out, state_dict=best["state"], log=log, metrics=metrics,
                         extra_config={**description, "status": "complete"})
@@ -116,6 +124,8 @@ def _masked(batch: dict, masker, tokenizer) -> dict:
 @torch.no_grad()
 def _dev_loss(mlm, loader, tokenizer, seed: int) -> float:
     """Mean MLM loss over the dev texts, with the same masks at every epoch."""
+    from transformers import DataCollatorForLanguageModeling
+
     masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MLM_PROBABILITY, seed=seed + 1)
     mlm.eval()
     losses = [mlm(**_masked(batch, masker, tokenizer)).loss.item() for batch in loader]

@@ -13,73 +13,32 @@ Each entry is a TrainConfig plus ``name`` (the checkpoint directory under ``out_
 ``{ratio}`` and ``{seed}`` in the name and in ``teacher`` / ``init_from`` / ``tokenizer``),
 ``keep: false`` to write the checkpoint under ``work_dir`` (default ``runs/``, not shipped) instead
 of ``out_root``, and ``plausibility: SPEC`` to score the finished model's rationales against the
-human ones of a dataset with rationales (its test split; ERASER movies). ``teacher``,
+human ones of a dataset with rationales (its test split; ERASER movies), and ``read_at: [RATIOS]`` (with an
+optional ``read_limit: N``, a stratified subset of its test split) to read the finished model at each of
+those ratios, one ``read_at`` row each in the results file (rekd_core/results.py). ``teacher``,
 ``init_from`` and ``tokenizer`` may name another run; a list of ``teacher`` runs (seeds of one
 teacher on one train/dev split) means the one of them with the best dev accuracy. Runs whose result is already recorded (or
 whose checkpoint is complete) are skipped, so a recipe resumes where it stopped; several
-``rekd sweep --only ...`` processes may share one results file. A done run whose ``keep`` is
+``rekd sweep --only ...`` processes may share one results file; a done run's missing readings are taken
+on the next sweep. A done run whose ``keep`` is
 turned on later is shipped as it is: copied from ``work_dir`` to ``out_root``, not retrained.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import fcntl
 import re
 import time
 from pathlib import Path
 
 from .checkpoint import copy_checkpoint, read_config, read_metrics
+from .config import TrainConfig, load_config_file
 from .errors import CheckpointError, ConfigError
-from .training import TrainConfig, load_config_file, split_seed_of, train
+from .results import (READ_AT, TRAINING, append_result, mark_kept, name_columns, read_rows,
+                      recipe_headline)
+from .training import split_seed_of, train
 
-RESULT_FIELDS = ["run", "task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
-                 "ratio_argmax", "teacher_agreement", "teacher_mask_iou", "sufficiency", "comprehensiveness",
-                 "plausibility_f1", "plausibility_iou_f1", "random_plausibility_f1", "plausibility_examples",
-                 "parameters", "train_examples", "test_examples", "epochs", "wall_time_s", "hardware", "kept",
-                 "split_seed", "teacher", "dev_accuracy"]  # new columns go last, so that the rows of older files still line up
-RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility"}
+RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility", "read_at", "read_limit"}
 REFERENCE_KEYS = ("teacher", "init_from", "tokenizer")  # options that may name another run
-
-
-SEED_SUFFIX = re.compile(r"-s\d+$")  # the recipes name a run's extra seeds NAME-sSEED
-RATIO_SUFFIX = re.compile(r"-r\d*\.?\d+$")  # ... and the points of a ratio sweep NAME-rRATIO
-VARIANT_RUN = re.compile(r"/variants/(?:teacher|student)-(?:rekd|re|cls)-(?P<variant>.+)$")
-
-
-def series_name(run_name: str) -> str:
-    """The run's name without its ``-sSEED`` suffix: the runs that share it are seeds of one model."""
-    return SEED_SUFFIX.sub("", str(run_name))
-
-
-def variant_of(run_name: str) -> str | None:
-    """The recipe variant a run belongs to (``text/variants/student-re-example-cost-s2027`` ->
-    ``example-cost``), or None for a headline, seed or sweep run. A variant lives under
-    ``GROUP/variants/ROLE-MODE-VARIANT[-rRATIO]``; the dashboard plots it as its own series."""
-    match = VARIANT_RUN.search(RATIO_SUFFIX.sub("", series_name(run_name)))
-    return match["variant"] if match else None
-
-
-def run_family(run_name: str, headlines: dict[str, dict]) -> tuple[str, bool]:
-    """``(family, is_headline)`` of a run under a recipe's ``headline`` (group -> {"variant": the variant
-    whose runs are the group's shipped headline, "unnamed": the name of its runs without a variant}).
-    The family is the run's recipe variant; for a run without one, "" when those runs are the group's
-    headline (a group the recipe does not name), else the group's ``unnamed`` ("no variant")."""
-    chosen = headlines.get(str(run_name).split("/")[0]) or {}
-    variant = variant_of(run_name) or ""
-    is_headline = variant == chosen.get("variant", "")
-    if variant or is_headline:
-        return variant, is_headline
-    return chosen.get("unnamed") or "no variant", False
-
-
-def recipe_headline(recipe: dict) -> dict[str, dict]:
-    """A recipe's ``headline`` (group -> {"variant": ..., "unnamed": ...}; {} when it names none), the
-    mapping ``run_family`` reads. ``ConfigError`` when it is not a mapping of mappings."""
-    headline = recipe.get("headline") or {}
-    if not isinstance(headline, dict) or not all(isinstance(entry, dict) for entry in headline.values()):
-        raise ConfigError("the recipe's headline must map each group to {variant: ..., unnamed: ...}")
-    return headline
 
 
 def recipe_outputs(recipe: dict) -> tuple[RunRoots, Path]:
@@ -115,15 +74,20 @@ def expand_runs(recipe: dict) -> list[dict]:
 
 def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) -> Path:
     """Run every run of the recipe that is not done yet (``only``: those whose name matches this
-    regular expression), in the recipe's order; return the results file."""
+    regular expression), in the recipe's order, and read each finished run at the ratios of its
+    ``read_at`` that have no row yet; return the results file."""
     recipe = load_config_file(recipe_path, known=None)
     roots, results_path = recipe_outputs(recipe)
+    headlines = recipe_headline(recipe)
     runs = expand_runs(recipe)
     selected = [r for r in runs if only is None or re.search(only, r["name"])]
-    done = {row["run"]: row for row in read_results(results_path)}
+    rows = read_rows(results_path, headlines)
+    done = {row["run"]: row for row in rows if row["source"] != READ_AT}
     ship_done_runs(selected, done, roots, results_path, dry_run)
     todo = [r for r in selected if r["name"] not in done]
-    print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run")
+    unread = {r["name"]: missing_reads(r, rows) for r in selected}
+    print(f"{len(runs)} runs in {recipe_path}: {len(runs) - len(todo)} done or filtered out, {len(todo)} to run, "
+          f"{sum(bool(ratios) for ratios in unread.values())} to read at more ratios")
     names = {r["name"] for r in runs}
     for i, run in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {run['name']}", flush=True)
@@ -135,11 +99,76 @@ def run_sweep(recipe_path: str, only: str | None = None, dry_run: bool = False) 
             started = time.time()
             train(train_config(with_chosen_teacher(run, roots), roots))
             print(f"[{i}/{len(todo)}] {run['name']} done in {time.time() - started:.0f} s", flush=True)
-        row = result_row(run, out)
+        row = result_row(run, out, headlines)
         if run.get("plausibility"):
             row.update(plausibility_row(out, run["plausibility"]))
         append_result(results_path, row)
+    for run in selected:
+        if unread[run["name"]]:
+            read_run(run, unread[run["name"]], roots.out(run), results_path, headlines, dry_run)
     return results_path
+
+
+def read_plan(run: dict) -> tuple[list[float], int | None]:
+    """A run's ``read_at`` ratios and ``read_limit`` (None: its whole test split), checked: ``ConfigError``
+    unless the ratios are a list of numbers in (0, 1] and the limit a positive integer."""
+    ratios, limit = run.get("read_at") or [], run.get("read_limit")
+    if not isinstance(ratios, list) or not all(isinstance(r, (int, float)) and 0 < r <= 1 for r in ratios):
+        raise ConfigError(f"run {run['name']}: read_at must be a list of ratios in (0, 1], got {ratios!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"run {run['name']}: read_limit must be a positive number of examples, got {limit!r}")
+    return [float(r) for r in ratios], limit
+
+
+def missing_reads(run: dict, rows: list[dict]) -> list[float]:
+    """The ratios of ``run``'s ``read_at`` that the results rows (``read_rows``) do not hold a reading at."""
+    read = {round(float(row["read_ratio"]), 6) for row in rows
+            if row["run"] == run["name"] and row["source"] == READ_AT}
+    return [ratio for ratio in read_plan(run)[0] if round(ratio, 6) not in read]
+
+
+def read_run(run: dict, ratios: list[float], checkpoint: Path, results_path: Path, headlines: dict[str, dict],
+             dry_run: bool = False, batch_size: int = 64) -> None:
+    """Evaluate the finished ``checkpoint`` of ``run`` at each of ``ratios`` (top-k) on its test split (the
+    dataset, split seed and ``eval_limit`` it was tested on when it trained; ``read_limit``: a stratified
+    subset of that) and append one ``read_at`` row per ratio. A run without a complete checkpoint here (a
+    ``keep: false`` run of another machine) is said and skipped."""
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset_spec, pick_split, stratified_subset
+    from .evaluation import evaluate_at_ratios
+
+    print(f"[read] {run['name']} at {', '.join(f'{r:g}' for r in ratios)}", flush=True)
+    if dry_run:
+        return
+    if not _complete(checkpoint):
+        print(f"[read] {run['name']}: no complete checkpoint at {checkpoint}, not read", flush=True)
+        return
+    started = time.time()
+    model = load_checkpoint(checkpoint)
+    config = read_config(checkpoint)
+    training, seed = config.get("training", {}), split_seed_of(config)
+    split = pick_split(load_dataset_spec(training.get("dataset") or config["dataset"]), "test", seed,
+                       training.get("eval_limit"))
+    limit = read_plan(run)[1]
+    if limit and limit < len(split):
+        split = split.subset(stratified_subset(split.targets, limit, seed))
+    readings = evaluate_at_ratios(model, split, ratios, batch_size=batch_size)
+    seconds = (time.time() - started) / len(ratios)
+    base = result_row(run, checkpoint, headlines)
+    for ratio, metrics in readings.items():
+        append_result(results_path, {**{k: base[k] for k in READ_KEPT_FIELDS}, "source": READ_AT, "read_ratio": ratio,
+                                     "accuracy": metrics["accuracy"], "f1": metrics.get("f1"),
+                                     "achieved_ratio": metrics.get("ratio", 1.0),
+                                     "ratio_argmax": metrics.get("ratio_argmax", ""),
+                                     "test_examples": metrics["n"], "wall_time_s": round(seconds, 1)})
+    print(f"[read] {run['name']}: " + ", ".join(f"{r:g} -> {m['accuracy']:.4f}" for r, m in readings.items())
+          + f" ({len(split)} examples, {seconds:.0f} s a ratio)", flush=True)
+
+
+# What a read_at row repeats of the run's training row: the model, not its test metrics nor where it ran.
+READ_KEPT_FIELDS = ("run", "task", "role", "mode", "backbone", "ratio", "seed", "parameters", "train_examples",
+                    "epochs", "kept", "split_seed", "teacher", "dev_accuracy", "group", "variant", "family", "headline",
+                    "ratio_range")
 
 
 def ship_done_runs(runs: list[dict], rows: dict[str, dict], roots: RunRoots, results_path: Path,
@@ -242,7 +271,7 @@ def plausibility_row(checkpoint: Path, dataset: str, batch_size: int = 64) -> di
             "random_plausibility_f1": metrics.get("random_plausibility_f1"), "plausibility_examples": metrics["n"]}
 
 
-def result_row(run: dict, checkpoint: Path) -> dict:
+def result_row(run: dict, checkpoint: Path, headlines: dict[str, dict] | None = None) -> dict:
     """One tidy row of the results file from a finished checkpoint."""
     config, metrics = read_config(checkpoint), read_metrics(checkpoint)
     test = metrics.get("test", {})
@@ -263,63 +292,14 @@ def result_row(run: dict, checkpoint: Path) -> dict:
             # REKD: the checkpoint distilled from; RE: the one teacher_agreement compares with
             "teacher": (config.get("teacher") or config.get("compared_with") or {}).get("path", ""),
             # the kept epoch's, on the run's own dev split: what a variant may be chosen on, not the test set
-            "dev_accuracy": metrics.get("dev", {}).get("accuracy", "")}
+            "dev_accuracy": metrics.get("dev", {}).get("accuracy", ""),
+            **name_columns(run["name"], headlines or {}), "source": TRAINING, "read_ratio": config["ratio"],
+            "ratio_range": _range_cell(config.get("ratio_range") or config.get("training", {}).get("ratio_range"))}
 
 
-def read_results(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def append_result(path: str | Path, row: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", newline="") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # several sweep processes may append to one file
-        writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS, lineterminator="\n")
-        if fh.tell() == 0:
-            writer.writeheader()
-        else:
-            _extend_header(fh)
-        writer.writerow({k: row.get(k, "") for k in RESULT_FIELDS})
-        fh.flush()
-
-
-def mark_kept(path: str | Path, names: list[str], kept: bool = True) -> None:
-    """Set ``kept`` in the results rows of the runs ``names`` (the file rewritten in place, under the
-    lock that ``append_result`` takes; every other field is written back as it was read)."""
-    with open(path, "r+", newline="") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        reader = csv.DictReader(fh)
-        columns, rows = reader.fieldnames or [], list(reader)
-        for row in rows:
-            if row["run"] in names:
-                row["kept"] = str(kept)
-        fh.seek(0)
-        fh.truncate()
-        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()
-
-
-def _extend_header(fh) -> None:
-    """Give a results file written before the newest columns their names (its rows stay as they are:
-    new columns are only ever added at the end, so the old rows just leave them empty)."""
-    fh.seek(0)
-    header = fh.readline()  # every append checks it; only an outdated file is read whole
-    columns = header.strip().split(",")
-    if columns == RESULT_FIELDS:
-        return
-    if columns != RESULT_FIELDS[:len(columns)]:
-        raise ConfigError(f"{fh.name}: its columns are not those of a rekd results file ({header.strip()})")
-    rows = fh.read()
-    fh.seek(0)
-    fh.truncate()
-    fh.write(",".join(RESULT_FIELDS) + "\n" + rows)
+def _range_cell(span) -> str:
+    """The ``ratio_range`` column of a model trained over a range of ratios (``0.05-0.5``); "" for one ratio."""
+    return f"{float(span[0]):g}-{float(span[1]):g}" if isinstance(span, (list, tuple)) and len(span) == 2 else ""
 
 
 def train_config(run: dict, roots: RunRoots) -> TrainConfig:
@@ -328,6 +308,7 @@ def train_config(run: dict, roots: RunRoots) -> TrainConfig:
     unknown = set(run) - fields - RUN_KEYS
     if unknown:
         raise ConfigError(f"run {run['name']}: unknown options {sorted(unknown)}")
+    read_plan(run)
     options = {k: v for k, v in run.items() if k in fields}
     for key in REFERENCE_KEYS:
         if options.get(key):

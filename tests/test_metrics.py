@@ -367,3 +367,15 @@ def test_generator_warnings_name_a_degenerate_selection():
     real = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1]]).bool()
     by_class = selection_ratio_by_class(mask, real, torch.tensor([0, 0, 2]), 3)
     assert by_class[0] == pytest.approx(3 / 6) and math.isnan(by_class[1]) and by_class[2] == 0.0
+
+
+def test_models_trained_on_exact_counts_get_no_argmax_warnings():
+    """A generator trained to pick exactly the evaluated count (gumbel_topk, or a ratio range) is never asked for
+    its own argmax choice, so a warning read from it would mislead; a free-count generator keeps its warnings."""
+    from rekd_core.evaluation import trained_on_exact_counts
+
+    assert not trained_on_exact_counts({"training": {"train_selection": "gumbel", "ratio_range": None}})
+    assert not trained_on_exact_counts({})  # checkpoints that predate both options
+    assert trained_on_exact_counts({"ratio_range": [0.05, 0.5], "training": {"train_selection": "gumbel"}})
+    assert trained_on_exact_counts({"training": {"train_selection": "gumbel_topk"}})
+    assert trained_on_exact_counts({"train_selection": "gumbel_topk"})  # the model config, as training evaluates

@@ -23,13 +23,15 @@ from rekd_core.evaluation import evaluate_split
 from rekd_core.explain import explain
 from rekd_core.losses import rationale_kd
 from rekd_core.processing import model_inputs
-from rekd_core.training import TrainConfig, build_model, training_loss
+from rekd_core.config import TrainConfig
+from rekd_core.factory import create_model
+from rekd_core.training import training_loss
 
 pytest_plugins = ["tests.core_fixtures"]
 
 
 def _build(task: str, dataset: str):
-    """A freshly initialised (untrained) tiny model and its bundle, via training.build_model."""
+    """A freshly initialised (untrained) tiny model and its bundle, via factory.create_model."""
     if task == "text":
         cfg = TrainConfig(task="text", backbone="bert-1x32", dataset=dataset, out="unused", max_length=32)
     else:
@@ -37,7 +39,7 @@ def _build(task: str, dataset: str):
     cfg = cfg.resolved()
     bundle = load_dataset_spec(dataset)
     torch.manual_seed(0)
-    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+    return create_model(cfg, bundle.labels, bundle.train).eval(), bundle
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +301,7 @@ def test_crash_mid_save_keeps_the_previous_checkpoint(text_model, tmp_path, monk
     before = {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
     expected = _outputs(load_checkpoint(path), inputs)
 
-    other = build_model(TrainConfig(task="text", backbone="bert-1x32", dataset=f"csv:{bundle.name.split(':', 1)[1]}",
+    other = create_model(TrainConfig(task="text", backbone="bert-1x32", dataset=f"csv:{bundle.name.split(':', 1)[1]}",
                                     out="unused", max_length=32).resolved(), bundle.labels, bundle.train)
     _crash_in(monkeypatch, target)
     with pytest.raises((OSError, KeyboardInterrupt)):
@@ -577,19 +579,21 @@ def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_ta
         return original(mask, ratio, length, per_example)
 
     monkeypatch.setattr(training, "selection_cost", spy)
-    trainer(f"csv:{text_task}", tmp_path / "exact", ratio=0.1, train_selection="gumbel_topk")
+    out = trainer(f"csv:{text_task}", tmp_path / "exact", ratio=0.1, train_selection="gumbel_topk")
     assert counts and set(counts) == {2.0}  # round(0.1 x 20 selectable pieces) in every training mask
+    assert read_metrics(out)["test"]["warnings"] == []  # its argmax is no choice it was trained to make
+    assert read_config(out)["train_selection"] == "gumbel_topk"
     with pytest.raises(ConfigError, match="train_selection"):
         trainer(f"csv:{text_task}", tmp_path / "bad", train_selection="sparsemax")
 
 
 def test_head_lr_puts_the_heads_in_their_own_parameter_group(text_task, tmp_path):
-    from rekd_core.training import parameter_groups
+    from rekd_core.factory import parameter_groups
 
     bundle = load_dataset_spec(f"csv:{text_task}")
     cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", dataset="-", out="-", max_length=32,
                       head_lr=1e-3).resolved()
-    model = build_model(cfg, bundle.labels, bundle.train)
+    model = create_model(cfg, bundle.labels, bundle.train)
     backbone, heads = parameter_groups(model, cfg)
     assert heads["lr"] == 1e-3 and backbone["lr"] == cfg.lr
     expected = {id(p) for p in [*model.predictor.classifier.parameters(), *model.generator.head.parameters()]}

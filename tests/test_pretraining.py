@@ -9,7 +9,8 @@ import yaml
 
 from rekd_core.checkpoint import load_checkpoint, read_config
 from rekd_core.errors import ConfigError
-from rekd_core.sweep import read_results, run_sweep
+from rekd_core.results import read_rows
+from rekd_core.sweep import run_sweep
 from tests.core_fixtures import TEXT_MAX_LENGTH
 
 pytest_plugins = ["tests.core_fixtures"]
@@ -23,7 +24,7 @@ def test_mlm_pretraining_learns_and_starts_a_classifier(text_task, tmp_path):
                        {"name": "cls", "mode": "cls", "epochs": 1, "init_from": "mlm"},
                        {"name": "fresh", "mode": "cls", "epochs": 1, "tokenizer": "mlm"}]}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    rows = read_results(run_sweep(str(tmp_path / "recipe.yaml")))
+    rows = read_rows(run_sweep(str(tmp_path / "recipe.yaml")))
     assert [(r["run"], r["mode"]) for r in rows] == [("mlm", "mlm"), ("cls", "cls"), ("fresh", "cls")]
     assert rows[0]["accuracy"] == rows[0]["achieved_ratio"] == "" and float(rows[0]["wall_time_s"]) > 0
     assert 0.0 <= float(rows[1]["accuracy"]) <= 1.0

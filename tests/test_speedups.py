@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from rekd_core.processing import FeatureDataset, collate, model_inputs
-from rekd_core.training import TeacherCache, TrainConfig, build_model
+from rekd_core.config import TrainConfig
+from rekd_core.factory import create_model
+from rekd_core.training import TeacherCache
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -17,7 +19,7 @@ def _text_model(text_task, max_length=48):
     cfg = TrainConfig(task="text", mode="re", backbone="bert-1x32", dataset="-", out="-",
                       max_length=max_length).resolved()
     torch.manual_seed(0)
-    return build_model(cfg, bundle.labels, bundle.train).eval(), bundle
+    return create_model(cfg, bundle.labels, bundle.train).eval(), bundle
 
 
 def _batch(model, split, trim):

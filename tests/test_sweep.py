@@ -15,7 +15,9 @@ from rekd_core.data import load_dataset_spec, pick_split
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.evaluation import evaluate
 from rekd_core.processing import FeatureDataset, collate
-from rekd_core.sweep import expand_runs, read_results, run_sweep, series_name, variant_of
+from rekd_core.results import (READ_AT, RESULT_FIELDS, append_result, load_results, merge, migrate,
+                               name_columns, range_comparison, range_gaps, read_rows)
+from rekd_core.sweep import expand_runs, run_sweep
 
 from tests.core_fixtures import TEXT_MAX_LENGTH, write_eraser
 
@@ -36,19 +38,23 @@ def test_expand_runs_formats_names_and_references():
         expand_runs({"runs": [{"name": "same", "ratios": [0.1, 0.2]}]})
 
 
-@pytest.mark.parametrize("run, series, variant", [
-    ("text/variants/student-rekd-example-cost-s2027", "text/variants/student-rekd-example-cost", "example-cost"),
-    ("text/variants/teacher-re-example-cost", "text/variants/teacher-re-example-cost", "example-cost"),
-    ("text/seeds/student-re-s2028", "text/seeds/student-re", None),
-    ("vision/sweep/student-rekd-r0.35", "vision/sweep/student-rekd-r0.35", None),
-    ("text/variants/student-rekd-matched-teacher-r0.05", "text/variants/student-rekd-matched-teacher-r0.05",
-     "matched-teacher"),
-    ("text/variants/student-rekd-matched-teacher-r0.5-s2027", "text/variants/student-rekd-matched-teacher-r0.5",
-     "matched-teacher"),
-    ("text/student-re", "text/student-re", None),
+@pytest.mark.parametrize("run, group, variant, family, headline", [
+    ("text/variants/student-rekd-example-cost-s2027", "text", "example-cost", "example-cost", "False"),
+    ("text/variants/teacher-re-example-cost", "text", "example-cost", "example-cost", "False"),
+    ("text/seeds/student-re-s2028", "text", "", "", "True"),
+    ("vision/sweep/student-rekd-r0.35", "vision", "", "linear", "False"),
+    ("text/variants/student-rekd-matched-teacher-r0.05", "text", "matched-teacher", "matched-teacher", "False"),
+    ("text/variants/student-rekd-matched-teacher-r0.5-s2027", "text", "matched-teacher", "matched-teacher", "False"),
+    ("text/variants/student-rekd-kd-r-0.05-s2026", "text", "kd-r-0.05", "kd-r-0.05", "False"),
+    ("vision/variants/student-rekd-pconv-kd-r-topk-s2027", "vision", "pconv-kd-r-topk", "pconv-kd-r-topk", "False"),
+    ("vision/variants/student-re-pconv-r0.25-s2027", "vision", "pconv", "pconv", "True"),
+    ("text/student-re", "text", "", "", "True"),
+    ("", "", "", "", "True"),  # a row without a run name (a hand-made file)
 ])
-def test_series_and_variant_names(run, series, variant):
-    assert series_name(run) == series and variant_of(run) == variant
+def test_name_columns(run, group, variant, family, headline):
+    """The one reading of a run's name: its group, recipe variant, family under the recipe's headline."""
+    headlines = {"vision": {"variant": "pconv", "unnamed": "linear"}}
+    assert name_columns(run, headlines) == {"group": group, "variant": variant, "family": family, "headline": headline}
 
 
 def _recipe(tmp_path: Path, dataset: str, **extra) -> Path:
@@ -71,7 +77,7 @@ def _recipe(tmp_path: Path, dataset: str, **extra) -> Path:
 def test_sweep_runs_resumes_and_shares_teacher_outputs(text_task, tmp_path, capsys):
     recipe = _recipe(tmp_path, f"csv:{text_task}")
     results = run_sweep(str(recipe))
-    rows = read_results(results)
+    rows = read_rows(results)
     assert [r["run"] for r in rows] == ["teacher-re", "student-rekd-s1", "student-rekd-s2"]
     assert [r["kept"] for r in rows] == ["True", "False", "False"]
     for row in rows:
@@ -89,7 +95,7 @@ def test_sweep_runs_resumes_and_shares_teacher_outputs(text_task, tmp_path, caps
     capsys.readouterr()
     run_sweep(str(recipe))  # everything recorded: nothing to run, nothing appended
     assert "0 to run" in capsys.readouterr().out
-    assert len(read_results(results)) == 3
+    assert len(read_rows(results)) == 3
 
 
 def test_sweep_resumes_a_run_whose_checkpoint_is_complete(text_task, tmp_path, capsys):
@@ -99,7 +105,7 @@ def test_sweep_resumes_a_run_whose_checkpoint_is_complete(text_task, tmp_path, c
     run_sweep(str(recipe), only="^teacher-re$")
     out = capsys.readouterr().out
     assert out.count("done in") == 1  # trained once, recorded twice
-    assert [r["run"] for r in read_results(tmp_path / "shipped" / "results.csv")] == ["teacher-re"]
+    assert [r["run"] for r in read_rows(tmp_path / "shipped" / "results.csv")] == ["teacher-re"]
 
 
 def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, tmp_path, monkeypatch):
@@ -107,6 +113,7 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
     rerun evaluates the saved best epoch and matches an uninterrupted run; changed settings retrain."""
     import rekd_core.training as training
     from rekd_core.checkpoint import read_log, read_metrics, read_weights
+    from rekd_core.resume import TRAINED
 
     dataset, options = f"csv:{text_task}", dict(epochs=2, lr=1e-3)
     whole = read_metrics(trainer(dataset, tmp_path / "whole", **options))
@@ -118,7 +125,7 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
         patch.setattr(training, "teacher_test_cache", cut)  # called once the epochs are done
         with pytest.raises(KeyboardInterrupt):
             trainer(dataset, tmp_path / "cut", **options)
-    assert read_config(tmp_path / "cut")["status"] == training.TRAINED
+    assert read_config(tmp_path / "cut")["status"] == TRAINED
     trained_weights, trained_log = read_weights(tmp_path / "cut"), read_log(tmp_path / "cut")
 
     with monkeypatch.context() as patch:
@@ -273,7 +280,7 @@ def test_teacher_cache_gives_the_same_metrics(text_task, text_re_ckpt, text_rekd
 def test_sweep_scores_plausibility_against_human_rationales(tmp_path):
     eraser = f"eraser-movies:{write_eraser(tmp_path / 'eraser')}"
     recipe = _recipe(tmp_path, eraser, plausibility=eraser)
-    rows = read_results(run_sweep(str(recipe), only="^teacher-re$"))
+    rows = read_rows(run_sweep(str(recipe), only="^teacher-re$"))
     assert rows[0]["plausibility_examples"] == "1"
     assert 0.0 <= float(rows[0]["plausibility_f1"]) <= 1.0
     assert 0.0 <= float(rows[0]["random_plausibility_f1"]) <= 1.0
@@ -306,7 +313,7 @@ def test_sweep_rejects_unknown_options(text_task, tmp_path):
 def test_shipped_recipes_are_valid(recipe):
     """Every run of every recipe under configs/ is a valid training configuration (nothing is run)."""
     from rekd_core.sweep import RunRoots, train_config
-    from rekd_core.training import load_config_file
+    from rekd_core.config import load_config_file
 
     loaded = load_config_file(str(recipe), known=None)
     runs = expand_runs(loaded)
@@ -327,7 +334,8 @@ def test_re_with_a_teacher_only_compares(text_task, text_re_ckpt, tmp_path):
     """In RE mode a teacher is not learnt from: the same seed trains the same model, and the test
     metrics gain the agreement with it."""
     from rekd_core.checkpoint import read_metrics
-    from rekd_core.training import TrainConfig, train
+    from rekd_core.config import TrainConfig
+    from rekd_core.training import train
 
     common = dict(task="text", mode="re", backbone="bert-1x32", dataset=f"csv:{text_task}", epochs=1, batch_size=16,
                   device="cpu", progress=False, max_length=TEXT_MAX_LENGTH, tokenizer=str(text_re_ckpt))
@@ -345,16 +353,24 @@ def test_re_with_a_teacher_only_compares(text_task, text_re_ckpt, tmp_path):
 def test_results_file_of_an_older_layout_gains_the_new_columns(tmp_path):
     """Columns are only added at the end: an older file keeps its rows, gets the new names, and its old
     rows read the new columns as empty."""
-    from rekd_core.sweep import RESULT_FIELDS, append_result
-
     path = tmp_path / "results.csv"
     old_fields = RESULT_FIELDS[:RESULT_FIELDS.index("split_seed")]  # before split_seed, teacher and dev_accuracy
     path.write_text(",".join(old_fields) + "\n" + ",".join("old" if f == "run" else "" for f in old_fields) + "\n")
     append_result(path, {"run": "new", "split_seed": 2026})
-    rows = read_results(path)
-    assert [(r["run"], r["split_seed"]) for r in rows] == [("old", None), ("new", "2026")]
+    rows = read_rows(path)
+    assert [(r["run"], r["split_seed"]) for r in rows] == [("old", ""), ("new", "2026")]
+    assert [(r["source"], r["headline"]) for r in rows] == [("training", "True")] * 2  # filled when read, ...
     assert path.read_text().splitlines()[0] == ",".join(RESULT_FIELDS)
     assert "\r" not in path.read_bytes().decode()  # one line ending throughout, the one git diffs cleanly
+    migrate(path, {})  # ... and written once by a migration, every value kept
+    assert [(r["run"], r["split_seed"], r["source"], r["headline"]) for r in read_rows(path)] == \
+        [("old", "", "training", "True"), ("new", "2026", "training", "True")]
+
+    other = tmp_path / "other.csv"  # another checkout's file, of the older layout: its new rows merged in once
+    other.write_text(",".join(old_fields) + "\n" + "\n".join(",".join(run if f == "run" else "" for f in old_fields)
+                                                              for run in ("old", "elsewhere")) + "\n")
+    assert merge(other, path, {}) == 1 and merge(other, path, {}) == 0
+    assert [r["run"] for r in read_rows(path)] == ["old", "new", "elsewhere"]
 
     foreign = tmp_path / "foreign.csv"
     foreign.write_text("name,score\nx,1\n")
@@ -375,10 +391,10 @@ def test_a_run_kept_after_it_trained_is_shipped_not_retrained(text_task, tmp_pat
     run_sweep(str(recipe_path), only="student", dry_run=True)  # says what it would ship, ships nothing
     assert "shipping student-rekd-s1" in capsys.readouterr().out and not (shipped / "student-rekd-s1").exists()
 
-    before = read_results(shipped / "results.csv")
+    before = read_rows(shipped / "results.csv")
     run_sweep(str(recipe_path), only="^student-rekd-s1$")
     assert "done in" not in capsys.readouterr().out  # copied, not trained again
-    after = read_results(shipped / "results.csv")
+    after = read_rows(shipped / "results.csv")
     assert [r["kept"] for r in after] == ["True", "True"]
     assert [{k: v for k, v in r.items() if k != "kept"} for r in after] == \
         [{k: v for k, v in r.items() if k != "kept"} for r in before]
@@ -399,3 +415,78 @@ def test_a_run_kept_after_it_trained_is_shipped_not_retrained(text_task, tmp_pat
     with pytest.raises(ConfigError, match="holds no complete checkpoint of it to ship"):
         run_sweep(str(recipe_path), only="^student-rekd-s1$")
     assert (shipped / "results.csv").read_text() == saved
+
+
+def test_evaluating_at_many_ratios_matches_one_ratio_at_a_time(text_task, text_re_ckpt):
+    """The generator's logits computed once per batch give each ratio the metrics of its own evaluation."""
+    from rekd_core.evaluation import evaluate_at_ratios, evaluate_split
+
+    model = load_checkpoint(text_re_ckpt)
+    split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test")
+    together = evaluate_at_ratios(model, split, [0.1, 0.5], batch_size=16)
+    for ratio in (0.1, 0.5):
+        alone = evaluate_split(model, split, batch_size=16, ratio=ratio)
+        for key in ("accuracy", "f1", "ratio", "ratio_argmax", "loss", "n"):
+            assert together[ratio][key] == pytest.approx(alone[key]), key
+
+
+def _read_at_recipe(tmp_path: Path, dataset: str, read_at: list[float]) -> Path:
+    """A fixed-ratio model and a model trained over a range of ratios, each read at ``read_at``."""
+    common = dict(task="text", backbone="bert-1x32", epochs=1, batch_size=16, device="cpu", progress=False,
+                  max_length=TEXT_MAX_LENGTH, dataset=dataset, role="student", mode="re")
+    recipe = {"out_root": str(tmp_path / "shipped"), "results": str(tmp_path / "results.csv"), "defaults": common,
+              "runs": [{"name": "toy/student-re", "ratio": 0.2, "read_at": read_at, "read_limit": 30},
+                       {"name": "toy/range/student-re", "ratio": 0.2, "ratio_range": [0.1, 0.5], "read_at": read_at,
+                        "tokenizer": "toy/student-re"}]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_read_at_reads_finished_models_at_many_ratios(text_task, tmp_path, capsys):
+    """After a run is done, its checkpoint is read at each ratio of ``read_at`` (one ``read_at`` row each, on
+    its own test split or a stratified ``read_limit`` of it); a rerun reads only what is missing, ``--only``
+    still filters, and the rows feed the comparison of range and fixed-ratio models."""
+    results = tmp_path / "results.csv"
+    recipe = _read_at_recipe(tmp_path, f"csv:{text_task}", [0.2, 0.4])
+    run_sweep(str(recipe), only="^toy/student-re$")
+    rows = read_rows(results)
+    assert [(r["run"], r["source"], r["read_ratio"], r["test_examples"]) for r in rows] == [
+        ("toy/student-re", "training", "0.2", "40"), ("toy/student-re", READ_AT, "0.2", "30"),
+        ("toy/student-re", READ_AT, "0.4", "30")]
+    assert all(r["ratio"] == "0.2" and r["ratio_range"] == "" for r in rows)
+    assert abs(float(rows[2]["achieved_ratio"]) - 0.4) < 0.06 and rows[1]["teacher_agreement"] == ""
+
+    capsys.readouterr()
+    run_sweep(str(recipe))  # trains the range model and reads it; the fixed model is not read again
+    out = capsys.readouterr().out
+    assert "[read] toy/range/student-re at 0.2, 0.4" in out and "[read] toy/student-re" not in out
+    rows = read_rows(results)
+    range_rows = [r for r in rows if r["run"] == "toy/range/student-re"]
+    assert [(r["source"], r["read_ratio"], r["ratio_range"]) for r in range_rows] == [
+        ("training", "0.2", "0.1-0.5"), (READ_AT, "0.2", "0.1-0.5"), (READ_AT, "0.4", "0.1-0.5")]
+    # no read_limit: the read at its own ratio is its training's test evaluation again
+    assert range_rows[1]["accuracy"] == pytest.approx(range_rows[0]["accuracy"])
+    assert range_rows[1]["test_examples"] == "40"
+
+    run_sweep(str(recipe))  # nothing new: no row added
+    assert len(read_rows(results)) == 6
+    _read_at_recipe(tmp_path, f"csv:{text_task}", [0.2, 0.4, 0.1])  # one more ratio: read for the selected run only
+    capsys.readouterr()
+    run_sweep(str(recipe), only="^toy/range/")
+    assert "[read] toy/range/student-re at 0.1\n" in capsys.readouterr().out
+    assert len(read_rows(results)) == 7
+
+    comparison = range_comparison(load_results(results))
+    series = {(r.series, r.ratio): r.accuracy for r in comparison.itertuples()}
+    assert set(series) == {("range model", 0.1), ("range model", 0.2), ("range model", 0.4),
+                           ("fixed, at its own ratio", 0.2), ("fixed, read away", 0.2), ("fixed, read away", 0.4)}
+    gaps = range_gaps(comparison).set_index("ratio")
+    assert gaps.loc[0.2, "gap"] == pytest.approx(series["range model", 0.2] - series["fixed, at its own ratio", 0.2])
+    assert gaps.loc[0.1, "within"] is None and isinstance(gaps.loc[0.2, "within"], bool)
+
+
+def test_read_at_must_be_ratios(text_task, tmp_path):
+    recipe = _read_at_recipe(tmp_path, f"csv:{text_task}", [0.2, 1.5])
+    with pytest.raises(ConfigError, match="read_at must be a list of ratios"):
+        run_sweep(str(recipe), dry_run=True)

@@ -1,0 +1,180 @@
+"""What a run builds from its ``TrainConfig``: the model (``create_model``), its teacher, the
+parameter groups of its optimizer and its batches.
+
+Beside model.py rather than in it: model.py is the bare ``nn.Module`` definitions that
+``checkpoint.load_checkpoint`` rebuilds from a stored config, while building a model for a run needs
+the run's settings, tokenizers and presets, and loading a teacher needs checkpoint.py itself (which
+imports model.py).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .backbones import feature_grid, resolve_backbone
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import RawSplit
+from .errors import ConfigError, first_line
+from .model import RationaleModel
+from .presets import PRESETS, packaged_directory
+from .processing import (IMAGENET_MEAN, IMAGENET_STD, TextProcessor, VisionProcessor, collate, load_tokenizer,
+                         train_wordpiece_tokenizer)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["check_teacher_compatible", "create_model", "data_loader", "generator_embeddings", "init_backbones_from",
+           "load_teacher", "model_directory", "parameter_groups", "special_token_ids"]
+
+
+def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
+                 tokenizer_source: RationaleModel | None = None) -> RationaleModel:
+    """The freshly initialised model a run trains, with its processor. ``cfg`` is resolved.
+
+    A text preset takes the tokenizer of ``tokenizer_source`` (the teacher, or the --init-from
+    model: their grids must match), else a WordPiece vocabulary trained on the training texts; other
+    backbones bring their own. An explicit ``cfg.tokenizer`` wins (to share one vocabulary between
+    the runs of a recipe). Building the backbones draws from torch's global random generator."""
+    processor = None
+    vocab_size = None
+    preset = PRESETS.get(cfg.backbone)
+    if cfg.task == "text":
+        if cfg.tokenizer:  # a checkpoint, a tokenizer directory, a hub id, or a pretrained preset's name
+            tokenizer = load_tokenizer(model_directory(cfg.tokenizer))
+        elif preset is not None and not preset.packaged:
+            if tokenizer_source is not None:
+                tokenizer = tokenizer_source.processor.tokenizer
+            else:
+                tokenizer = train_wordpiece_tokenizer(train_split.inputs, cfg.vocab_size)
+        else:  # a packaged pretrained preset, a hub id or a local directory brings its own
+            tokenizer = load_tokenizer(model_directory(cfg.backbone))
+        processor = TextProcessor(tokenizer, cfg.max_length)
+        vocab_size = len(tokenizer)
+    backbone, pretrained = resolve_backbone(cfg.backbone, cfg.task, vocab_size=vocab_size,
+                                            image_size=cfg.image_size, patch_size=cfg.patch_size)
+    pretrained = pretrained if cfg.pretrained else None
+    model_config = {"task": cfg.task, "mode": cfg.mode, "ratio": cfg.ratio if cfg.mode != "cls" else 1.0,
+                    "labels": list(labels), "backbone": backbone, "dropout": cfg.dropout}
+    if cfg.task == "text":
+        max_positions = backbone["hf_config"].get("max_position_embeddings", cfg.max_length)
+        if cfg.max_length > max_positions:
+            raise ConfigError(f"--max-length {cfg.max_length} exceeds the backbone's {max_positions} positions")
+        if cfg.special_tokens == "exclude":
+            model_config["unselectable_token_ids"] = special_token_ids(processor.tokenizer)
+        if cfg.mode != "cls":
+            model_config["generator_embeddings"] = generator_embeddings(cfg, pretrained)
+    if cfg.ratio_range is not None:
+        model_config["ratio_range"] = list(cfg.ratio_range)
+    if cfg.mode != "cls":  # how its generator learnt to select: a free count (gumbel) or exactly the evaluated one
+        model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
+    model = RationaleModel(model_config, processor, pretrained)
+    if cfg.task == "vision":
+        grid = feature_grid(model.predictor.backbone)
+        if cfg.image_size and cfg.image_size != grid["image_size"]:
+            raise ConfigError(f"backbone {cfg.backbone!r} takes {grid['image_size']}px images, "
+                              f"not --image-size {cfg.image_size}")
+        mean, std = _image_normalisation(model)
+        model.processor = VisionProcessor(grid["image_size"], grid["patch_size"], mean, std)
+    return model
+
+
+def model_directory(name: str) -> str:
+    """Where a Hugging Face model named ``name`` lives: a pretrained preset's installed package directory,
+    else the name itself (a checkpoint or local directory, or a hub id)."""
+    preset = PRESETS.get(name)
+    return str(packaged_directory(preset.packaged)) if preset and preset.packaged else name
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], [MASK], ...) but its unknown-word
+    token: [UNK] stands for a word of the input, so it stays a feature."""
+    return sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id})
+
+
+def generator_embeddings(cfg: TrainConfig, pretrained: str | None) -> str:
+    """"frozen" or "trained": the generator's word embeddings are frozen when they start from pretrained
+    weights (METHOD.md: the paper freezes BERT's), i.e. a hub id or local directory with weights, a
+    packaged preset, or --init-from; random ones are trained, or the generator cannot learn which
+    tokens to prefer. An explicit --generator-embeddings wins."""
+    if cfg.generator_embeddings != "auto":
+        return cfg.generator_embeddings
+    return "frozen" if pretrained or cfg.init_from else "trained"
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device | str | None) -> RationaleModel:
+    """The frozen teacher checkpoint ``cfg.teacher`` on ``device``: an RE (or REKD) model of the run's task,
+    every parameter with ``requires_grad`` off."""
+    teacher = load_checkpoint(cfg.teacher, device)
+    if teacher.task != cfg.task:
+        raise ConfigError(f"teacher {cfg.teacher} is a {teacher.task} model, but --task is {cfg.task}")
+    if teacher.generator is None:
+        raise ConfigError(f"teacher {cfg.teacher} is a CLS model; REKD needs an RE (or REKD) teacher")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -> None:
+    """REKD distils per feature and per class: the grids and the label sets must be identical
+    (``ConfigError`` naming the difference otherwise)."""
+    if teacher.task != student.task:
+        raise ConfigError(f"teacher is a {teacher.task} model but the student is {student.task}")
+    t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
+    if t_grid != s_grid:
+        diff = {k: (t_grid.get(k), s_grid.get(k)) for k in set(t_grid) | set(s_grid) if t_grid.get(k) != s_grid.get(k)}
+        raise ConfigError(f"teacher and student select over different feature grids (teacher, student): {diff}")
+    if teacher.task == "vision" and (teacher.processor.mean, teacher.processor.std) != (
+            student.processor.mean, student.processor.std):
+        raise ConfigError("teacher and student normalise images differently (mean, std: "
+                          f"{teacher.processor.mean, teacher.processor.std} against "
+                          f"{student.processor.mean, student.processor.std}), "
+                          "but the teacher reads the student's inputs")
+    if [label.lower() for label in teacher.labels] != [label.lower() for label in student.labels]:
+        raise ConfigError(f"teacher labels {teacher.labels} differ from the dataset's {student.labels}")
+
+
+def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
+    """Start the generator and predictor backbones from a trained model's predictor backbone
+    (e.g. a CLS model: the small-model analogue of starting from a pretrained encoder)."""
+    path = getattr(source, "checkpoint_path", "the source model")
+    if (source.config["backbone"]["type"] != model.config["backbone"]["type"]
+            or source.processor.grid() != model.processor.grid()):
+        raise ConfigError(f"--init-from {path}: its backbone or feature grid differs from this run's")
+    state = source.predictor.backbone.state_dict()
+    try:
+        model.predictor.backbone.load_state_dict(state)
+        if model.generator is not None:
+            model.generator.backbone.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"--init-from {path}: backbone weights do not fit ({first_line(exc)})") from exc
+
+
+def parameter_groups(model: RationaleModel, cfg: TrainConfig) -> list[dict]:
+    """The trainable parameters at ``cfg.lr``, and the generator's and predictor's heads at ``cfg.head_lr``
+    (when set): new heads on a pretrained backbone need a far larger step than the backbone does."""
+    heads = [*model.predictor.classifier.parameters(), *(model.generator.head.parameters() if model.generator else [])]
+    head_ids = {id(p) for p in heads}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.head_lr is None:
+        return [{"params": trainable, "lr": cfg.lr}]
+    return [{"params": [p for p in trainable if id(p) not in head_ids], "lr": cfg.lr},
+            {"params": [p for p in trainable if id(p) in head_ids], "lr": cfg.head_lr}]
+
+
+def data_loader(dataset: torch.utils.data.Dataset, cfg: TrainConfig,
+                shuffle: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of ``cfg.batch_size``, padding trimmed per batch; a shuffled loader's order is seeded
+    (its ``generator`` is part of the state a cut run is resumed with)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=shuffle,
+        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
+        num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, cfg.trim_padding))
+
+
+def _image_normalisation(model: RationaleModel) -> tuple:
+    """The (mean, std) the vision backbone's pretrained weights expect (timm's pretrained_cfg), else ImageNet's."""
+    inner = model.predictor.backbone.model
+    cfg = getattr(inner, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))

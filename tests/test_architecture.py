@@ -1,0 +1,43 @@
+"""docs/ARCHITECTURE.md stays true: its module table lists every module of rekd_core, and a module only
+imports the ones listed above it (at the top of the file and inside functions alike), so there is no
+import cycle."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "rekd_core"
+
+
+def _documented_order() -> list[str]:
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    return re.findall(r"^\| `rekd_core/(\w+)\.py` \|", text, flags=re.MULTILINE)
+
+
+def _imports(module: str) -> set[str]:
+    """The rekd_core modules that ``module`` imports anywhere in its file (lazy imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rekd_core."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("rekd_core."))
+    return names - {module}
+
+
+def test_every_module_is_documented_once():
+    order = _documented_order()
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert len(order) == len(set(order))
+    assert set(order) == modules
+
+
+def test_a_module_only_imports_the_ones_above_it():
+    order = _documented_order()
+    upward = {module: {name for name in _imports(module) if name in order and order.index(name) > order.index(module)}
+              for module in order}
+    assert {module: names for module, names in upward.items() if names} == {}
