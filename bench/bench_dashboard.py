@@ -38,8 +38,8 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
     """Untrained teacher and student checkpoints of the given presets (text: 256 word pieces, a
     WordPiece vocabulary trained on the bundled reviews; vision: 32x32 images, 4px patches)."""
     from rekd_core.checkpoint import load_checkpoint, save_checkpoint
-    from rekd_core.data import RawSplit
     from rekd_core.config import TrainConfig
+    from rekd_core.data import RawSplit
     from rekd_core.factory import create_model
 
     if task == "text":
@@ -55,7 +55,8 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
     source = None
     for role, preset in zip(("teacher", "student"), presets):
         cfg = TrainConfig(task=task, mode="re" if role == "teacher" else "rekd", backbone=preset, dataset="bench",
-                          out=str(workdir / task / role), teacher="bench" if role == "student" else None, **extra).resolved()
+                          out=str(workdir / task / role), teacher="bench" if role == "student" else None,
+                          **extra).resolved()
         model = create_model(cfg, labels, split, tokenizer_source=source)
         save_checkpoint(model, cfg.out, extra_config={"dataset": "stand-in (untrained)", "status": "complete"})
         source = load_checkpoint(cfg.out)
@@ -97,7 +98,8 @@ def render_image(item, result, teacher):
     R.probs_html(result.teacher, R.TEACHER)
     R.probs_html(result.student, R.STUDENT)
     view = teacher.processor.resized(item.value)
-    images = [R.display_image(item.value), R.patch_overlay(view, result.teacher.selected, result.teacher.grid_side, R.TEACHER),
+    images = [R.display_image(item.value),
+              R.patch_overlay(view, result.teacher.selected, result.teacher.grid_side, R.TEACHER),
               R.patch_overlay(view, result.student.selected, result.student.grid_side, R.STUDENT)]
     if result.comparison is not None:
         images.append(R.agreement_overlay(view, result.comparison, result.teacher.grid_side))
@@ -134,7 +136,8 @@ def time_task(task: str, teacher_path: str, student_path: str, device, runs: int
     features = result.teacher.num_features
     return {"task": task, "teacher": teacher_path, "student": student_path, "features": features,
             "load_s": round(load_s, 3), "runs": runs,
-            "median_s": round(statistics.median(totals), 4), "p90_s": round(sorted(totals)[int(0.9 * (len(totals) - 1))], 4),
+            "median_s": round(statistics.median(totals), 4),
+            "p90_s": round(sorted(totals)[int(0.9 * (len(totals) - 1))], 4),
             "min_s": round(min(totals), 4), "explain_median_s": round(statistics.median(explain_times), 4),
             "render_median_s": round(statistics.median(render_times), 4)}
 
@@ -167,8 +170,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--text-pair", nargs=2, metavar=("TEACHER", "STUDENT"))
     parser.add_argument("--vision-pair", nargs=2, metavar=("TEACHER", "STUDENT"))
-    parser.add_argument("--text-presets", default="bert-4x256,bert-1x64", help="stand-in sizes when no text checkpoints")
-    parser.add_argument("--vision-presets", default="vit-6x192,vit-2x64", help="stand-in sizes when no vision checkpoints")
+    parser.add_argument("--text-presets", default="bert-4x256,bert-1x64",
+                        help="stand-in sizes when no text checkpoints")
+    parser.add_argument("--vision-presets", default="vit-6x192,vit-2x64",
+                        help="stand-in sizes when no vision checkpoints")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the dashboard's, half the cores)")
@@ -187,7 +192,8 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         workdir = Path(tmp)
-        for task, given, presets in (("text", args.text_pair, args.text_presets), ("vision", args.vision_pair, args.vision_presets)):
+        for task, given, presets in (("text", args.text_pair, args.text_presets),
+                                     ("vision", args.vision_pair, args.vision_presets)):
             teacher, student, origin = pick_pair(task, given, presets.split(","), workdir)
             row = time_task(task, teacher, student, device, args.runs)
             row["models"] = origin
@@ -207,7 +213,8 @@ def main(argv=None) -> int:
         verdict = "OK" if row["median_s"] < 0.5 else "OVER BUDGET"
         print(f"{row['task']:>6} ({what}; {row['models']}): median {1000 * row['median_s']:.0f} ms "
               f"(explain {1000 * row['explain_median_s']:.0f} ms + render {1000 * row['render_median_s']:.0f} ms), "
-              f"p90 {1000 * row['p90_s']:.0f} ms, min {1000 * row['min_s']:.0f} ms; model load {row['load_s']:.2f} s [{verdict}]")
+              f"p90 {1000 * row['p90_s']:.0f} ms, min {1000 * row['min_s']:.0f} ms; "
+              f"model load {row['load_s']:.2f} s [{verdict}]")
     if apptest:
         for task, times in apptest.items():
             print(f"{task:>6} whole Streamlit rerun (AppTest): median {1000 * times['rerun_median_s']:.0f} ms, "

@@ -29,8 +29,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from rekd_core.checkpoint import LOG_FILE, read_log  # noqa: E402
-from rekd_core.sweep import expand_runs, recipe_outputs, train_config, with_chosen_teacher  # noqa: E402
 from rekd_core.config import load_config_file  # noqa: E402
+from rekd_core.sweep import expand_runs, recipe_outputs, train_config, with_chosen_teacher  # noqa: E402
 from rekd_core.training import train  # noqa: E402
 
 
@@ -42,7 +42,8 @@ def epoch_seconds(checkpoint: Path, epochs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="configs/embedded.yaml")
-    parser.add_argument("--run", default="vision/variants/student-cls-pconv", help="a run of the recipe, already trained")
+    parser.add_argument("--run", default="vision/variants/student-cls-pconv",
+                        help="a run of the recipe, already trained")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -55,7 +55,8 @@ round every project loop runs one step, then (timed rounds) one matmul of each p
 paper's loop runs its step, all on the same reviews. Medians are over the timed rounds; the
 speed-up is the median of the per-round ratios of step times.
 
-    python bench/bench_train.py --paper-repo /tmp/REKD --teacher bert-2x128 --student bert-1x64 --batch 32 --precision fp32,bf16 --steps 40
+    python bench/bench_train.py --paper-repo /tmp/REKD --teacher bert-2x128 --student bert-1x64 --batch 32 \\
+        --precision fp32,bf16 --steps 40
     python bench/bench_train.py --paper-repo /tmp/REKD --preset minilm-re --steps 10 --pass-batches 2
     python bench/bench_train.py --paper-repo /tmp/REKD --preset minilm-rekd --steps 30
     python bench/bench_train.py --baseline none --preset minilm-rekd     # the project's loop only
@@ -92,12 +93,12 @@ from torch.utils import flop_counter  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from rekd_core.checkpoint import save_checkpoint  # noqa: E402
+from rekd_core.config import TrainConfig  # noqa: E402
 from rekd_core.data import RawSplit, load_dataset_spec, stratified_subset  # noqa: E402
+from rekd_core.factory import check_teacher_compatible, create_model, data_loader, load_teacher  # noqa: E402
 from rekd_core.model import RationaleModel  # noqa: E402
 from rekd_core.presets import PRESETS, packaged_directory  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
-from rekd_core.config import TrainConfig  # noqa: E402
-from rekd_core.factory import check_teacher_compatible, create_model, data_loader, load_teacher  # noqa: E402
 from rekd_core.training import TeacherCache, _cacheable, precision_context, training_loss  # noqa: E402
 
 # The sizes the project now trains (issue: MiniLM-L6 teacher RE step and the student REKD step).
@@ -180,7 +181,8 @@ class ProjectLoop:
         self.batches = list(data_loader(dataset, self.cfg))  # collated up front: data loading is not timed
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.scheduler = get_scheduler(self.cfg.lr_schedule, self.optimizer, num_warmup_steps=0, num_training_steps=10**6)
+        self.scheduler = get_scheduler(self.cfg.lr_schedule, self.optimizer, num_warmup_steps=0,
+                                       num_training_steps=10**6)
         self.cache = (TeacherCache(len(dataset), self.model.num_features)
                       if self.teacher is not None and _cacheable(self.cfg) else None)
         self.losses: list[float] = []
@@ -306,7 +308,8 @@ class PaperLoop:
         with _argv(["main_kd.py" if models.teacher is not None else "main.py", *flags]), \
                 contextlib.redirect_stdout(io.StringIO()):
             self.args = self.code.parse_args()
-        self.args.gumbel_t, self.args.lr, self.args.num_class = self.args.init_t, self.args.init_lr, len(models.model.labels)
+        self.args.gumbel_t, self.args.lr, self.args.num_class = (self.args.init_t, self.args.init_lr,
+                                                                 len(models.model.labels))
         torch.manual_seed(0)
         self.gen, self.enc = self.code.Generator(self.args), self.code.Encoder(self.args)
         self.gen_t = self.enc_t = None
@@ -319,7 +322,8 @@ class PaperLoop:
         tokenizer = models.model.processor.tokenizer
         dataset = FeatureDataset(split, models.model.processor)
         self.batches = []
-        for batch in torch.utils.data.DataLoader(dataset, batch_size=args.batch, collate_fn=lambda b: collate(b, False)):
+        for batch in torch.utils.data.DataLoader(dataset, batch_size=args.batch,
+                                                 collate_fn=lambda b: collate(b, False)):
             self.batches.append({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                                  "label": batch["label"],
                                  "text": [tokenizer.convert_ids_to_tokens(row) for row in batch["input_ids"].tolist()]})
@@ -496,7 +500,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESET_RUNS), help="a configuration the project trains "
                         "(flags given explicitly still win)")
-    parser.add_argument("--teacher", help=f"text preset: the RE model, or the REKD teacher (default {DEFAULTS['teacher']})")
+    parser.add_argument("--teacher",
+                        help=f"text preset: the RE model, or the REKD teacher (default {DEFAULTS['teacher']})")
     parser.add_argument("--student", help="text preset: the REKD student (default: none, an RE step of --teacher)")
     parser.add_argument("--length", type=int, help=f"padded length L (default {DEFAULTS['length']})")
     parser.add_argument("--batch", type=int, help=f"batch size (default {DEFAULTS['batch']})")

@@ -380,7 +380,8 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
     if not items:
         if not errors:
             st.info("Give an input above: " + ("type or paste a review, upload .txt or .csv files, or pick a bundled "
-                                               "example." if task == "text" else "upload images or pick a bundled example."))
+                                               "example." if task == "text"
+                                               else "upload images or pick a bundled example."))
         return
     if len(items) > 1:
         index = st.selectbox(f"Show input ({len(items)} read)", range(len(items)),
@@ -633,8 +634,10 @@ def live_evaluation(ctx, check):
         frame = B.evaluate_pair(ctx["teacher"], ctx["student"], sample, ratios,
                                 agreement=check.same_grid and check.same_labels,
                                 progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
-        bar.progress(1.0, text=f"Done: {len(sample)} examples x {len(ratios)} ratios in {time.perf_counter() - started:.1f} s")
-        st.session_state["live_eval"] = {"frame": frame, "pair": ctx["pair_key"], "what": f"{spec} ({split}, n={len(sample)})"}
+        bar.progress(1.0, text=f"Done: {len(sample)} examples x {len(ratios)} ratios "
+                               f"in {time.perf_counter() - started:.1f} s")
+        st.session_state["live_eval"] = {"frame": frame, "pair": ctx["pair_key"],
+                                         "what": f"{spec} ({split}, n={len(sample)})"}
     if not ready:
         st.caption("Load a compatible teacher and student to evaluate them.")
     result = st.session_state.get("live_eval")

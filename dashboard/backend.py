@@ -22,16 +22,15 @@ from typing import TYPE_CHECKING, Callable, Collection, Sequence
 import pandas as pd
 from PIL import Image, ImageOps
 
+from dashboard.render import UNDEFINED, evidence_words, merge_word_pieces, saw_no_features, word_spans
+from rekd_core import results
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.config import DEFAULT_SEED, load_config_file
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
 from rekd_core.inputs import decode_text, decoding_notice, read_image, resolve_device, to_rgb
-from rekd_core import results
 from rekd_core.results import recipe_headline, run_family
 from rekd_core.sweep import recipe_outputs
-
-from dashboard.render import UNDEFINED, evidence_words, merge_word_pieces, saw_no_features, word_spans
 
 if TYPE_CHECKING:
     import torch
@@ -191,7 +190,8 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> Che
     params = config.get("parameters") if isinstance(config.get("parameters"), dict) else {}
     total = sum(v for v in params.values() if isinstance(v, (int, float))) if params else None
     backbone = config.get("backbone", {})
-    backbone_name = (backbone.get("source") or backbone.get("name") or backbone.get("type", "?")) if isinstance(backbone, dict) else str(backbone)
+    backbone_name = ((backbone.get("source") or backbone.get("name") or backbone.get("type", "?"))
+                     if isinstance(backbone, dict) else str(backbone))
     teacher = config.get("teacher")
     name = str(path)
     if root is not None:
@@ -373,10 +373,11 @@ def check_pair(teacher, student, task: str | None = None) -> PairCheck:
         check.fatal = (f"The teacher is a {teacher.task} model but the student is a {student.task} model: "
                        "pick two models of the same task.")
         return check
-    if [l.lower() for l in teacher.labels] != [l.lower() for l in student.labels]:
+    if [label.lower() for label in teacher.labels] != [label.lower() for label in student.labels]:
         check.same_labels = False
         check.notes.append(f"The teacher's labels ({', '.join(teacher.labels)}) differ from the student's "
-                           f"({', '.join(student.labels)}): each model's prediction is shown, but their agreement is not.")
+                           f"({', '.join(student.labels)}): each model's prediction is shown, "
+                           "but their agreement is not.")
     t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
     if t_grid != s_grid:
         check.same_grid = False
@@ -648,7 +649,8 @@ def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreeme
     an image is first fitted to each model's square (``fit_image``), and ``views`` holds what each read."""
     want = "text" if teacher.task == "text" else "image"
     if item.kind != want:
-        raise DataError(f"{item.name}: a {teacher.task} model cannot read {'a review' if item.kind == 'text' else 'an image'}")
+        raise DataError(f"{item.name}: a {teacher.task} model cannot read "
+                        f"{'a review' if item.kind == 'text' else 'an image'}")
     started = time.perf_counter()
     views = {}
     if item.kind == "image":

@@ -220,7 +220,7 @@ def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, in
         shown = rest[:MAX_UNREAD_CHARS]
         more = f" … ({len(rest) - len(shown):,} more characters)" if len(rest) > len(shown) else ""
         pieces = f" ({max_length} word pieces)" if max_length else ""
-        out.append(f'<span style="display:inline-block;margin:4px 0;padding:0 6px;font-family:sans-serif;font-size:12px;'
+        out.append('<span style="display:inline-block;margin:4px 0;padding:0 6px;font-family:sans-serif;font-size:12px;'
                    f'background:#fdecea;color:#8a1c1c;border-radius:4px">✂ the model stops reading here{pieces}</span>')
         out.append(f'<span style="color:#999">{html.escape(_BR.sub(chr(10), shown))}{html.escape(more)}</span>')
     return f'<div style="{_TEXT_BOX}">{"".join(out)}</div>'
@@ -295,7 +295,8 @@ def human_html(text: str, evidence: Iterable[tuple[int, int]], read_upto: int | 
 
 
 def legend_html(teacher_name: str = "teacher", student_name: str = "student") -> str:
-    chip = lambda c, label: (f'<span style="display:inline-block;margin-right:14px"><span style="display:inline-block;'  # noqa: E731
+    chip = lambda c, label: ('<span style="display:inline-block;margin-right:14px">'  # noqa: E731
+                             '<span style="display:inline-block;'
                              f'width:12px;height:12px;border-radius:3px;background:{c};vertical-align:middle;'
                              f'margin-right:4px"></span>{html.escape(label)}</span>')
     return ('<div style="font-family:sans-serif;font-size:13px;margin:4px 0">'
@@ -325,7 +326,8 @@ def probs_html(exp, colour: str = TEACHER, top: int = 10, true_label: str | None
         verdict = (f' <span style="font-size:13px;color:{"#1a7f37" if right else "#b42318"}">'
                    f'({"✓" if right else "✗"} true label: {html.escape(true_label)})</span>')
     rows = [f'<div style="font-size:20px;font-weight:600;margin-bottom:4px">{html.escape(exp.label)}'
-            f' <span style="font-size:14px;font-weight:400;color:#555">p = {exp.probs[exp.label]:.3f}</span>{verdict}</div>']
+            f' <span style="font-size:14px;font-weight:400;color:#555">p = {exp.probs[exp.label]:.3f}</span>'
+            f'{verdict}</div>']
     for label, p in shown:
         weight = "600" if label == exp.label else "400"
         rows.append(
@@ -392,12 +394,14 @@ def model_card_html(info, role: str, colour: str, teacher: str | None = None) ->
                                      "weights, trained when they start random",
              "⚠ warning": "from the model's test metrics: what its generator selects on its own (argmax), "
                           "against the target ratio and between classes"}
-    body = "".join(f'<tr title="{html.escape(hints.get(k, ""), quote=True)}"><td style="color:#666;padding:1px 10px 1px 0;'
+    body = "".join(f'<tr title="{html.escape(hints.get(k, ""), quote=True)}">'
+                   '<td style="color:#666;padding:1px 10px 1px 0;'
                    f'white-space:nowrap;vertical-align:top">{html.escape(k)}</td>'
                    f'<td style="padding:1px 0;word-break:break-all">{html.escape(str(v))}</td></tr>' for k, v in rows)
     return (f'<div style="font-family:sans-serif;font-size:13px;color:#222;background:#fff;border:1px solid #ddd;'
             f'border-left:5px solid {colour};border-radius:6px;padding:8px 10px;margin-bottom:6px">'
-            f'<div style="font-weight:600;font-size:15px;margin-bottom:4px">{html.escape(role)}: {html.escape(info.name)}</div>'
+            '<div style="font-weight:600;font-size:15px;margin-bottom:4px">'
+            f'{html.escape(role)}: {html.escape(info.name)}</div>'
             f'<table style="border-collapse:collapse">{body}</table></div>')
 
 
@@ -539,7 +543,8 @@ def agreement_summary(comparison: dict | None) -> str:
     undefined = " (undefined: neither model picked a feature)" if comparison["iou"] is None else ""
     return (f"predictions {agree}; mask IoU {format_score(comparison['iou'])}, F1 {format_score(comparison['f1'])}"
             f"{undefined}; "
-            f"{len(comparison['both'])} features selected by both, {len(comparison['teacher_only'])} by the teacher only, "
+            f"{len(comparison['both'])} features selected by both, "
+            f"{len(comparison['teacher_only'])} by the teacher only, "
             f"{len(comparison['student_only'])} by the student only")
 
 
@@ -547,8 +552,9 @@ def comparison_html(view: ComparisonView) -> str:
     """A self-contained HTML page (images inlined) of one teacher-student comparison."""
     ratio = f"{view.ratio:g}" if view.ratio is not None else "each model's training ratio"
     columns = []
-    for role, name, exp, colour, overlay in (("Teacher", view.teacher_name, view.teacher_exp, TEACHER, view.teacher_overlay),
-                                             ("Student", view.student_name, view.student_exp, STUDENT, view.student_overlay)):
+    for role, name, exp, colour, overlay in (
+            ("Teacher", view.teacher_name, view.teacher_exp, TEACHER, view.teacher_overlay),
+            ("Student", view.student_name, view.student_exp, STUDENT, view.student_overlay)):
         if view.kind == "text":
             body = highlight_html(view.text or "", exp, colour, view.max_length, view.special_tokens)
         else:
@@ -556,7 +562,8 @@ def comparison_html(view: ComparisonView) -> str:
                     f'<img alt="{role} patches" src="{_data_uri(overlay)}">')
         line = plausibility_line(view.plausibility.get(role.lower()))
         human = f'<p style="font-size:13px;color:#555">{html.escape(line)}</p>' if view.evidence is not None else ""
-        columns.append(f'<div style="flex:1;min-width:320px"><h2 style="color:{colour}">{role}: {html.escape(name)}</h2>'
+        columns.append('<div style="flex:1;min-width:320px">'
+                       f'<h2 style="color:{colour}">{role}: {html.escape(name)}</h2>'
                        f'{probs_html(exp, colour, true_label=view.true_label)}'
                        f'<p style="font-size:13px;color:#555">selected {len(exp.selected)} of {exp.num_features} '
                        f'features (ratio {exp.ratio:.3f})</p>{human}{body}</div>')
@@ -688,12 +695,14 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
     ratio = f"{view.ratio:g}" if view.ratio is not None else "training ratios"
     header = f"Input: {view.input_name}" + (f"  (true label: {view.true_label})" if view.true_label else "") + \
              f"   ·   rationale ratio: {ratio}"
-    blocks.append((72, lambda d, y: (d.text((margin, y), "Teacher vs student rationales", font=title_font, fill=(20, 20, 20)),
+    blocks.append((72, lambda d, y: (d.text((margin, y), "Teacher vs student rationales", font=title_font,
+                                            fill=(20, 20, 20)),
                                      d.text((margin, y + 36), header[:180], font=small, fill=(80, 80, 80)))))
     if view.notes:  # out-of-range ratios, how an image was fitted, ...: as on the page
         notes = [note[:190] for note in view.notes]
-        blocks.append((20 * len(notes) + 8, lambda d, y: [d.text((margin, y + 20 * i), note, font=small, fill=(138, 90, 0))
-                                                          for i, note in enumerate(notes)]))
+        blocks.append((20 * len(notes) + 8,
+                       lambda d, y: [d.text((margin, y + 20 * i), note, font=small, fill=(138, 90, 0))
+                                     for i, note in enumerate(notes)]))
 
     def prediction_lines(role, name, exp):
         if saw_no_features(exp):
@@ -736,7 +745,8 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
             for k, (lines, _) in enumerate(per_model):
                 _draw_lines(d, lines, margin + k * (column + gap), y, font, line_height)
             if unread:
-                d.text((margin, y + rows * line_height + 4), f"✂ the model stops reading here: {unread:,} more characters not read",
+                d.text((margin, y + rows * line_height + 4),
+                       f"✂ the model stops reading here: {unread:,} more characters not read",
                        font=small, fill=(138, 28, 28))
 
         blocks.append((rows * line_height + (28 if unread else 8), draw_texts))
@@ -839,7 +849,8 @@ def results_figure(agg, metric: str = "accuracy", title: str | None = None):
             continue
         fig.add_trace(go.Scatter(
             x=group["ratio"].tolist(), y=mean.tolist(), mode="lines+markers", name=name,
-            error_y=dict(type="data", array=std.fillna(0).tolist() if std is not None else None, visible=std is not None),
+            error_y=dict(type="data", array=std.fillna(0).tolist() if std is not None else None,
+                         visible=std is not None),
             line=dict(color=colour, dash=_DASHES[b_index % len(_DASHES)], width=3.5 if role == "teacher" else 2),
             marker=_marker(role),
             customdata=group["runs"].tolist(), hovertemplate=f"{name}<br>ratio %{{x}}<br>{metric} %{{y:.3f}}"
@@ -923,7 +934,8 @@ def live_eval_figure(frame):
             for column, name, dash in (("mask_iou_with_teacher", "mask IoU with teacher", "dot"),
                                        ("teacher_agreement", "prediction agreement", "dash")):
                 if column in part and part[column].notna().any():
-                    fig.add_trace(go.Scatter(x=part["ratio"].tolist(), y=part[column].tolist(), mode="lines+markers", name=name,
+                    fig.add_trace(go.Scatter(x=part["ratio"].tolist(), y=part[column].tolist(),
+                                             mode="lines+markers", name=name,
                                              line=dict(color=BOTH, dash=dash, width=2)), row=1, col=1)
     top = float(frame["ratio"].max()) if len(frame) else 1.0
     fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="achieved = target",
@@ -1002,7 +1014,8 @@ def ratio_marks_html(ratio: float, marks: Sequence[tuple[str, float, float, str]
         title = html.escape(f"{name} {trained(lo, hi)}", quote=True)
         width = max(at(hi) - at(lo), 0.0)
         parts.append(f'<div title="{title}" style="position:absolute;top:{1 + 6 * row}px;height:5px;'
-                     f'left:calc({at(lo):.2f}% - 3px);width:calc({width:.2f}% + 6px);background:{colour};border-radius:2px">'
+                     f'left:calc({at(lo):.2f}% - 3px);width:calc({width:.2f}% + 6px);'
+                     f'background:{colour};border-radius:2px">'
                      '</div>')
     parts.append(f'<div title="ratio in use: {ratio:g}" style="position:absolute;top:0;bottom:0;'
                  f'left:calc({at(ratio):.2f}% - 1px);width:2px;background:#111"></div>')

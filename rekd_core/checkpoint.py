@@ -107,7 +107,8 @@ def read_config(path: str | Path) -> dict:
         raise CheckpointError(f"{config_path}: corrupt JSON ({exc})") from exc
     missing = [k for k in REQUIRED_KEYS if not isinstance(config, dict) or k not in config]
     if missing or config.get("format") != FORMAT:
-        raise CheckpointError(f"{config_path}: not a rekd checkpoint config (missing: {', '.join(missing) or 'format'})")
+        raise CheckpointError(f"{config_path}: not a rekd checkpoint config "
+                              f"(missing: {', '.join(missing) or 'format'})")
     return config
 
 
@@ -147,7 +148,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
     if result.missing_keys or result.unexpected_keys:
         detail = (result.missing_keys or result.unexpected_keys)[:3]
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
-                              f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, e.g. {detail})")
+                              f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, "
+                              f"e.g. {detail})")
     model.checkpoint_path = path
     return model.to(device).eval()
 

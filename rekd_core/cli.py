@@ -25,7 +25,8 @@ TRAIN_HELP = {
     "dataset": "imdb | aclimdb:PATH | cifar10[:PATH] | cifar100[:PATH] | cifar100-fine[:PATH] | imagefolder:DIR | "
                "csv:DIR | jsonl:DIR | eraser-movies:DIR",
     "out": "checkpoint directory to write (replaced atomically)",
-    "teacher": "REKD: checkpoint directory of the trained RE teacher; CLS / RE: a teacher to compare with in the test metrics",
+    "teacher": "REKD: checkpoint directory of the trained RE teacher; "
+               "CLS / RE: a teacher to compare with in the test metrics",
     "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
     "ratio": "target rationale ratio p (default: text 0.10, vision 0.15); with --ratio-range, the one dev "
              "accuracy is read at",
@@ -276,8 +277,8 @@ def _load_models(path: str, teacher_path: str | None,
                  device: str) -> tuple["RationaleModel", "RationaleModel | None"]:
     """The checkpoint at ``path`` and its optional teacher, on ``device`` (see ``inputs.resolve_device``)."""
     from .checkpoint import load_checkpoint
-    from .inputs import resolve_device
     from .factory import check_teacher_compatible
+    from .inputs import resolve_device
 
     torch_device = resolve_device(device)
     model = load_checkpoint(path, torch_device)

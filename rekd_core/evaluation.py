@@ -10,8 +10,18 @@ from torch import Tensor
 
 from .errors import ConfigError, DataError
 from .losses import argmax_mask, selection_cost
-from .metrics import (MetricAccumulator, classification_metrics, faithfulness, generator_warnings, mask_agreement,
-                      plausibility, prediction_agreement, random_mask_like, selection_ratio, selection_ratio_by_class)
+from .metrics import (
+    MetricAccumulator,
+    classification_metrics,
+    faithfulness,
+    generator_warnings,
+    mask_agreement,
+    plausibility,
+    prediction_agreement,
+    random_mask_like,
+    selection_ratio,
+    selection_ratio_by_class,
+)
 from .model import RationaleModel
 from .processing import FeatureDataset, collate, model_inputs
 

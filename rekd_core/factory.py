@@ -19,8 +19,15 @@ from .data import RawSplit
 from .errors import ConfigError, first_line
 from .model import RationaleModel
 from .presets import PRESETS, packaged_directory
-from .processing import (IMAGENET_MEAN, IMAGENET_STD, TextProcessor, VisionProcessor, collate, load_tokenizer,
-                         train_wordpiece_tokenizer)
+from .processing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TextProcessor,
+    VisionProcessor,
+    collate,
+    load_tokenizer,
+    train_wordpiece_tokenizer,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -26,8 +26,16 @@ import numpy as np
 import torch
 
 from .backbones import count_parameters
-from .checkpoint import (cpu_snapshot, read_config, read_log, read_metrics, read_resume, read_weights,
-                         save_checkpoint, stored_form)
+from .checkpoint import (
+    cpu_snapshot,
+    read_config,
+    read_log,
+    read_metrics,
+    read_resume,
+    read_weights,
+    save_checkpoint,
+    stored_form,
+)
 from .config import TrainConfig
 from .errors import CheckpointError, first_line
 from .model import RationaleModel

@@ -17,7 +17,8 @@ human ones of a dataset with rationales (its test split; ERASER movies), and ``r
 optional ``read_limit: N``, a stratified subset of its test split) to read the finished model at each of
 those ratios, one ``read_at`` row each in the results file (rekd_core/results.py). ``teacher``,
 ``init_from`` and ``tokenizer`` may name another run; a list of ``teacher`` runs (seeds of one
-teacher on one train/dev split) means the one of them with the best dev accuracy. Runs whose result is already recorded (or
+teacher on one train/dev split) means the one of them with the best dev accuracy. Runs whose result is
+already recorded (or
 whose checkpoint is complete) are skipped, so a recipe resumes where it stopped; several
 ``rekd sweep --only ...`` processes may share one results file; a done run's missing readings are taken
 on the next sweep. A done run whose ``keep`` is
@@ -33,8 +34,7 @@ from pathlib import Path
 from .checkpoint import copy_checkpoint, read_config, read_metrics
 from .config import TrainConfig, load_config_file
 from .errors import CheckpointError, ConfigError
-from .results import (READ_AT, TRAINING, append_result, mark_kept, name_columns, read_rows,
-                      recipe_headline)
+from .results import READ_AT, TRAINING, append_result, mark_kept, name_columns, read_rows, recipe_headline
 from .training import split_seed_of, train
 
 RUN_KEYS = {"name", "role", "ratios", "seeds", "keep", "plausibility", "read_at", "read_limit"}
@@ -267,7 +267,8 @@ def plausibility_row(checkpoint: Path, dataset: str, batch_size: int = 64) -> di
     bundle = load_dataset_spec(dataset)
     check_dataset_fits(bundle, model)
     metrics = evaluate_split(model, pick_split(bundle, "test"), batch_size=batch_size)
-    return {"plausibility_f1": metrics.get("plausibility_f1"), "plausibility_iou_f1": metrics.get("plausibility_iou_f1"),
+    return {"plausibility_f1": metrics.get("plausibility_f1"),
+            "plausibility_iou_f1": metrics.get("plausibility_iou_f1"),
             "random_plausibility_f1": metrics.get("random_plausibility_f1"), "plausibility_examples": metrics["n"]}
 
 
@@ -282,10 +283,12 @@ def result_row(run: dict, checkpoint: Path, headlines: dict[str, dict] | None = 
             "backbone": config["backbone"].get("source", ""), "ratio": config["ratio"],
             "seed": training.get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
             "achieved_ratio": test.get("ratio", 1.0 if test else ""), "ratio_argmax": test.get("ratio_argmax", ""),
-            "teacher_agreement": test.get("teacher_agreement", ""), "teacher_mask_iou": test.get("teacher_mask_iou", ""),
+            "teacher_agreement": test.get("teacher_agreement", ""),
+            "teacher_mask_iou": test.get("teacher_mask_iou", ""),
             "sufficiency": test.get("sufficiency", ""), "comprehensiveness": test.get("comprehensiveness", ""),
             "parameters": params.get("generator", 0) + params.get("predictor", 0),
-            "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""), "epochs": training.get("epochs", ""),
+            "train_examples": metrics.get("train_examples", ""), "test_examples": test.get("n", ""),
+            "epochs": training.get("epochs", ""),
             "wall_time_s": metrics.get("wall_time_s", ""), "hardware": metrics.get("hardware", ""),
             "kept": run.get("keep", True) is not False,
             "split_seed": split_seed_of(config),

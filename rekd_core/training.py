@@ -22,14 +22,27 @@ import torch
 import torch.nn.functional as F
 
 from . import resume
-from .checkpoint import (WEIGHTS_FILE, as_stored, check_writable, cpu_snapshot, load_checkpoint, read_config,
-                         save_checkpoint)
+from .checkpoint import (
+    WEIGHTS_FILE,
+    as_stored,
+    check_writable,
+    cpu_snapshot,
+    load_checkpoint,
+    read_config,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .data import DatasetBundle, RawSplit, load_dataset_spec, stratified_subset, train_and_dev
 from .errors import ConfigError
 from .evaluation import evaluate
-from .factory import (check_teacher_compatible, create_model, data_loader, init_backbones_from, load_teacher,
-                      parameter_groups)
+from .factory import (
+    check_teacher_compatible,
+    create_model,
+    data_loader,
+    init_backbones_from,
+    load_teacher,
+    parameter_groups,
+)
 from .inputs import resolve_device
 from .losses import prediction_kd, rationale_kd, selection_cost
 from .model import RationaleModel

@@ -178,7 +178,7 @@ def finetune(args: argparse.Namespace, bundle) -> list[dict]:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        for epoch in range(args.ft_epochs):
+        for _epoch in range(args.ft_epochs):
             train_px = pixels_of(train, processor, train=True)  # a fresh augmentation each epoch
             order = torch.randperm(len(train_px))
             for start in range(0, len(order), args.ft_batch):

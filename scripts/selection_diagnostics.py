@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoints:  # resolved before the chdir below: relative to the caller's directory
         located = {path: Path(path).resolve() for path in args.checkpoints}
     else:
-        located = {str(c.parent.relative_to(REPO)): c.parent for c in sorted((REPO / "checkpoints").glob("*/*/config.json"))}
+        located = {str(c.parent.relative_to(REPO)): c.parent
+                   for c in sorted((REPO / "checkpoints").glob("*/*/config.json"))}
     paths = list(located)
     os.chdir(REPO)  # dataset specs in checkpoints are relative to the repository root
     rows = []
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         row = diagnose(model, args.limit, args.seed)
         rows.append({"checkpoint": path, **row})
-        print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+        print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
+              flush=True)
     out = Path(args.out)
     old = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
     new = pd.DataFrame(rows, columns=COLUMNS)
@@ -118,12 +120,14 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
     n = len(labels)
     return {"task": model.task, "mode": model.config["mode"],
-            "ratio": model.ratio, "n": n, "topk_accuracy": correct["topk"] / n, "argmax_accuracy": correct["argmax"] / n,
+            "ratio": model.ratio, "n": n, "topk_accuracy": correct["topk"] / n,
+            "argmax_accuracy": correct["argmax"] / n,
             "argmax_ratio": float(selected.sum() / real.sum()),
             "argmax_ratio_lowest_class": per_class[lowest], "lowest_class": lowest,
             "argmax_ratio_highest_class": per_class[highest], "highest_class": highest,
             "topk_content_removed_accuracy": correct["topk_blank"] / n,
-            "argmax_content_removed_accuracy": correct["argmax_blank"] / n, "random_mask_accuracy": correct["random"] / n,
+            "argmax_content_removed_accuracy": correct["argmax_blank"] / n,
+            "random_mask_accuracy": correct["random"] / n,
             "bottomk_accuracy": correct["bottomk"] / n, "fixed_positions_accuracy": correct["fixed"] / n}
 
 

@@ -25,7 +25,8 @@ def write_results(path: Path) -> None:
     for task, teacher, student in (("text", "bert-4x256", "bert-1x64"), ("vision", "vit-6x192", "vit-2x64")):
         for seed in (1, 2, 3):
             rows.append(dict(task=task, role="teacher", mode="cls", backbone=teacher, ratio=1.0, seed=seed,
-                             accuracy=0.90 + 0.005 * seed, f1=0.9, achieved_ratio=1.0, teacher_agreement="", wall_time_s=10))
+                             accuracy=0.90 + 0.005 * seed, f1=0.9, achieved_ratio=1.0, teacher_agreement="",
+                             wall_time_s=10))
             for ratio in (0.05, 0.1, 0.2, 0.5):
                 rows.append(dict(task=task, role="teacher", mode="re", backbone=teacher, ratio=ratio, seed=seed,
                                  accuracy=0.80 + 0.1 * ratio + 0.004 * seed, f1=0.8, achieved_ratio=ratio * 1.02,
@@ -80,8 +81,8 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     """``checkpoints/{text,vision}/{teacher,student}`` (an RE teacher and its REKD student),
     ``checkpoints/text/cls``, ``checkpoints/results.csv``, the toy datasets they were trained on
     (one epoch each: seconds), and a folder of broken checkpoints beside them."""
-    from rekd_core.synthetic import write_image_task, write_text_task
     from rekd_core.config import TrainConfig
+    from rekd_core.synthetic import write_image_task, write_text_task
     from rekd_core.training import train
 
     root = tmp_path_factory.mktemp("dashboard")
@@ -97,7 +98,8 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
     train(TrainConfig(mode="rekd", teacher=str(ckpt / "text" / "teacher"), out=str(ckpt / "text" / "student"), **text))
     train(TrainConfig(mode="cls", out=str(ckpt / "text" / "cls"), **text))
     train(TrainConfig(mode="re", out=str(ckpt / "vision" / "teacher"), **vision))
-    train(TrainConfig(mode="rekd", teacher=str(ckpt / "vision" / "teacher"), out=str(ckpt / "vision" / "student"), **vision))
+    train(TrainConfig(mode="rekd", teacher=str(ckpt / "vision" / "teacher"), out=str(ckpt / "vision" / "student"),
+                      **vision))
     write_results(ckpt / "results.csv")
 
     # Broken or odd checkpoints, outside the discovered root so that the default pickers stay clean.

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from rekd_core.checkpoint import load_checkpoint
+from rekd_core.config import TrainConfig
 from rekd_core.data import load_dataset_spec
 from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
-from rekd_core.processing import train_wordpiece_tokenizer
-from rekd_core.config import TrainConfig
 from rekd_core.factory import create_model
-
+from rekd_core.processing import train_wordpiece_tokenizer
 from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH, tiny_train
 
 pytest_plugins = ["tests.core_fixtures"]

@@ -330,7 +330,8 @@ def test_rekd_teachers_that_do_not_fit(cli_models, bad_teachers, vision_re_ckpt,
     assert_one_line_error(rc, err, "--teacher")
     cases = {"longer": ("feature grids", "max_length"), "three": ("labels",), "cls": ("CLS",)}
     for name, fragments in cases.items():
-        rc, _, err = cli(capsys, *train_args(f"csv:{text_task}", out, "--mode", "rekd", "--teacher", bad_teachers[name]))
+        rc, _, err = cli(capsys, *train_args(f"csv:{text_task}", out, "--mode", "rekd",
+                                             "--teacher", bad_teachers[name]))
         assert_one_line_error(rc, err, *fragments)
     rc, _, err = cli(capsys, *train_args(f"csv:{text_task}", out, "--mode", "rekd", "--teacher", vision_re_ckpt))
     assert_one_line_error(rc, err, "vision model")
@@ -440,7 +441,8 @@ def test_accelerate_two_process_training(text_task, tmp_path):
         done = _launch_two_processes(train_args(f"csv:{text_task}", out, "--mode", "re", "--epochs", 2))
         if done.returncode == 0 or GLOO_ABORT not in done.stderr or attempt == 2:
             break
-        warnings.warn(f"a gloo worker aborted ({GLOO_ABORT!r}); launching once more. stdout:\n{done.stdout[-1500:]}")
+        warnings.warn(f"a gloo worker aborted ({GLOO_ABORT!r}); launching once more. "
+                      f"stdout:\n{done.stdout[-1500:]}", stacklevel=1)
     assert done.returncode == 0, f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-4000:]}"
     config, metrics = read_config(out), read_metrics(out)
     assert config["status"] == "complete"

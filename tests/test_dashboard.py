@@ -327,7 +327,7 @@ def test_ratio_slider_reselects_features(make_app):
     assert_clean(at)
     high = selected_pieces(at)
     assert len(low) == 2 and len(high) == 2
-    assert all(h > l for h, l in zip(high, low))
+    assert all(hi > lo for hi, lo in zip(high, low))
     assert text_boxes(at)[0].count(TEACHER_MARK) > low_marks
     iou_high = float(metrics(at)["Mask IoU"])
     assert iou_high > 0.5  # at 0.8 both models select most of a short review
@@ -433,8 +433,8 @@ def test_iou_of_two_empty_selections_is_undefined(tiny_checkpoints):
     assert result.comparison["iou"] is None and result.comparison["f1"] is None
     assert "mask IoU —, F1 — (undefined: neither model picked a feature)" in R.agreement_summary(result.comparison)
     # At 0.05 a two-word review has round(0.05 x 4 pieces) = 0 to select, a long one (40 pieces) 2.
-    frame = B.rank_by_disagreement(teacher, student, [B.prepare_review("fillerab splendid"), B.prepare_review(REVIEW * 3)],
-                                   0.05)
+    frame = B.rank_by_disagreement(teacher, student,
+                                   [B.prepare_review("fillerab splendid"), B.prepare_review(REVIEW * 3)], 0.05)
     blind = frame[frame["row"] == 0].iloc[0]
     assert np.isnan(blind["mask IoU"]) and blind["teacher"] == R.UNDEFINED and blind["agree"] is None
     seen = frame[frame["row"] == 1].iloc[0]
@@ -541,7 +541,8 @@ def test_uploaded_images_of_many_formats_and_modes(make_app):
     rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
     files = [
         ("rgba.png", image_bytes(rgb.convert("RGBA"), "PNG"), "image/png"),
-        ("grey16.png", image_bytes(Image.fromarray((rng.integers(0, 65535, (20, 20))).astype(np.uint16)), "PNG"), "image/png"),
+        ("grey16.png", image_bytes(Image.fromarray((rng.integers(0, 65535, (20, 20))).astype(np.uint16)), "PNG"),
+         "image/png"),
         ("palette.bmp", image_bytes(rgb.convert("P"), "BMP"), "image/bmp"),
         ("cmyk.jpg", image_bytes(rgb.convert("CMYK"), "JPEG"), "image/jpeg"),
         ("photo.webp", image_bytes(rgb, "WEBP"), "image/webp"),
@@ -601,7 +602,8 @@ def test_images_say_how_they_are_fitted_and_small_ones_warn(make_app, tiny_check
     assert fit_captions(at) == [f"2000x1500 -> {size}x{size}: squashed (its 2000:1500 shape is distorted to 1:1)."]
     assert not [w for w in at.warning if "smaller than" in w.value]
     at.radio(key="image_fit").set_value("centre-crop").run()
-    assert fit_captions(at) == [f"2000x1500 -> {size}x{size}: centre-cropped to 1500x1500 (25% of its width cut), then resized."]
+    assert fit_captions(at) == [f"2000x1500 -> {size}x{size}: centre-cropped to 1500x1500 (25% of its width cut), "
+                                "then resized."]
     at.radio(key="image_fit").set_value("pad").run()
     assert_clean(at)
     assert "padded to 2000x2000 with black borders" in fit_captions(at)[0]
@@ -651,7 +653,8 @@ def test_ratios_view_plots_the_results_file(make_app, tiny_checkpoints):
     specs = plotly_specs(at)
     titles = [s["layout"]["title"]["text"] for s in specs]
     assert titles == ["accuracy across rationale ratios", "achieved sparsity: selected / real features",
-                      "students: prediction agreement with the teacher", "students: rationale (mask) IoU with the teacher"]
+                      "students: prediction agreement with the teacher",
+                      "students: rationale (mask) IoU with the teacher"]
     names = {trace["name"] for trace in specs[0]["data"]}
     assert names == {"teacher · CLS · bert-4x256", "teacher · RE · bert-4x256", "student · RE · bert-1x64",
                      "student · REKD · bert-1x64"}
@@ -707,8 +710,10 @@ def table_headers(table) -> dict[str, dict]:
 def test_wide_tables_have_short_headers_with_help(make_app):
     at = make_app()
     summary = table_headers(next(d for d in at.dataframe if "accuracy_mean" in d.value.columns))
-    assert summary["teacher_mask_iou_mean"]["label"] == "IoU w/ T" and "mask IoU" in summary["teacher_mask_iou_mean"]["help"]
-    assert summary["achieved_ratio_std"]["label"] == "achieved ±" and "standard deviation" in summary["achieved_ratio_std"]["help"]
+    assert (summary["teacher_mask_iou_mean"]["label"] == "IoU w/ T"
+            and "mask IoU" in summary["teacher_mask_iou_mean"]["help"])
+    assert (summary["achieved_ratio_std"]["label"] == "achieved ±"
+            and "standard deviation" in summary["achieved_ratio_std"]["help"])
     summary.pop("_index", None)  # the hidden index
     longest = max(len(config["label"]) for config in summary.values())
     assert longest <= 12 < max(len(name) for name in summary)  # the raw names are longer than any header shown
@@ -737,17 +742,20 @@ def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_check
     teacher it was distilled from, and the ratios view shows its variant's series without a pick, also
     when the page opened on another task."""
     root = tmp_path / "checkpoints"
-    for name, source in (("text/teacher", tiny_checkpoints.text_teacher), ("text/student", tiny_checkpoints.text_student),
+    for name, source in (("text/teacher", tiny_checkpoints.text_teacher),
+                         ("text/student", tiny_checkpoints.text_student),
                          ("vision/teacher", tiny_checkpoints.vision_teacher),
                          ("vision/variants/student-rekd-example-cost-s2026", tiny_checkpoints.vision_student)):
         shutil.copytree(source, root / name)
     results = tmp_path / "results.csv"
-    results.write_text(tiny_checkpoints.results.read_text() + "vision/variants/student-rekd-example-cost-s1,vision,student,"
+    results.write_text(tiny_checkpoints.results.read_text()
+                       + "vision/variants/student-rekd-example-cost-s1,vision,student,"
                        "rekd,vit-2x64,0.1,1,0.9,0.9,0.1,0.9,0.7,5\n")
     at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=results)
     assert at.multiselect(key="results_variants_text").value == []  # the text models are no variant's
     at.sidebar.radio(key="task").set_value("vision").run()
-    assert at.sidebar.selectbox(key="student_vision").value == str(root / "vision" / "variants" / "student-rekd-example-cost-s2026")
+    assert (at.sidebar.selectbox(key="student_vision").value
+            == str(root / "vision" / "variants" / "student-rekd-example-cost-s2026"))
     assert at.multiselect(key="results_variants_vision").value == ["example-cost"]
     assert any(t["name"] == "student (example-cost) · REKD · vit-2x64" for t in plotly_specs(at)[0]["data"])
 
@@ -967,7 +975,8 @@ def test_highlight_marks_whole_words_never_special_tokens():
     assert BOTH_MARK in agreement and TEACHER_MARK in agreement and STUDENT_MARK not in agreement
     exp = FakeExp(tokens, offsets, [0, 2, 8, 10, 11])
     assert R.word_counts(text, exp, specials) == (2, 7)
-    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text, special_tokens=frozenset(specials))
+    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text,
+                            special_tokens=frozenset(specials))
     assert "[CLS]" not in R.comparison_html(view)
     chunks, _ = R._text_atoms(text, exp, {i: R.TEACHER for i in exp.selected}, specials)
     assert [s for chunk in chunks if chunk for s, colour in chunk if colour] == ["Unbelievable", "great"]
@@ -977,7 +986,8 @@ def test_special_tokens_are_never_highlighted_on_the_page(make_app, monkeypatch)
     """Even when a model selects every piece, [CLS], [SEP] and a typed "[SEP]" are not shown as highlighted."""
     original = B.explain
     select_all = lambda exp: setattr(exp, "selected", list(range(exp.num_features))) or exp  # noqa: E731
-    monkeypatch.setattr(B, "explain", lambda model, inputs, **kw: [select_all(e) for e in original(model, inputs, **kw)])
+    monkeypatch.setattr(B, "explain",
+                        lambda model, inputs, **kw: [select_all(e) for e in original(model, inputs, **kw)])
     at = use_text(make_app(), "fillerab splendid [SEP] dreadful")
     for box in text_boxes(at):
         assert "[CLS]" not in box
@@ -1138,8 +1148,9 @@ def test_ratios_tab_shows_models_read_at_many_ratios(make_app, tmp_path):
 
 
 def test_default_pair_prefers_named_teacher_and_rekd_student():
-    info = lambda name, mode, params: B.CheckpointInfo(path=name, name=name, task="text", mode=mode, ratio=0.1,  # noqa: E731
-                                                       labels=["neg", "pos"], backbone="b", parameters=params)
+    info = lambda name, mode, params: B.CheckpointInfo(path=name, name=name, task="text", mode=mode,  # noqa: E731
+                                                       ratio=0.1, labels=["neg", "pos"], backbone="b",
+                                                       parameters=params)
     infos = [info("cls-big", "cls", 900), info("re-small", "re", 10), info("re-big", "re", 500), info("kd", "rekd", 20)]
     assert B.default_pair(infos) == (2, 3)
     infos.append(info("my-teacher", "re", 100))

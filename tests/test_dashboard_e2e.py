@@ -34,7 +34,8 @@ REVIEW = ("fillerab splendid fillerac fillerad marvellousword fillerae dreadful 
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="Debian's chromium is not installed (apt-get install -y chromium)"),
 ]
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 

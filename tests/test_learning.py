@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from rekd_core.checkpoint import load_checkpoint, read_metrics
+from rekd_core.config import TrainConfig
 from rekd_core.explain import explain
 from rekd_core.processing import train_wordpiece_tokenizer
 from rekd_core.synthetic import write_image_task, write_text_task
-from rekd_core.config import TrainConfig
 from rekd_core.training import train
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,8 @@ def test_vision_re_learns_and_selects_the_planted_patch_on_the_defaults(tmp_path
     # scripts/selection_diagnostics.py tells the learned ranking from chance: the 2 patches ranked lowest
     # miss the planted one (chance, 0.5); a random pair, or the 2 positions selected most often (the
     # planted patch's position is random), holds it about 1 time in 8 (about 0.56).
-    spec = importlib.util.spec_from_file_location("selection_diagnostics", REPO / "scripts" / "selection_diagnostics.py")
+    spec = importlib.util.spec_from_file_location("selection_diagnostics",
+                                                  REPO / "scripts" / "selection_diagnostics.py")
     diagnostics = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(diagnostics)
     row = diagnostics.diagnose(model, limit=200, seed=0)
@@ -121,7 +122,8 @@ def test_vision_re_learns_and_selects_the_planted_patch_on_the_defaults(tmp_path
 def test_fixed_positions_keep_each_examples_top_k_count_of_its_real_features():
     """The fixed-positions diagnostic ranks positions by the sample's selection counts, and each example
     keeps as many of its real features as top-k does: a short review is not cut to the padded k."""
-    spec = importlib.util.spec_from_file_location("selection_diagnostics", REPO / "scripts" / "selection_diagnostics.py")
+    spec = importlib.util.spec_from_file_location("selection_diagnostics",
+                                                  REPO / "scripts" / "selection_diagnostics.py")
     diagnostics = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(diagnostics)
     counts = torch.tensor([5.0, 0.0, 9.0, 7.0, 1.0, 8.0, 2.0, 3.0, 6.0, 4.0])

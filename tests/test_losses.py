@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from rekd_core.losses import (argmax_mask, prediction_kd, rationale_kd, selection_cost, selection_scores,
-                              straight_through_gumbel, topk_mask)
+from rekd_core.losses import (
+    argmax_mask,
+    prediction_kd,
+    rationale_kd,
+    selection_cost,
+    selection_scores,
+    straight_through_gumbel,
+    topk_mask,
+)
 from rekd_core.schedules import TAU_MIN, alpha_at, tau_at
 
 T, F = True, False

@@ -17,14 +17,14 @@ from PIL import Image
 
 from rekd_core import checkpoint as ckpt_module
 from rekd_core.checkpoint import load_checkpoint, read_config, read_log, read_metrics, save_checkpoint
+from rekd_core.config import TrainConfig
 from rekd_core.data import load_dataset_spec
 from rekd_core.errors import CheckpointError, ConfigError, DataError
 from rekd_core.evaluation import evaluate_split
 from rekd_core.explain import explain
+from rekd_core.factory import create_model
 from rekd_core.losses import rationale_kd
 from rekd_core.processing import model_inputs
-from rekd_core.config import TrainConfig
-from rekd_core.factory import create_model
 from rekd_core.training import training_loss
 
 pytest_plugins = ["tests.core_fixtures"]
@@ -35,7 +35,8 @@ def _build(task: str, dataset: str):
     if task == "text":
         cfg = TrainConfig(task="text", backbone="bert-1x32", dataset=dataset, out="unused", max_length=32)
     else:
-        cfg = TrainConfig(task="vision", backbone="vit-1x32", dataset=dataset, out="unused", image_size=16, patch_size=4)
+        cfg = TrainConfig(task="vision", backbone="vit-1x32", dataset=dataset, out="unused", image_size=16,
+                          patch_size=4)
     cfg = cfg.resolved()
     bundle = load_dataset_spec(dataset)
     torch.manual_seed(0)
@@ -94,7 +95,8 @@ def test_save_load_round_trip_gives_identical_outputs(task, text_model, vision_m
 
 def test_trained_checkpoints_load_and_agree_with_themselves(text_re_ckpt, vision_re_ckpt, text_task, image_task):
     for path, inputs in ((text_re_ckpt, load_dataset_spec(f"csv:{text_task}").test.inputs[:5]),
-                         (vision_re_ckpt, [load_dataset_spec(f"imagefolder:{image_task}").test.inputs[i] for i in range(5)])):
+                         (vision_re_ckpt,
+                          [load_dataset_spec(f"imagefolder:{image_task}").test.inputs[i] for i in range(5)])):
         a, b = load_checkpoint(path), load_checkpoint(path)
         oa, ob = _outputs(a, list(inputs)), _outputs(b, list(inputs))
         assert torch.equal(oa.logits, ob.logits) and torch.equal(oa.mask, ob.mask)

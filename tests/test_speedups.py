@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from rekd_core.processing import FeatureDataset, collate, model_inputs
 from rekd_core.config import TrainConfig
 from rekd_core.factory import create_model
+from rekd_core.processing import FeatureDataset, collate, model_inputs
 from rekd_core.training import TeacherCache
 
 pytest_plugins = ["tests.core_fixtures"]

@@ -15,10 +15,19 @@ from rekd_core.data import load_dataset_spec, pick_split
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.evaluation import evaluate
 from rekd_core.processing import FeatureDataset, collate
-from rekd_core.results import (READ_AT, RESULT_FIELDS, append_result, load_results, merge, migrate,
-                               name_columns, range_comparison, range_gaps, read_rows)
+from rekd_core.results import (
+    READ_AT,
+    RESULT_FIELDS,
+    append_result,
+    load_results,
+    merge,
+    migrate,
+    name_columns,
+    range_comparison,
+    range_gaps,
+    read_rows,
+)
 from rekd_core.sweep import expand_runs, run_sweep
-
 from tests.core_fixtures import TEXT_MAX_LENGTH, write_eraser
 
 pytest_plugins = ["tests.core_fixtures"]
@@ -27,8 +36,8 @@ pytest_plugins = ["tests.core_fixtures"]
 def test_expand_runs_formats_names_and_references():
     runs = expand_runs({"defaults": {"epochs": 1},
                         "runs": [{"name": "t-r{ratio}", "ratios": [0.1, 0.2]},
-                                 {"name": "s-r{ratio}-s{seed}", "ratios": [0.1], "seeds": [1, 2], "teacher": "t-r{ratio}",
-                                  "keep": False}]})
+                                 {"name": "s-r{ratio}-s{seed}", "ratios": [0.1], "seeds": [1, 2],
+                                  "teacher": "t-r{ratio}", "keep": False}]})
     assert [r["name"] for r in runs] == ["t-r0.1", "t-r0.2", "s-r0.1-s1", "s-r0.1-s2"]
     assert [r["teacher"] for r in runs[2:]] == ["t-r0.1", "t-r0.1"]
     assert all(r["epochs"] == 1 for r in runs) and [r["seed"] for r in runs[2:]] == [1, 2]
@@ -136,7 +145,8 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
     assert read_config(tmp_path / "cut")["status"] == "complete" and resumed["resumed_at_test"]
     assert read_log(tmp_path / "cut") == trained_log and resumed["steps"] == whole["steps"]
     weights = read_weights(tmp_path / "cut")
-    assert weights.keys() == trained_weights.keys() and all(torch.equal(weights[k], trained_weights[k]) for k in weights)
+    assert weights.keys() == trained_weights.keys() and all(torch.equal(weights[k], trained_weights[k])
+                                                            for k in weights)
     # the same seed retrained in one process agrees to float noise, not bit for bit
     numbers = {k: v for k, v in whole["test"].items() if isinstance(v, (int, float))}
     assert resumed["best_epoch"] == whole["best_epoch"] and numbers
@@ -240,7 +250,8 @@ def test_a_list_of_teachers_means_the_best_on_dev(text_re_ckpt, tmp_path):
 
     def candidate(name: str, dev_accuracy: float, split_seed: int = 2026, status: str = "complete") -> None:
         path = shutil.copytree(text_re_ckpt, tmp_path / name)
-        config, metrics = json.loads((path / "config.json").read_text()), json.loads((path / "metrics.json").read_text())
+        config = json.loads((path / "config.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
         config["training"]["split_seed"], config["status"] = split_seed, status
         metrics["dev"]["accuracy"] = dev_accuracy
         (path / "config.json").write_text(json.dumps(config))
@@ -312,8 +323,8 @@ def test_sweep_rejects_unknown_options(text_task, tmp_path):
 @pytest.mark.parametrize("recipe", sorted(Path("configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(recipe):
     """Every run of every recipe under configs/ is a valid training configuration (nothing is run)."""
-    from rekd_core.sweep import RunRoots, train_config
     from rekd_core.config import load_config_file
+    from rekd_core.sweep import RunRoots, train_config
 
     loaded = load_config_file(str(recipe), known=None)
     runs = expand_runs(loaded)
