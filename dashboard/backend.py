@@ -271,7 +271,8 @@ def default_pair(infos: Sequence[CheckpointInfo], headlines: dict[str, dict] | N
 
     The teacher is a selecting model (not CLS), of the recipe's headline family (``headlines``, see
     ``recipe_headlines``; without them, a checkpoint that is no recipe variant), preferably named
-    "teacher", preferably RE, the largest; the student, among the others, preferably one distilled from
+    "teacher", preferably RE, the largest, and among equals one trained over a range of ratios (it holds
+    wherever the slider goes); the student, among the others, preferably one distilled from
     (or scored against) that teacher, of the headline family, named "student", REKD, a selecting model,
     the smallest."""
     if not infos:
@@ -280,7 +281,7 @@ def default_pair(infos: Sequence[CheckpointInfo], headlines: dict[str, dict] | N
     name = lambda i: Path(infos[i].name).name.lower()  # noqa: E731
     headline = lambda i: run_family(infos[i].name, headlines or {})[1]  # noqa: E731
     teacher = max(range(len(infos)), key=lambda i: (infos[i].mode != "cls", headline(i), "teacher" in name(i),
-                                                    infos[i].mode == "re", size(i)))
+                                                    infos[i].mode == "re", size(i), infos[i].ratio_range is not None))
     others = [i for i in range(len(infos)) if i != teacher] or [teacher]
     student = max(others, key=lambda i: (trained_against(infos[i], infos[teacher]), headline(i), "student" in name(i),
                                          infos[i].mode == "rekd", infos[i].mode != "cls", -size(i)))

@@ -1162,6 +1162,10 @@ def test_default_pair_prefers_named_teacher_and_rekd_student():
     infos.append(B.CheckpointInfo(path="/ckpt/vision/kd-p", name="vision/kd-p", task="text", mode="rekd", ratio=0.1,
                                   labels=["neg", "pos"], backbone="b", parameters=40, teacher="runs/my-teacher"))
     assert B.default_pair(infos) == (4, 7)
+    # among equal teachers, one trained over a range of ratios, wherever it is listed
+    ranged = [B.CheckpointInfo(path="range/my-teacher", name="range/my-teacher", task="text", mode="re", ratio=0.1,
+                               labels=["neg", "pos"], backbone="b", parameters=100, ratio_range=(0.05, 0.5))]
+    assert B.default_pair(ranged + infos)[0] == 0 and B.default_pair(infos + ranged)[0] == len(infos)
     assert B.default_pair([]) == (None, None)
     assert B.teacher_note(infos[7], infos) == "my-teacher (found here)"
     assert B.teacher_note(infos[7], infos[:4]) == "runs/my-teacher (not among these checkpoints)"
