@@ -110,16 +110,23 @@ def decode_text(data: bytes, name: str) -> DecodedText:
     return DecodedText(text, encoding)
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    """A file's bytes, with one clear ``DataError`` for a missing, directory or unreadable path."""
+def _open(path: PathLike, name: str) -> BinaryIO:
+    """``path`` opened for reading bytes, with one clear ``DataError`` (naming it ``name``) for a missing,
+    directory or unreadable path."""
     try:
-        return Path(path).read_bytes()
+        return Path(path).open("rb")
     except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such file") from exc
+        raise DataError(f"{name}: no such file") from exc
     except IsADirectoryError as exc:
-        raise DataError(f"{path}: is a directory, not a file") from exc
+        raise DataError(f"{name}: is a directory, not a file") from exc
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from exc
+        raise DataError(f"{name}: cannot read ({exc.strerror or first_line(exc)})") from exc
+
+
+def _read_bytes(path: PathLike) -> bytes:
+    """A file's bytes (``_open``'s errors)."""
+    with _open(path, str(path)) as handle:
+        return handle.read()
 
 
 def read_text(source: bytes | PathLike, name: str | None = None) -> DecodedText:
@@ -204,16 +211,7 @@ def read_image(source: bytes | PathLike | Image.Image, name: str | None = None, 
             raise DataError(f"{name}: the file is empty")
         return _decode_image(io.BytesIO(bytes(source)), name, max_pixels, max_side)
     name = name or str(source)
-    path = Path(source)
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError as exc:
-        raise DataError(f"{name}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise DataError(f"{name}: is a directory, not a file") from exc
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror or first_line(exc)})") from exc
-    with handle:
+    with _open(source, name) as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise DataError(f"{name}: the file is empty")
         return _decode_image(handle, name, max_pixels, max_side)

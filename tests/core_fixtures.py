@@ -4,12 +4,16 @@ trained checkpoints shared between test modules (each trains for one epoch on a 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 # Everything here is offline and tiny; keep the tests off any GPU and off the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -131,3 +135,18 @@ def vision_re_ckpt(image_task, tmp_path_factory) -> Path:
 def text_cls_ckpt(text_task, tmp_path_factory) -> Path:
     """A tiny CLS text baseline (no generator)."""
     return tiny_train(f"csv:{text_task}", tmp_path_factory.mktemp("ckpt") / "text-cls", mode="cls")
+
+
+def image_bytes(image: Image.Image, fmt: str, **options) -> bytes:
+    """``image`` encoded as a file of format ``fmt`` (an upload's bytes)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb stand-in)."""
+    data = bytearray(image_bytes(Image.new("L", (1, 1)), "PNG"))
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)

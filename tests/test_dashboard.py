@@ -13,8 +13,6 @@ import io
 import json
 import re
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,8 @@ from rekd_core.inputs import decode_text
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from tests.core_fixtures import image_bytes, png_claiming
 
 pytest_plugins = ["tests.dashboard_fixtures"]
 
@@ -108,18 +108,6 @@ def selected_pieces(at: AppTest) -> list[int]:
     return [int(m.group(1)) for c in at.caption if (m := re.match(r"Selected (\d+) of (\d+)", c.value))]
 
 
-def image_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb stand-in)."""
-    data = bytearray(image_bytes(Image.new("L", (1, 1)), "PNG"))
-    struct.pack_into(">II", data, 16, width, height)
-    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 def table_with(at: AppTest, column: str) -> pd.DataFrame:

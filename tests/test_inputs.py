@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from PIL import Image
 from rekd_core.cli import _read_input, main
 from rekd_core.errors import ConfigError, DataError
 from rekd_core.inputs import decode_text, decoding_notice, read_image, read_text, resolve_device, to_rgb
+from tests.core_fixtures import image_bytes, png_claiming
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -26,18 +24,6 @@ ORIENTATION = 0x0112  # the EXIF tag
 LATIN1_REVIEW = "Tr\xe8s \xe9mouvant, fillerab splendid, g\xe9nial."
 
 
-def image_bytes(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb stand-in)."""
-    data = bytearray(image_bytes(Image.new("L", (1, 1)), "PNG"))
-    struct.pack_into(">II", data, 16, width, height)
-    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 def sideways_jpeg() -> bytes:
