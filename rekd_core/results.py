@@ -228,7 +228,8 @@ def range_comparison(frame, planned=()):
     selecting = frame[frame["mode"].isin(["re", "rekd"]) & frame.accuracy.notna()]
     is_range, is_read = selecting.ratio_range.astype(str).str.len() > 0, selecting.source == READ_AT
     kinds = selecting[is_range | is_read | selecting.run.isin(list(planned))][MODEL_KEY].drop_duplicates()
-    series = {RANGE: selecting[is_range & is_read], FIXED: selecting[~is_range & ~is_read],
+    fixed = selecting[~is_range & ~is_read]
+    series = {RANGE: _like_for_like(selecting[is_range & is_read], fixed), FIXED: fixed,
               READ_AWAY: selecting[~is_range & is_read]}
     parts = []
     for name, rows in series.items():
@@ -243,6 +244,21 @@ def range_comparison(frame, planned=()):
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts).rename(columns={"read_ratio": "ratio"})[columns].reset_index(drop=True)
+
+
+def _like_for_like(range_rows, fixed_rows):
+    """The range models trained for as many epochs as the fixed-ratio models of their kind (the most common
+    count among those), so that a longer-trained range model is not averaged into the comparison; kinds
+    without fixed-ratio models keep all theirs."""
+    import pandas as pd
+
+    epochs = pd.to_numeric(fixed_rows.epochs, errors="coerce")
+    usual = fixed_rows.assign(epochs=epochs).groupby(MODEL_KEY).epochs.agg(lambda e: e.mode().iloc[0] if
+                                                                            e.notna().any() else float("nan"))
+    usual = usual.rename("usual_epochs").reset_index()
+    rows = range_rows.merge(usual, on=MODEL_KEY, how="left")
+    keep = rows.usual_epochs.isna() | (pd.to_numeric(rows.epochs, errors="coerce") == rows.usual_epochs)
+    return rows[keep].drop(columns="usual_epochs")
 
 
 def range_gaps(comparison):

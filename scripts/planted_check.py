@@ -1,11 +1,13 @@
 """Does a vision preset learn the planted-patch task on the CLI defaults?
 
-Writes the task of rekd_core/synthetic.py (one red or blue 4x4 patch among grey noise decides the class;
-1,000 training and 200 test images of 16x16), trains ``rekd train --task vision --mode re`` with only the
-backbone, grid and seed given, and prints the test accuracy and how often the planted patch is in the
+Writes the task of rekd_core/synthetic.py (one red or blue patch among grey noise decides the class;
+1,000 training and 200 test images, 16x16 with 4x4 patches unless told), trains ``rekd train --task vision
+--mode re`` with only the backbone, grid and seed given (optionally bf16, and from a CLS model of the task
+as the recipe starts its RE runs), and prints the test accuracy and how often the planted patch is in the
 rationale. The linear and -pconv presets reach 1.00 and 0.96-1.00; see docs/GUIDE.md.
 
     python scripts/planted_check.py vit-1x32 vit-1x32-conv --seeds 2026 1
+    python scripts/planted_check.py efficientnet-lite0 --image-size 128 --patch-size 16 --precision bf16 --cls-start
 """
 from __future__ import annotations
 
@@ -23,14 +25,19 @@ from rekd_core.synthetic import write_image_task
 from rekd_core.training import train
 
 
-def planted_check(backbone: str, seed: int, work: Path) -> dict:
-    """Train one RE model on the planted-patch task; return its accuracy and planted-patch hit rate."""
-    data = work / "data"
+def planted_check(backbone: str, seed: int, work: Path, image_size: int = 16, patch_size: int = 4,
+                  precision: str = "fp32", cls_start: bool = False) -> dict:
+    """Train one RE model on the planted-patch task (from a CLS model trained on it first, with
+    ``cls_start``, as the recipe starts its RE runs); return its accuracy and planted-patch hit rate."""
+    data = work / f"data-{image_size}-{patch_size}"
     if not (data / "test").exists():
-        write_image_task(data, n_train=1000, n_test=200, size=16, patch=4)
-    out = train(TrainConfig(task="vision", mode="re", backbone=backbone, dataset=f"imagefolder:{data}",
-                            image_size=16, patch_size=4, seed=seed, out=str(work / f"{backbone}-{seed}"),
-                            progress=False))
+        write_image_task(data, n_train=1000, n_test=200, size=image_size, patch=patch_size)
+    common = dict(task="vision", backbone=backbone, dataset=f"imagefolder:{data}", image_size=image_size,
+                  patch_size=patch_size, seed=seed, precision=precision, progress=False)
+    init_from = None
+    if cls_start:
+        init_from = str(train(TrainConfig(mode="cls", out=str(work / f"{backbone}-{seed}-cls"), **common)))
+    out = train(TrainConfig(mode="re", out=str(work / f"{backbone}-{seed}"), init_from=init_from, **common))
     files = sorted((data / "test").glob("*/*.png"))
     explanations = explain(load_checkpoint(out), [Image.open(f) for f in files])
     hits = sum(int(re.search(r"_cell(\d+)\.png$", f.name).group(1)) in e.selected
@@ -43,11 +50,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("backbones", nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+", default=[2026])
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--cls-start", action="store_true", help="start the RE model from a CLS model of the task")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         for backbone in args.backbones:
             for seed in args.seeds:
-                row = planted_check(backbone, seed, Path(work))
+                row = planted_check(backbone, seed, Path(work), args.image_size, args.patch_size, args.precision,
+                                    args.cls_start)
                 print(f"{row['backbone']:16s} seed {row['seed']}: accuracy {row['accuracy']:.3f}, "
                       f"planted patch in {row['patch_in_rationale']:.0%} of the rationales")
 

@@ -204,3 +204,23 @@ def test_a_variant_named_as_the_headline_is_reported_as_it(make_report, tmp_path
     (tmp_path / "recipe.yaml").write_text("runs: []\n")  # no headline named: the runs without a variant lead
     report = _report(make_report, tmp_path)
     assert "(linear)" not in report and "| CIFAR-10 | pconv | " in report
+
+
+def test_range_comparison_sets_a_longer_trained_range_model_aside():
+    """The range series compares like with like: a range model trained for more epochs than the fixed-ratio
+    models of its kind is not averaged into it."""
+    import pandas as pd
+
+    from rekd_core.results import FIXED, RANGE, range_comparison
+
+    kind = dict(task="vision", group="vision", role="student", mode="rekd", family="linear", backbone="vit-2x64")
+
+    def row(run, accuracy, epochs, source, ratio_range):
+        return {**kind, "run": run, "accuracy": accuracy, "epochs": epochs, "source": source,
+                "ratio_range": ratio_range, "ratio": 0.15, "read_ratio": 0.15}
+
+    frame = pd.DataFrame([row("fixed", 0.40, "3", "training", ""), row("range", 0.38, "3", "read_at", "0.05-0.5"),
+                          row("range-6ep", 0.41, "6", "read_at", "0.05-0.5")])
+    table = range_comparison(frame).set_index("series")
+    assert table.loc[RANGE, "accuracy"] == pytest.approx(0.38) and table.loc[RANGE, "run"] == "range"
+    assert table.loc[FIXED, "accuracy"] == pytest.approx(0.40)
