@@ -17,6 +17,7 @@ from typing import Literal
 from .checkpoint import STORED_DTYPES
 from .data import DEFAULT_SEED
 from .errors import ConfigError
+from .inputs import DEVICES
 from .model import Selection
 from .presets import PRESETS
 
@@ -161,9 +162,17 @@ def _literal_choices() -> dict[str, tuple[str, ...]]:
 
 # field name -> the names it accepts, in their declared order: validation and the CLI's choices=
 CHOICES: dict[str, tuple[str, ...]] = _literal_choices()
-if set(CHOICES["weights_dtype"]) != set(STORED_DTYPES):  # one list of how a checkpoint may store its weights
-    raise ImportError(f"TrainConfig.weights_dtype {CHOICES['weights_dtype']} and checkpoint.STORED_DTYPES "
-                      f"{tuple(STORED_DTYPES)} disagree")
+
+
+def _check_owned_choices() -> None:
+    """The options whose names another module owns must list the same names (one list each, checked once)."""
+    for name, owner, names in (("weights_dtype", "checkpoint.STORED_DTYPES", tuple(STORED_DTYPES)),
+                               ("device", "inputs.DEVICES", DEVICES)):
+        if set(CHOICES[name]) != set(names):
+            raise ImportError(f"TrainConfig.{name} {CHOICES[name]} and {owner} {names} disagree")
+
+
+_check_owned_choices()
 
 
 def check_choice(name: str, value: object, choices: Sequence[object]) -> None:

@@ -106,10 +106,10 @@ def trained_on_exact_counts(config: dict) -> bool:
     """Whether a model's generator was trained to pick exactly the evaluated count (``gumbel_topk`` or a
     ratio range) rather than a free count steered by the selection cost. Its own argmax selection is then
     not a choice it was trained to make, so the degenerate-generator warnings, which read it, do not apply.
-    Checkpoints written before the model config recorded it say so in their training config."""
-    training = config.get("training", {})
-    selection = config.get("train_selection", training.get("train_selection"))
-    return selection == "gumbel_topk" or bool(config.get("ratio_range") or training.get("ratio_range"))
+    Checkpoints written before the model config recorded ``train_selection`` say so in their training config
+    (``ratio_range`` has been in the model config since the option exists)."""
+    selection = config.get("train_selection", config.get("training", {}).get("train_selection"))
+    return selection == "gumbel_topk" or bool(config.get("ratio_range"))
 
 
 def _read_teacher_cache(path: str | Path) -> dict | None:
@@ -182,7 +182,9 @@ def evaluate_at_ratios(model: RationaleModel, split, ratios: list[float], *, bat
             record = {**shared, "mask": mask, "preds": logits.argmax(dim=-1),
                       "ce": F.cross_entropy(logits, targets, reduction="none")}
             acc.add(**{k: _pad_features(v, model.num_features).cpu() for k, v in record.items()})
-    return {ratio: _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features)
+    free_count = not trained_on_exact_counts(model.config)
+    return {ratio: _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features,
+                              free_count=free_count)
             for ratio, acc in accumulators.items()}
 
 

@@ -123,18 +123,14 @@ def _open(path: PathLike, name: str) -> BinaryIO:
         raise DataError(f"{name}: cannot read ({exc.strerror or first_line(exc)})") from exc
 
 
-def _read_bytes(path: PathLike) -> bytes:
-    """A file's bytes (``_open``'s errors)."""
-    with _open(path, str(path)) as handle:
-        return handle.read()
-
-
 def read_text(source: bytes | PathLike, name: str | None = None) -> DecodedText:
     """A text from bytes (an upload) or a file path, decoded as ``decode_text`` does. ``name`` is what
     error messages call it (default: the path, or "input" for bytes). A ``str`` is a path, never the text."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return decode_text(bytes(source), name or "input")
-    return decode_text(_read_bytes(source), name or str(source))
+    name = name or str(source)
+    with _open(source, name) as handle:
+        return decode_text(handle.read(), name)
 
 
 # ----------------------------------------------------------------------------------------------

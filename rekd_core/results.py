@@ -250,15 +250,9 @@ def _like_for_like(range_rows, fixed_rows):
     """The range models trained for as many epochs as the fixed-ratio models of their kind (the most common
     count among those), so that a longer-trained range model is not averaged into the comparison; kinds
     without fixed-ratio models keep all theirs."""
-    import pandas as pd
-
-    epochs = pd.to_numeric(fixed_rows.epochs, errors="coerce")
-    usual = fixed_rows.assign(epochs=epochs).groupby(MODEL_KEY).epochs.agg(lambda e: e.mode().iloc[0] if
-                                                                            e.notna().any() else float("nan"))
-    usual = usual.rename("usual_epochs").reset_index()
-    rows = range_rows.merge(usual, on=MODEL_KEY, how="left")
-    keep = rows.usual_epochs.isna() | (pd.to_numeric(rows.epochs, errors="coerce") == rows.usual_epochs)
-    return rows[keep].drop(columns="usual_epochs")
+    usual = fixed_rows.groupby(MODEL_KEY).epochs.agg(lambda epochs: epochs.mode().max()).rename("usual_epochs")
+    rows = range_rows.merge(usual.reset_index(), on=MODEL_KEY, how="left")
+    return rows[rows.usual_epochs.isna() | (rows.epochs == rows.usual_epochs)].drop(columns="usual_epochs")
 
 
 def range_gaps(comparison):

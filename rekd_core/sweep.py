@@ -297,7 +297,7 @@ def result_row(run: dict, checkpoint: Path, headlines: dict[str, dict] | None = 
             # the kept epoch's, on the run's own dev split: what a variant may be chosen on, not the test set
             "dev_accuracy": metrics.get("dev", {}).get("accuracy", ""),
             **name_columns(run["name"], headlines or {}), "source": TRAINING, "read_ratio": config["ratio"],
-            "ratio_range": _range_cell(config.get("ratio_range") or config.get("training", {}).get("ratio_range"))}
+            "ratio_range": _range_cell(config.get("ratio_range"))}
 
 
 def _range_cell(span) -> str:

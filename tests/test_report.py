@@ -219,8 +219,8 @@ def test_range_comparison_sets_a_longer_trained_range_model_aside():
         return {**kind, "run": run, "accuracy": accuracy, "epochs": epochs, "source": source,
                 "ratio_range": ratio_range, "ratio": 0.15, "read_ratio": 0.15}
 
-    frame = pd.DataFrame([row("fixed", 0.40, "3", "training", ""), row("range", 0.38, "3", "read_at", "0.05-0.5"),
-                          row("range-6ep", 0.41, "6", "read_at", "0.05-0.5")])
+    frame = pd.DataFrame([row("fixed", 0.40, 3, "training", ""), row("range", 0.38, 3, "read_at", "0.05-0.5"),
+                          row("range-6ep", 0.41, 6, "read_at", "0.05-0.5")])
     table = range_comparison(frame).set_index("series")
     assert table.loc[RANGE, "accuracy"] == pytest.approx(0.38) and table.loc[RANGE, "run"] == "range"
     assert table.loc[FIXED, "accuracy"] == pytest.approx(0.40)

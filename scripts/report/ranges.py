@@ -23,7 +23,8 @@ def ratio_range_section(frame: pd.DataFrame, planned: set[str], figures: Path, o
     lines = ["## Models that hold at any ratio", "",
              "A model trained over a range of ratios (each batch at a ratio drawn from it, `ratio_range`) and read at "
              "each ratio on its test split (`read_at`; IMDB: a stratified 5,000 of the 25,000 test reviews), against "
-             "the fixed-ratio models of the same kind at their own ratios (seeds averaged) and the fixed-ratio "
+             "the fixed-ratio models of the same kind at their own ratios (seeds averaged; range models trained as "
+             "long as they were) and the fixed-ratio "
              f"headline model read away from its ratio. Target: the range model at most {RANGE_TOLERANCE} below the "
              "fixed-ratio models at each ratio."]
     comparison = range_comparison(frame, planned)
