@@ -34,8 +34,6 @@ TRAIN_HELP = {
                    "model can be read at any ratio of the range (beyond the paper)",
     "train_selection": "gumbel (the paper: a Gumbel-softmax sample whose size the selection cost steers) | "
                        "gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)",
-    "random_masks": "the share of training batches whose mask is drawn at random (the training count) instead of "
-                    "by the generator, so that the predictor learns to read any selection (default 0: the paper)",
     "special_tokens": "exclude: [CLS], [SEP] and the like are never selected nor counted (default) | select: they "
                       "are features like any word piece (the reference code)",
     "generator_embeddings": "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, "
@@ -57,8 +55,7 @@ TRAIN_HELP = {
     "distil": "both | rationale | prediction",
     "teacher_labels": "soft | hard teacher predictions for KD_Y",
     "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",
-    "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation) | random (as many "
-                      "as topk, drawn uniformly: a baseline)",
+    "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation)",
     "sel_length": "L of the selection cost: padded (the paper) | real (per-example length)",
     "sel_cost": "batch: pin the batch-mean selected count (the paper) | example: pin each example's count",
     "train_limit": "train on a seeded stratified subset of N examples",

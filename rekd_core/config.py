@@ -53,9 +53,6 @@ class TrainConfig:
     # the training masks: gumbel (the paper: a Gumbel-softmax sample, its size pushed towards the ratio by the
     # selection cost) | gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)
     train_selection: Literal["gumbel", "gumbel_topk"] = "gumbel"
-    # the share of training batches whose mask is drawn at random (the training count, exactly) instead of by
-    # the generator: the predictor learns to read any selection, not only the generator's (0: the paper)
-    random_masks: float = 0.0
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
@@ -144,8 +141,6 @@ class TrainConfig:
             if not cfg.ratio_range[0] <= cfg.ratio <= cfg.ratio_range[1]:
                 raise ConfigError(f"the ratio {cfg.ratio} (the one dev accuracy is read at) lies outside "
                                   f"ratio_range {cfg.ratio_range}")
-        if not 0.0 <= cfg.random_masks < 1.0:
-            raise ConfigError(f"random_masks is a share of the training batches in [0, 1), got {cfg.random_masks}")
         if isinstance(cfg.alpha, str) and cfg.alpha != "schedule":
             cfg.alpha = _parse_float("alpha", cfg.alpha)
         if cfg.mode == "mlm" and cfg.task != "text":

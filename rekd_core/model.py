@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .losses import argmax_mask, gumbel_topk_mask, straight_through_gumbel, topk_mask
 
 # How a mask is read from the generator's logits (``RationaleModel.select``)
-Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk", "random"]
+Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk"]
 SELECTIONS: tuple[str, ...] = get_args(Selection)
 
 
@@ -135,8 +135,7 @@ class RationaleModel(nn.Module):
         noisy evaluation); ``gumbel_topk``: the same with exactly round(ratio x real features) sampled
         (training at many ratios, ``--ratio-range``); ``argmax``: the generator's own deterministic
         choice; ``topk``: exactly round(ratio x real features) by score (``ratio`` defaults to the
-        model's training ratio); ``random``: as many as ``topk``, drawn uniformly (no gradient reaches the
-        generator).
+        model's training ratio).
         Padding is never selected.
         """
         if selection == "gumbel":
@@ -147,8 +146,6 @@ class RationaleModel(nn.Module):
             return argmax_mask(gen_logits, feature_mask)
         if selection == "topk":
             return topk_mask(gen_logits, feature_mask, self.ratio if ratio is None else ratio)
-        if selection == "random":
-            return topk_mask(torch.rand_like(gen_logits.detach()), feature_mask, self.ratio if ratio is None else ratio)
         raise ConfigError(f"unknown selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
 
     def forward(self, inputs: dict[str, Tensor], selection: str = "topk", tau: float = 1.0,

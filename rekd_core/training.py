@@ -190,21 +190,17 @@ def training_loss(model: torch.nn.Module, batch: dict, cfg: TrainConfig, tau: fl
     if cfg.mode == "cls":
         loss = F.cross_entropy(model(inputs).logits, targets)
         return loss, {"loss": loss.item()}
-    # random draws from torch's global generator, whose state a resumed run restores
-    ratio, selection = cfg.ratio, cfg.train_selection
-    if cfg.ratio_range is not None:
+    ratio = cfg.ratio
+    if cfg.ratio_range is None:
+        out = model(inputs, selection=cfg.train_selection, tau=tau)
+    else:  # drawn from torch's global generator, whose state a resumed run restores
         ratio = cfg.ratio_range[0] + (cfg.ratio_range[1] - cfg.ratio_range[0]) * torch.rand(()).item()
-        selection = "gumbel_topk"
-    if cfg.random_masks and torch.rand(()).item() < cfg.random_masks:
-        selection = "random"
-    out = model(inputs, selection=selection, tau=tau, ratio=ratio)
+        out = model(inputs, selection="gumbel_topk", tau=tau, ratio=ratio)
     fm = out.feature_mask
     length = fm.sum(dim=1) if cfg.sel_length == "real" else grid_length
     ce = F.cross_entropy(out.logits, targets)
     sel = selection_cost(out.mask, ratio, length, per_example=cfg.sel_cost == "example")
     l_re = ce + cfg.lambda_sel * sel
-    if selection == "random":  # zero, so that every parameter has a gradient (distributed training expects it)
-        l_re = l_re + 0.0 * out.gen_logits.sum()
     parts = {"ce": ce.item(), "sel": sel.item(), "ratio": (out.mask.sum() / fm.sum()).item()}
     if teacher is None:
         parts["loss"] = l_re.item()

@@ -589,35 +589,6 @@ def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_ta
         trainer(f"csv:{text_task}", tmp_path / "bad", train_selection="sparsemax")
 
 
-def test_random_masks_draw_a_share_of_the_training_masks_at_random(text_task, text_model, trainer, tmp_path,
-                                                                    monkeypatch):
-    model, bundle = text_model
-    features = model.processor([bundle.test.inputs[i] for i in range(8)])
-    torch.manual_seed(0)
-    drawn, ranked = model(features, selection="random"), model(features, selection="topk")
-    assert torch.equal(drawn.mask.sum(dim=1), ranked.mask.sum(dim=1)) and not torch.equal(drawn.mask, ranked.mask)
-    drawn.logits.sum().backward()  # the predictor learns from a random mask; the generator gets nothing
-    assert all(p.grad is None or not p.grad.any() for p in model.generator.parameters())
-    assert any(p.grad is not None and p.grad.any() for p in model.predictor.parameters())
-    model.zero_grad(set_to_none=True)
-
-    import rekd_core.training as training
-
-    selections = []
-    original = training.selection_cost
-
-    def spy(mask, ratio, length, per_example=False):
-        selections.append(mask.requires_grad)  # a random mask does not depend on the generator's logits
-        return original(mask, ratio, length, per_example)
-
-    monkeypatch.setattr(training, "selection_cost", spy)
-    out = trainer(f"csv:{text_task}", tmp_path / "random", random_masks=0.5, epochs=4)
-    assert 0 < selections.count(False) < len(selections)
-    assert read_config(out)["training"]["random_masks"] == 0.5
-    with pytest.raises(ConfigError, match="random_masks"):
-        trainer(f"csv:{text_task}", tmp_path / "bad", random_masks=1.0)
-
-
 def test_head_lr_puts_the_heads_in_their_own_parameter_group(text_task, tmp_path):
     from rekd_core.factory import parameter_groups
 
