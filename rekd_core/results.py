@@ -156,6 +156,13 @@ def migrate(path: str | Path, headlines: dict[str, dict]) -> None:
     _rewrite(path, lambda row: fill_row(row, headlines), RESULT_FIELDS)
 
 
+def relabel(path: str | Path, headlines: dict[str, dict]) -> None:
+    """Recompute every row's family columns (``name_columns``) under ``headlines``: run it after the recipe's
+    headline changed, since rows keep the family columns they were written with."""
+    _rewrite(path, lambda row: {**fill_row(row, headlines), **name_columns(row.get("run", ""), headlines)},
+             RESULT_FIELDS)
+
+
 def merge(source: str | Path, target: str | Path, headlines: dict[str, dict]) -> int:
     """Append to ``target`` the rows of ``source`` (a results file of any layout, such as another checkout's)
     that it does not hold yet: a training row per run, a reading per run and ratio. Returns how many."""

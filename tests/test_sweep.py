@@ -26,6 +26,7 @@ from rekd_core.results import (
     range_comparison,
     range_gaps,
     read_rows,
+    relabel,
 )
 from rekd_core.sweep import expand_runs, run_sweep
 from tests.core_fixtures import TEXT_MAX_LENGTH, write_eraser
@@ -64,6 +65,18 @@ def test_name_columns(run, group, variant, family, headline):
     """The one reading of a run's name: its group, recipe variant, family under the recipe's headline."""
     headlines = {"vision": {"variant": "pconv", "unnamed": "linear"}}
     assert name_columns(run, headlines) == {"group": group, "variant": variant, "family": family, "headline": headline}
+
+
+def test_relabel_moves_the_headline_to_another_variant(tmp_path):
+    path = tmp_path / "results.csv"
+    before = {"text": {"variant": "", "unnamed": ""}}
+    for run in ("text/teacher-re", "text/variants/teacher-re-minilm-range", "vision/teacher-re"):
+        append_result(path, {"run": run, "accuracy": "0.5", **name_columns(run, before)})
+    relabel(path, {"text": {"variant": "minilm-range", "unnamed": "scratch"}})
+    rows = {row["run"]: row for row in read_rows(path)}
+    assert (rows["text/teacher-re"]["family"], rows["text/teacher-re"]["headline"]) == ("scratch", "False")
+    assert rows["text/variants/teacher-re-minilm-range"]["headline"] == "True"
+    assert rows["vision/teacher-re"]["headline"] == "True" and rows["text/teacher-re"]["accuracy"] == "0.5"
 
 
 def _recipe(tmp_path: Path, dataset: str, **extra) -> Path:
