@@ -98,9 +98,12 @@ def test_report_tables_plots_and_findings(make_report, tmp_path):
     (tmp_path / "findings.md").write_text("## Findings\n\n- REKD is ahead, written by a person.\n")
     report = _report(make_report, tmp_path)
     # Main table: CLS, RE and REKD mean ± the 95% interval's half-width (t with n - 1 = 2: 4.303 x 0.01 / sqrt 3)
-    assert ("| IMDB | student text-student | 0.830 (1 seed) | 0.780 ± 0.025 (3 seeds) | 0.803 ± 0.014 (3 seeds) "
+    assert ("| IMDB | student text-student | 0.830 ± 0.005 (1 seed, 25000 test examples) | 0.780 ± 0.025 (3 seeds) "
+            "| 0.803 ± 0.014 (3 seeds) "
             "| +0.023 | BERT-Mini | 0.877 | 0.863 | 0.892 |") in report
-    assert "| IMDB | teacher text-teacher | 0.880 (1 seed) | 0.840 (1 seed) |" in report
+    # a single run: the binomial interval of its test set (1.96 x sqrt(0.88 x 0.12 / 25000) = 0.004)
+    assert ("| IMDB | teacher text-teacher | 0.880 ± 0.004 (1 seed, 25000 test examples) | 0.840 ± 0.005 (1 seed, "
+            "25000 test examples) |") in report
     assert "text-wide" not in report.split("## Accuracy against the ratio")[0]  # a variant's backbone: not headline
     # The findings are the hand-written file, set in as it is, before the tables.
     assert report.index("- REKD is ahead, written by a person.") < report.index("## Main table")
@@ -194,7 +197,8 @@ def test_a_variant_named_as_the_headline_is_reported_as_it(make_report, tmp_path
     report = _report(make_report, tmp_path)
     table = report[report.index("## Main table"):report.index("## Accuracy against the ratio")]
     assert table.index("| CIFAR-10 | student vit-s-p | not run | 0.417 ± 0.014 (3 seeds) | 0.433 ± 0.014 (3 seeds) "
-                       "| +0.017 |") < table.index("| CIFAR-10 | student vision-student (linear) | 0.510 (1 seed) |")
+                       "| +0.017 |") < table.index(
+        "| CIFAR-10 | student vision-student (linear) | 0.510 ± 0.006 (1 seed, 25000 test examples) |")
     assert "| ratio | teacher RE (pconv, headline) | student RE (pconv, headline) | student REKD (pconv, headline) " \
            "| student RE (linear) |" in report
     assert ("| CIFAR-10 | pconv (headline) | 0.417 ± 0.014 (3 seeds) | 0.433 ± 0.014 (3 seeds) | +0.017 (pconv) |"
@@ -224,3 +228,24 @@ def test_range_comparison_sets_a_longer_trained_range_model_aside():
     table = range_comparison(frame).set_index("series")
     assert table.loc[RANGE, "accuracy"] == pytest.approx(0.38) and table.loc[RANGE, "run"] == "range"
     assert table.loc[FIXED, "accuracy"] == pytest.approx(0.40)
+
+
+def test_a_family_trained_over_ratios_only_is_in_the_main_table_with_its_base_familys_cls(make_report, tmp_path):
+    """The text headline is trained over ratios (minilm-range): its rows read at the headline ratio lead the main
+    table, beside the CLS runs of its base family (minilm); a family with fixed-ratio runs keeps its range runs out."""
+    path = tmp_path / "results.csv"
+    rows = [_row("text/variants/teacher-cls-minilm", "teacher", "cls", 1.0, 2026, 0.873, test_examples=5000),
+            _row("text/variants/teacher-re-minilm-range", "teacher", "re", 0.1, 2026, 0.865, test_examples=5000,
+                 ratio_range="0.05-0.5"),
+            _row("text/teacher-re", "teacher", "re", 0.1, 2026, 0.77),
+            _row("text/range/teacher-re", "teacher", "re", 0.1, 2026, 0.99, ratio_range="0.05-0.5")]
+    for row in rows:
+        append_result(path, row)
+    (tmp_path / "METHOD.md").write_text(METHOD)
+    (tmp_path / "findings.md").write_text("")
+    (tmp_path / "recipe.yaml").write_text("headline:\n  text: {variant: minilm-range, unnamed: scratch}\nruns: []\n")
+    report = _report(make_report, tmp_path)
+    table = report[report.index("## Main table"):report.index("## Variants")]
+    assert ("| IMDB | teacher text-teacher | 0.873 ± 0.009 (1 seed, 5000 test examples) (minilm) "
+            "| 0.865 ± 0.009 (1 seed, 5000 test examples) |") in table
+    assert "| IMDB | teacher text-teacher (scratch) | not run | 0.770 ± 0.005 (1 seed, 25000 test examples) |" in table

@@ -40,13 +40,18 @@ def ci95_of(std: float, n: int) -> float:
     return T_975.get(n - 1, 1.96 + 2.5 / (n - 1)) * std / math.sqrt(n) if n >= 2 else float("nan")
 
 
-def mean_ci(values: pd.Series, digits: int = 3) -> str:
-    """``mean ± 95% half-width (n seeds)``, ``value (1 seed)``, or "not run"."""
+def mean_ci(values: pd.Series, digits: int = 3, examples: float | None = None) -> str:
+    """``mean ± 95% half-width (n seeds)``, ``value (1 seed)``, or "not run". With the number of test
+    ``examples``, a single run's accuracy gets the binomial interval of its test set (normal approximation)."""
     values = values.dropna()
     if values.empty:
         return "not run"
     if len(values) == 1:
-        return f"{values.iloc[0]:.{digits}f} (1 seed)"
+        value = values.iloc[0]
+        if examples:
+            half = 1.96 * math.sqrt(value * (1 - value) / examples)
+            return f"{value:.{digits}f} ± {half:.{digits}f} (1 seed, {examples:.0f} test examples)"
+        return f"{value:.{digits}f} (1 seed)"
     return f"{values.mean():.{digits}f} ± {ci95(values):.{digits}f} ({len(values)} seeds)"
 
 

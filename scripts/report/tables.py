@@ -36,7 +36,9 @@ def main_table(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
              "Test accuracy, mean ± half-width of the 95% confidence interval over seeds (Student's t), RE and REKD "
              "at the headline ratio (IMDB 0.10, CIFAR-10 0.15). Paper: METHOD.md, the student of that name, or for a "
              "from-scratch preset the paper's smallest student on the dataset (mean of 10 seeds, pretrained "
-             "backbones at full scale). A family in brackets is not the recipe's headline.", "",
+             "backbones at full scale). A single run's interval is the binomial one of its test set. A family in "
+             "brackets is not the recipe's headline; a CLS cell that names a family reads that family's CLS runs "
+             "(the base of a variant with none of its own).", "",
              "| dataset | model | CLS | RE | REKD | REKD − RE | paper: student | CLS | RE | REKD |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for group in runs.group.unique():
@@ -47,19 +49,30 @@ def main_table(runs: pd.DataFrame, paper: pd.DataFrame) -> str:
         if len(unnamed) and not unnamed.headline.any():  # a variant is the headline: the runs without one follow
             families.append(unnamed)
         for rows in (f for f in families if len(f)):
+            # a family without CLS runs of its own (minilm-range) reads those of its base family (minilm)
+            base = base_family(rows.family.iloc[0], set(in_group.family))
             for role in ("student", "teacher"):
                 for backbone in rows[rows.role == role].backbone.unique():
-                    cls, re_, rekd = (model_runs(rows, group, role, mode, backbone).accuracy
+                    cls, re_, rekd = (model_runs(rows, group, role, mode, backbone)
                                       for mode in ("cls", "re", "rekd"))
-                    gain = f"{rekd.mean() - re_.mean():+.3f}" if len(rekd) and len(re_) else ""
-                    cells = [dataset, f"{role} {backbone}{family_label(rows)}", mean_ci(cls), mean_ci(re_),
-                             mean_ci(rekd) if role == "student" else "", gain]
+                    borrowed = not len(cls) and base
+                    if borrowed:
+                        cls = model_runs(in_group[in_group.family == base], group, role, "cls", backbone)
+                    cls_cell = _accuracy(cls) + (f" ({base})" if borrowed and len(cls) else "")
+                    gain = f"{rekd.accuracy.mean() - re_.accuracy.mean():+.3f}" if len(rekd) and len(re_) else ""
+                    cells = [dataset, f"{role} {backbone}{family_label(rows)}", cls_cell, _accuracy(re_),
+                             _accuracy(rekd) if role == "student" else "", gain]
                     name = _paper_student(dataset, backbone) if role == "student" else ""
                     paper_row = paper[(paper.dataset == dataset) & (paper.student == name)]
                     cells += ([name, *(f"{paper_row.iloc[0][k]:.3f}" for k in ("cls", "re", "rekd"))]
                               if len(paper_row) else [""] * 4)
                     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _accuracy(runs: pd.DataFrame) -> str:
+    """A main-table cell: mean and interval over seeds, or one run's interval over its test set."""
+    return mean_ci(runs.accuracy, examples=runs.test_examples.iloc[0] if len(runs) == 1 else None)
 
 
 def variants_table(runs: pd.DataFrame) -> str:
