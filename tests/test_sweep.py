@@ -514,3 +514,11 @@ def test_read_at_must_be_ratios(text_task, tmp_path):
     recipe = _read_at_recipe(tmp_path, f"csv:{text_task}", [0.2, 1.5])
     with pytest.raises(ConfigError, match="read_at must be a list of ratios"):
         run_sweep(str(recipe), dry_run=True)
+
+
+def test_the_shipped_checkpoints_keep_within_the_size_limits():
+    """checkpoints/ is committed: at most 200 MB in all, and no file over 95 MB (a hosting limit is 100 MB)."""
+    files = [p for p in (Path(__file__).resolve().parents[1] / "checkpoints").rglob("*") if p.is_file()]
+    sizes = {str(p): p.stat().st_size for p in files}
+    assert sum(sizes.values()) <= 200e6
+    assert not [name for name, size in sizes.items() if size > 95e6]
