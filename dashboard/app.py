@@ -550,7 +550,8 @@ def results_section(ctx, frame, headlines: dict):
     roles = sorted(base_roles.unique())
     picked_roles = right.multiselect("Roles", roles, default=roles, key="results_roles")
     variants = sorted(set(part["series_family"]) - {""})
-    loaded = {B.series_family(name, headlines) for name in loaded_run_names(ctx)}
+    names = loaded_run_names(ctx)  # the loaded models' series: as the file records them, else from their names
+    loaded = set(part.loc[part["run"].isin(names), "series_family"]) | {B.series_family(n, headlines) for n in names}
     picked_variants = st.multiselect(
         "Other families, each its own series (starred; those of the models loaded above are picked); the "
         "headline's runs are always shown", variants, default=[v for v in variants if v in loaded],

@@ -748,6 +748,24 @@ def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_check
     assert any(t["name"] == "student (example-cost) · REKD · vit-2x64" for t in plotly_specs(at)[0]["data"])
 
 
+def test_ratios_view_shows_the_loaded_pair_trained_over_ratios(make_app, tiny_checkpoints, tmp_path):
+    """Models trained over a range of ratios are a series of their own; when they are the loaded pair (the
+    shipped IMDB headline), that series is picked without a click, so the plot is not empty."""
+    from rekd_core.results import append_result
+
+    root, results = tmp_path / "checkpoints", tmp_path / "results.csv"
+    for name, source in (("text/teacher", tiny_checkpoints.text_teacher),
+                         ("text/student", tiny_checkpoints.text_student)):
+        shutil.copytree(source, root / name)
+    for run, role, mode, accuracy in (("text/teacher", "teacher", "re", 0.8), ("text/student", "student", "rekd", 0.7)):
+        append_result(results, {"run": run, "task": "text", "role": role, "mode": mode, "ratio": 0.1, "seed": 1,
+                                "accuracy": accuracy, "ratio_range": "0.05-0.5"})
+    at = make_app(REKD_CHECKPOINTS=root, REKD_RESULTS=results)
+    assert_clean(at)
+    assert at.multiselect(key="results_variants_text").value == ["ratio range 0.05-0.5"]
+    assert sorted(t["y"][0] for t in plotly_specs(at)[0]["data"]) == [pytest.approx(0.7), pytest.approx(0.8)]
+
+
 def write_headline_recipe(path: Path, root: Path, results: Path) -> Path:
     """A recipe that writes ``root`` and ``results`` and names the vision group's headline: the pconv variant."""
     path.write_text(f"out_root: {root}\nresults: {results}\nheadline:\n  vision: {{variant: pconv, unnamed: linear}}\n")
