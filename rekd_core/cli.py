@@ -54,6 +54,9 @@ TRAIN_HELP = {
                          "topk (the teacher's top-k mask at --ratio)",
     "distil": "both | rationale | prediction",
     "teacher_labels": "soft | hard teacher predictions for KD_Y",
+    "complement_weight": "beyond the paper: a second predictor (the adversary) learns the label from the UNselected "
+                         "features, and the generator is pushed, with this weight, to leave it nothing to learn "
+                         "from: each class's evidence must then be selected (0: off, the paper)",
     "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",
     "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation)",
     "sel_length": "L of the selection cost: padded (the paper) | real (per-example length)",

@@ -89,6 +89,9 @@ class TrainConfig:
     rationale_kd_tau: float | None = None  # KD_R temperature: None = the annealed Gumbel tau (paper), or fixed
     distil: Literal["both", "rationale", "prediction"] = "both"
     teacher_labels: Literal["soft", "hard"] = "soft"
+    # weight of the complement adversary's reversed gradient (0: none, the paper; Yu et al. 2019's remedy for
+    # rationales that leave a class's evidence unselected)
+    complement_weight: float = 0.0
     teacher_mask: Literal["student", "teacher"] = "student"  # the teacher predictor reads: the student's mask (paper)
     eval_selection: Selection = "topk"  # topk | argmax | gumbel (the reference code's noisy evaluation) | gumbel_topk
     augment: bool = True  # vision: random crop and flip while training
@@ -132,6 +135,8 @@ class TrainConfig:
             cfg.vocab_size = preset.vocab_size
         if not 0.0 < cfg.ratio <= 1.0:
             raise ConfigError(f"ratio must be in (0, 1], got {cfg.ratio}")
+        if cfg.complement_weight < 0:
+            raise ConfigError(f"complement_weight must be >= 0, got {cfg.complement_weight}")
         if cfg.ratio_range is not None:
             if (len(cfg.ratio_range) != 2 or not 0.0 < cfg.ratio_range[0] < cfg.ratio_range[1] <= 1.0
                     or cfg.mode == "cls"):

@@ -74,6 +74,8 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
             model_config["generator_embeddings"] = generator_embeddings(cfg, pretrained)
     if cfg.ratio_range is not None:
         model_config["ratio_range"] = list(cfg.ratio_range)
+    if cfg.complement_weight > 0 and cfg.mode != "cls":
+        model_config["complement_weight"] = cfg.complement_weight
     if cfg.mode != "cls":  # how its generator learnt to select: a free count (gumbel) or exactly the evaluated one
         model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
     model = RationaleModel(model_config, processor, pretrained)
@@ -144,24 +146,32 @@ def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -
 
 def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
     """Start the generator and predictor backbones from a trained model's predictor backbone
-    (e.g. a CLS model: the small-model analogue of starting from a pretrained encoder)."""
+    (e.g. a CLS model: the small-model analogue of starting from a pretrained encoder).
+
+    A source of the run's own mode is continued instead: all of it (generator, heads) carries over,
+    so that an RE model can be trained further on more data without relearning its selection."""
     path = getattr(source, "checkpoint_path", "the source model")
     if (source.config["backbone"]["type"] != model.config["backbone"]["type"]
             or source.processor.grid() != model.processor.grid()):
         raise ConfigError(f"--init-from {path}: its backbone or feature grid differs from this run's")
-    state = source.predictor.backbone.state_dict()
+    continued = source.config["mode"] == model.config["mode"]
+    state = source.state_dict() if continued else source.predictor.backbone.state_dict()
     try:
-        model.predictor.backbone.load_state_dict(state)
-        if model.generator is not None:
-            model.generator.backbone.load_state_dict(state)
+        if continued:
+            model.load_state_dict(state)
+            return
+        for part in (model.predictor, model.generator, model.complement):
+            if part is not None:
+                part.backbone.load_state_dict(state)
     except RuntimeError as exc:
         raise ConfigError(f"--init-from {path}: backbone weights do not fit ({first_line(exc)})") from exc
 
 
 def parameter_groups(model: RationaleModel, cfg: TrainConfig) -> list[dict]:
-    """The trainable parameters at ``cfg.lr``, and the generator's and predictor's heads at ``cfg.head_lr``
+    """The trainable parameters at ``cfg.lr``, and the heads (generator, predictor, adversary) at ``cfg.head_lr``
     (when set): new heads on a pretrained backbone need a far larger step than the backbone does."""
-    heads = [*model.predictor.classifier.parameters(), *(model.generator.head.parameters() if model.generator else [])]
+    heads = [*model.predictor.classifier.parameters(), *(model.generator.head.parameters() if model.generator else []),
+             *(model.complement.classifier.parameters() if model.complement else [])]
     head_ids = {id(p) for p in heads}
     trainable = [p for p in model.parameters() if p.requires_grad]
     if cfg.head_lr is None:

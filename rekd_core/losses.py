@@ -44,6 +44,23 @@ def gumbel_topk_mask(logits: Tensor, feature_mask: Tensor, ratio: float, tau: fl
     return (hard - soft.detach() + soft) * feature_mask
 
 
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: Tensor, scale: float) -> Tensor:
+    """``x`` forward; ``-scale`` times the gradient backward (Ganin & Lempitsky 2015). Whatever lies below
+    it is trained against the loss that the layers above it minimise."""
+    return _ReverseGradient.apply(x, scale)
+
+
 def selection_scores(logits: Tensor) -> Tensor:
     """The generator's preference for selecting each feature: the selected-logit margin."""
     return logits[..., SELECTED] - logits[..., 1 - SELECTED]

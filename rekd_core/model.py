@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .backbones import Backbone, create_backbone
 from .errors import ConfigError
-from .losses import argmax_mask, gumbel_topk_mask, straight_through_gumbel, topk_mask
+from .losses import argmax_mask, gumbel_topk_mask, reverse_gradient, straight_through_gumbel, topk_mask
 
 # How a mask is read from the generator's logits (``RationaleModel.select``)
 Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk"]
@@ -58,6 +58,7 @@ class RationaleOutput:
     feature_mask: Tensor  # (B, L) bool, the selectable features (real tokens or patches, no special tokens)
     gen_logits: Tensor | None = None  # (B, L, 2) generator logits; None in CLS mode
     mask: Tensor | None = None  # (B, L) hard 0/1 selection used by the predictor; None in CLS mode
+    complement_logits: Tensor | None = None  # (B, C) the complement adversary's, in training (complement_weight)
 
 
 class RationaleModel(nn.Module):
@@ -67,7 +68,9 @@ class RationaleModel(nn.Module):
     ``labels``, ``backbone`` (see backbones.py), ``dropout`` and ``processor``. Optional:
     ``generator_embeddings`` ("frozen", the default of checkpoints that predate it, or "trained") and
     ``unselectable_token_ids`` (text: the special tokens, [CLS], [SEP] and the like, that are never
-    selected nor counted as features, but always reach the predictor; absent: every token is a feature).
+    selected nor counted as features, but always reach the predictor; absent: every token is a feature);
+    ``complement_weight`` (> 0: a complement adversary, a second predictor that reads what the generator left
+    out, is trained with it; the generator receives its gradient reversed and scaled by this weight).
     """
 
     def __init__(self, config: dict, processor=None, pretrained: str | None = None):
@@ -82,6 +85,10 @@ class RationaleModel(nn.Module):
         if config["mode"] != "cls":
             frozen = config.get("generator_embeddings", "frozen") == "frozen"
             self.generator = Generator(create_backbone(config["backbone"], pretrained), task, dropout, frozen)
+        self.complement = None
+        if self.generator is not None and config.get("complement_weight", 0.0) > 0:
+            self.complement = Predictor(create_backbone(config["backbone"], pretrained), len(config["labels"]),
+                                        dropout)
         self.register_buffer("unselectable_ids", torch.tensor(config.get("unselectable_token_ids", []),
                                                                dtype=torch.long), persistent=False)
 
@@ -122,10 +129,13 @@ class RationaleModel(nn.Module):
     def predict(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
         """Class logits of the predictor reading the features selected by ``mask`` (all when None). The
         special tokens are always read: they carry nothing of the input, and [CLS] is what is pooled."""
+        return self._read(self.predictor, inputs, mask)
+
+    def _read(self, predictor: Predictor, inputs: dict[str, Tensor], mask: Tensor | None) -> Tensor:
         structural = self.structural_mask(inputs) if mask is not None else None
         if structural is not None:
             mask = mask + structural.to(mask.dtype)
-        return self.predictor(inputs, mask)
+        return predictor(inputs, mask)
 
     def select(self, gen_logits: Tensor, feature_mask: Tensor, selection: str = "topk", tau: float = 1.0,
                ratio: float | None = None) -> Tensor:
@@ -157,4 +167,11 @@ class RationaleModel(nn.Module):
         gen_logits = self.generator(inputs).float()  # sampled and compared in float32 under autocast too
         if mask is None:
             mask = self.select(gen_logits, feature_mask, selection, tau, ratio)
-        return RationaleOutput(self.predict(inputs, mask), feature_mask, gen_logits, mask)
+        complement_logits = None
+        if self.complement is not None and self.training:
+            # the adversary learns from the unselected features; the generator, through the reversed
+            # gradient, learns to leave it nothing to learn from (Yu et al. 2019)
+            left_out = feature_mask.to(mask.dtype) - mask
+            complement_logits = self._read(self.complement, inputs,
+                                           reverse_gradient(left_out, self.config["complement_weight"]))
+        return RationaleOutput(self.predict(inputs, mask), feature_mask, gen_logits, mask, complement_logits)

@@ -202,9 +202,13 @@ def training_loss(model: torch.nn.Module, batch: dict, cfg: TrainConfig, tau: fl
     sel = selection_cost(out.mask, ratio, length, per_example=cfg.sel_cost == "example")
     l_re = ce + cfg.lambda_sel * sel
     parts = {"ce": ce.item(), "sel": sel.item(), "ratio": (out.mask.sum() / fm.sum()).item()}
+    adversary = ce.new_zeros(())
+    if out.complement_logits is not None:
+        adversary = F.cross_entropy(out.complement_logits, targets)
+        parts["complement_ce"] = adversary.item()
     if teacher is None:
         parts["loss"] = l_re.item()
-        return l_re, parts
+        return l_re + adversary, parts
     with torch.no_grad():
         if teacher_cache is not None:
             t_gen = teacher_cache.get(batch["index"], inputs, teacher, out.gen_logits.shape[1])
@@ -223,7 +227,7 @@ def training_loss(model: torch.nn.Module, batch: dict, cfg: TrainConfig, tau: fl
     alpha = alpha_at(tau, cfg.tau0) if cfg.alpha == "schedule" else float(cfg.alpha)
     loss = alpha * l_re + (1 - alpha) * (cfg.lambda_r * kd_r + kd_y)
     parts.update(loss=loss.item(), l_re=l_re.item(), kd_r=kd_r.item(), kd_y=kd_y.item(), alpha=alpha)
-    return loss, parts
+    return loss + adversary, parts
 
 
 def teacher_test_cache(cfg: TrainConfig, num_examples: int, accelerator: Accelerator) -> Path | None:

@@ -8,6 +8,7 @@ rationale. The linear and -pconv presets reach 1.00 and 0.96-1.00; see docs/GUID
 
     python scripts/planted_check.py vit-1x32 vit-1x32-conv --seeds 2026 1
     python scripts/planted_check.py efficientnet-lite0 --image-size 128 --patch-size 16 --precision bf16 --cls-start
+    python scripts/planted_check.py vit-1x32-conv --seeds 2026 1 --set complement_weight=1 sel_cost=example
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import yaml
 from PIL import Image
 
 from rekd_core.checkpoint import load_checkpoint, read_metrics
@@ -26,9 +28,10 @@ from rekd_core.training import train
 
 
 def planted_check(backbone: str, seed: int, work: Path, image_size: int = 16, patch_size: int = 4,
-                  precision: str = "fp32", cls_start: bool = False) -> dict:
+                  precision: str = "fp32", cls_start: bool = False, **options) -> dict:
     """Train one RE model on the planted-patch task (from a CLS model trained on it first, with
-    ``cls_start``, as the recipe starts its RE runs); return its accuracy and planted-patch hit rate."""
+    ``cls_start``, as the recipe starts its RE runs); return its accuracy and planted-patch hit rate.
+    ``options``: further training options of the RE run (e.g. ``complement_weight``)."""
     data = work / f"data-{image_size}-{patch_size}"
     if not (data / "test").exists():
         write_image_task(data, n_train=1000, n_test=200, size=image_size, patch=patch_size)
@@ -37,7 +40,8 @@ def planted_check(backbone: str, seed: int, work: Path, image_size: int = 16, pa
     init_from = None
     if cls_start:
         init_from = str(train(TrainConfig(mode="cls", out=str(work / f"{backbone}-{seed}-cls"), **common)))
-    out = train(TrainConfig(mode="re", out=str(work / f"{backbone}-{seed}"), init_from=init_from, **common))
+    out = train(TrainConfig(mode="re", out=str(work / f"{backbone}-{seed}"), init_from=init_from, **common,
+                            **options))
     files = sorted((data / "test").glob("*/*.png"))
     explanations = explain(load_checkpoint(out), [Image.open(f) for f in files])
     hits = {}  # class -> whether the planted patch is in each of its test images' rationales
@@ -56,12 +60,15 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=4)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--cls-start", action="store_true", help="start the RE model from a CLS model of the task")
+    parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="further training options of the RE run, e.g. complement_weight=1 sel_cost=example")
     args = parser.parse_args()
+    options = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     with tempfile.TemporaryDirectory() as work:
         for backbone in args.backbones:
             for seed in args.seeds:
                 row = planted_check(backbone, seed, Path(work), args.image_size, args.patch_size, args.precision,
-                                    args.cls_start)
+                                    args.cls_start, **options)
                 print(f"{row['backbone']:16s} seed {row['seed']}: accuracy {row['accuracy']:.3f}, planted patch in "
                       f"{row['patch_in_rationale']:.0%} of the rationales ("
                       + ", ".join(f"{label} {share:.0%}" for label, share in row["by_class"].items()) + ")",

@@ -11,6 +11,7 @@ from rekd_core.losses import (
     argmax_mask,
     prediction_kd,
     rationale_kd,
+    reverse_gradient,
     selection_cost,
     selection_scores,
     straight_through_gumbel,
@@ -351,3 +352,11 @@ def test_gumbel_topk_gradient_depends_only_on_how_the_scores_rank():
         grads.append((mask.detach(), logits.grad))
     assert torch.equal(grads[0][0], grads[1][0])
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6) and grads[1][1].abs().sum() > 1e-3
+
+
+def test_reverse_gradient_is_the_identity_forward_and_minus_scale_times_the_gradient_backward():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = reverse_gradient(x, 0.5)
+    assert torch.equal(y, x.detach())
+    (y * torch.tensor([1.0, 2.0, 4.0])).sum().backward()  # d/dx = [1, 2, 4], reversed and halved
+    assert x.grad.tolist() == [-0.5, -1.0, -2.0]

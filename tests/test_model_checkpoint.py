@@ -497,6 +497,37 @@ def test_split_seed_follows_the_checkpoints_a_run_starts_from(text_task, text_cl
     assert read_config(out)["training"]["split_seed"] == 2026 and read_config(out)["training"]["seed"] == 7
 
 
+def test_init_from_a_model_of_the_same_mode_continues_all_of_it(text_task, text_cls_ckpt, text_re_ckpt, trainer,
+                                                               tmp_path):
+    """--init-from a CLS model starts both backbones from its predictor (new heads); --init-from an RE model
+    of an RE run continues it whole, so the generator keeps the selection it learnt (at lr 0: unchanged)."""
+    source = load_checkpoint(text_re_ckpt).state_dict()
+    continued = load_checkpoint(trainer(f"csv:{text_task}", tmp_path / "continued", init_from=str(text_re_ckpt),
+                                        lr=0.0)).state_dict()
+    assert continued.keys() == source.keys()
+    assert all(torch.equal(continued[name], source[name]) for name in source)
+    started = load_checkpoint(trainer(f"csv:{text_task}", tmp_path / "started", init_from=str(text_cls_ckpt),
+                                      lr=0.0)).state_dict()
+    assert not torch.equal(started["generator.head.0.weight"], source["generator.head.0.weight"])
+
+
+@pytest.mark.parametrize("mode", ["re", "rekd"])
+def test_a_complement_adversary_is_trained_recorded_and_reloaded(image_task, vision_re_ckpt, trainer, tmp_path, mode):
+    """complement_weight > 0 adds a second predictor reading the unselected patches; it learns with the run (its
+    loss is logged), the checkpoint says so and reloads it, and the rationale model itself is unchanged."""
+    out = trainer(f"imagefolder:{image_task}", tmp_path / mode, task="vision", mode=mode, complement_weight=0.5,
+                  teacher=str(vision_re_ckpt) if mode == "rekd" else None)
+    assert read_config(out)["complement_weight"] == 0.5
+    assert read_log(out)[0]["train_complement_ce"] > 0
+    model = load_checkpoint(out)
+    assert model.complement is not None and load_checkpoint(vision_re_ckpt).complement is None
+    inputs = model.processor([Image.new("RGB", (16, 16), (90, 90, 90))])
+    assert model(inputs).complement_logits is None  # in eval mode, the adversary is not run
+    with pytest.raises(ConfigError, match="complement_weight"):
+        TrainConfig(task="vision", backbone="vit-1x32", dataset="unused", out="unused",
+                    complement_weight=-1.0).resolved()
+
+
 def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, text_task, trainer, tmp_path):
     """By default [CLS]/[SEP] are not features (never selected, not counted in the ratio) but always reach the
     predictor; special_tokens="select" keeps the reference code's behaviour (every token is a feature)."""
