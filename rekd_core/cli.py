@@ -27,7 +27,8 @@ TRAIN_HELP = {
     "out": "checkpoint directory to write (replaced atomically)",
     "teacher": "REKD: checkpoint directory of the trained RE teacher; "
                "CLS / RE: a teacher to compare with in the test metrics",
-    "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model)",
+    "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model); "
+                 "a checkpoint of the run's own mode is continued whole (generator and heads too)",
     "ratio": "target rationale ratio p (default: text 0.10, vision 0.15); with --ratio-range, the one dev "
              "accuracy is read at",
     "ratio_range": "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled), so that the "

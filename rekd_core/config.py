@@ -44,7 +44,7 @@ class TrainConfig:
     out: str = ""  # checkpoint directory to write
     # REKD: the RE teacher to distil; CLS / RE: a teacher to compare with in the test metrics
     teacher: str | None = None
-    init_from: str | None = None  # start both backbones from this checkpoint's predictor backbone
+    init_from: str | None = None  # start both backbones from this checkpoint's predictor (same mode: continue it)
     pretrained: bool = True  # load the weights of a hub / local / timm backbone (presets never have any)
     ratio: float | None = None
     # [lo, hi]: each batch trains at a ratio drawn uniformly from it (exactly that many features sampled,

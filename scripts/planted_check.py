@@ -8,7 +8,8 @@ rationale. The linear and -pconv presets reach 1.00 and 0.96-1.00; see docs/GUID
 
     python scripts/planted_check.py vit-1x32 vit-1x32-conv --seeds 2026 1
     python scripts/planted_check.py efficientnet-lite0 --image-size 128 --patch-size 16 --precision bf16 --cls-start
-    python scripts/planted_check.py vit-1x32-conv --seeds 2026 1 --set complement_weight=1 sel_cost=example
+    python scripts/planted_check.py vit-1x32-conv --seeds 2026 1 2 3 \
+        --set complement_weight=1 epochs=10 train_selection=gumbel_topk
 """
 from __future__ import annotations
 
