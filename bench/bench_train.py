@@ -97,7 +97,7 @@ from rekd_core.config import TrainConfig  # noqa: E402
 from rekd_core.data import RawSplit, load_dataset_spec, stratified_subset  # noqa: E402
 from rekd_core.factory import check_teacher_compatible, create_model, data_loader, load_teacher  # noqa: E402
 from rekd_core.model import RationaleModel  # noqa: E402
-from rekd_core.presets import PRESETS, packaged_directory  # noqa: E402
+from rekd_core.presets import PRESETS, pretrained_directory  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
 from rekd_core.training import TeacherCache, _cacheable, precision_context, training_loss  # noqa: E402
 
@@ -265,7 +265,7 @@ def paper_backbone(spec: str, model: RationaleModel, directory: Path, attention_
         sys.exit(f"the paper's loop runs text presets only, not {spec!r}")
     if preset.packaged:
         directory.mkdir()
-        for source in packaged_directory(preset.packaged).iterdir():
+        for source in pretrained_directory(preset).iterdir():
             (directory / source.name).symlink_to(source)
         config = json.loads((directory / "config.json").read_text())
     else:

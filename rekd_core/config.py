@@ -52,13 +52,13 @@ class TrainConfig:
     ratio_range: list[float] | None = None
     # the training masks: gumbel (the paper: a Gumbel-softmax sample, its size pushed towards the ratio by the
     # selection cost) | gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)
-    train_selection: Literal["gumbel", "gumbel_topk"] = "gumbel"
+    train_selection: Literal["auto", "gumbel", "gumbel_topk"] = "auto"  # auto: the preset's, else gumbel
     epochs: int = 3
     batch_size: int = 32
     lr: float | None = None  # default: the preset's, else the paper's 1e-5
     # constant (the paper), or linear / cosine decay to 0 over the run (names of transformers.get_scheduler)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    head_lr: float | None = None  # the generator's and predictor's heads (default: lr)
+    head_lr: float | None = None  # the generator's and predictor's heads (default: the preset's, else lr)
     weight_decay: float | None = None
     dropout: float | None = None
     seed: int = DEFAULT_SEED
@@ -114,6 +114,13 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with defaults filled in and every choice validated; a bad setting raises ``ConfigError``."""
         cfg = dataclasses.replace(self)
+        for name in FLOAT_FIELDS:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = getattr(cfg, name)
+            if isinstance(value, str):
+                try:
+                    setattr(cfg, name, float(value))
+                except ValueError as exc:
+                    raise ConfigError(f"{name} must be a number, got {value!r}") from exc
         for name, choices in CHOICES.items():
             check_choice(name, getattr(cfg, name), choices)
         if not cfg.dataset:
@@ -131,6 +138,11 @@ class TrainConfig:
             raise ConfigError(f"backbone {cfg.backbone!r} is a {preset.task} backbone, but the task is {cfg.task}")
         if cfg.lr is None:
             cfg.lr = preset.lr if preset else PAPER_LR
+        for name, value in (preset.defaults if preset else {}).items():
+            if getattr(cfg, name) in (None, "auto"):
+                setattr(cfg, name, value)
+        if cfg.train_selection == "auto":
+            cfg.train_selection = "gumbel"
         if cfg.vocab_size is None and preset and preset.task == "text" and not preset.packaged:
             cfg.vocab_size = preset.vocab_size
         if not 0.0 < cfg.ratio <= 1.0:
@@ -167,6 +179,9 @@ def _literal_choices() -> dict[str, tuple[str, ...]]:
 
 # field name -> the names it accepts, in their declared order: validation and the CLI's choices=
 CHOICES: dict[str, tuple[str, ...]] = _literal_choices()
+# the fields that hold a number (or nothing): a string there is converted, or refused
+FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(TrainConfig).items()
+                     if hint is float or hint == float | None)
 
 
 def _check_owned_choices() -> None:

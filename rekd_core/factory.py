@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .data import RawSplit
 from .errors import ConfigError, first_line
 from .model import RationaleModel
-from .presets import PRESETS, packaged_directory
+from .presets import PRESETS, pretrained_directory
 from .processing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -93,7 +93,7 @@ def model_directory(name: str) -> str:
     """Where a Hugging Face model named ``name`` lives: a pretrained preset's installed package directory,
     else the name itself (a checkpoint or local directory, or a hub id)."""
     preset = PRESETS.get(name)
-    return str(packaged_directory(preset.packaged)) if preset and preset.packaged else name
+    return str(pretrained_directory(preset)) if preset and preset.packaged else name
 
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

