@@ -331,7 +331,7 @@ def gather_inputs(ctx) -> tuple[list[B.InputItem], list[str]]:
 
 
 def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem, view, ctx, max_length,
-                       plausibility: dict | None = None) -> dict:
+                       plausibility: dict | None = None, fit: str = "squash") -> dict:
     """One model's prediction and rationale (``view``: the image as it read it), with its plausibility
     against the human evidence when the input has some; returns the images drawn (for the downloads)."""
     drawn = {}
@@ -361,9 +361,12 @@ def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem
         drawn["overlay"] = R.patch_overlay(view, selected, exp.grid_side, colour)
         drawn["original"] = R.display_image(item.value)
         drawn["view"] = view
+        boxes = B.cell_boxes(item.value.width, item.value.height, exp.grid_side, fit)
         left, right = st.columns(2)
-        left.image(drawn["original"], caption=f"original ({item.value.width}x{item.value.height})")
-        right.image(drawn["overlay"], caption=f"{role.lower()}'s patches (unselected dimmed)")
+        left.image(R.original_overlay(item.value, boxes, selected, colour),
+                   caption=f"{role.lower()}'s patches on the original ({item.value.width}x{item.value.height})")
+        read = f"{view.width}x{view.height}"
+        right.image(drawn["overlay"], caption=f"{role.lower()}'s patches on the {read} it read (unselected dimmed)")
     return drawn
 
 
@@ -409,7 +412,7 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
                                          (R.TEACHER, R.STUDENT)):
         with column:
             drawn[role] = explanation_column(role, names[role], exp, colour, item, result.views.get(role.lower()),
-                                             ctx, max_length, result.plausibility.get(role.lower()))
+                                             ctx, max_length, result.plausibility.get(role.lower()), fit)
     if human:
         with columns[2]:
             human_column(item, result, max_length)

@@ -493,6 +493,27 @@ def fit_image(image: Image.Image, size: int, mode: str = "squash") -> Image.Imag
     raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
 
 
+def cell_boxes(width: int, height: int, grid_side: int, mode: str = "squash") -> list[tuple[float, ...]]:
+    """Where each cell of a model's ``grid_side`` x ``grid_side`` grid lies on the original ``width`` x ``height``
+    image that ``fit_image`` fitted with ``mode``: (left, top, right, bottom) in the original's pixels, row-major,
+    clipped to the image (a cell of a padded border is empty; a cropped-off strip is in no cell)."""
+    if mode not in FIT_MODES:
+        raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
+    if mode == "squash":
+        cell_w, cell_h, left, top = width / grid_side, height / grid_side, 0.0, 0.0
+    else:  # the square the model reads, centred on the image: cropped inside it, or padded around it
+        side = min(width, height) if mode == "centre-crop" else max(width, height)
+        cell_w = cell_h = side / grid_side
+        left, top = (width - side) / 2, (height - side) / 2
+
+    def clip(value: float, limit: int) -> float:
+        return min(max(value, 0.0), float(limit))
+
+    return [(clip(left + c * cell_w, width), clip(top + r * cell_h, height),
+             clip(left + (c + 1) * cell_w, width), clip(top + (r + 1) * cell_h, height))
+            for r in range(grid_side) for c in range(grid_side)]
+
+
 def describe_fit(width: int, height: int, size: int, mode: str = "squash") -> str:
     """One line saying how a ``width`` x ``height`` image becomes the model's ``size`` square."""
     side = min(width, height)

@@ -465,6 +465,31 @@ def patch_overlay(view: Image.Image, selected: Iterable[int], grid_side: int, co
     return _draw_grid(image, grid_side, cell, {i: colour for i in selected})
 
 
+def original_overlay(image: Image.Image, boxes: Sequence[Sequence[float]], selected: Iterable[int],
+                     colour: str = TEACHER, size: int = 256, dim: float = 0.28) -> Image.Image:
+    """The original image as ``display_image`` shows it, with the model's cells mapped back onto it (``boxes``:
+    each cell's (left, top, right, bottom) in the original's pixels, ``backend.cell_boxes``): outside the
+    selected cells dimmed, the cells drawn, the selected ones outlined in ``colour``."""
+    shown = display_image(image, size).convert("RGB")
+    scale = shown.width / image.width
+    scaled = [tuple(round(v * scale) for v in box) for box in boxes]
+    selected = [int(i) for i in selected if 0 <= int(i) < len(scaled)]
+    keep = np.zeros((shown.height, shown.width, 1), dtype=bool)
+    for left, top, right, bottom in (scaled[i] for i in selected):
+        keep[top:bottom, left:right] = True
+    pixels = np.asarray(shown, dtype=np.float32)
+    out = Image.fromarray(np.clip(np.where(keep, pixels, pixels * dim + 255 * 0.06), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(out, "RGBA")
+    for left, top, right, bottom in scaled:
+        if right > left and bottom > top:
+            draw.rectangle([left, top, right - 1, bottom - 1], outline=(255, 255, 255, 90), width=1)
+    for i in selected:
+        left, top, right, bottom = scaled[i]
+        if right > left and bottom > top:
+            draw.rectangle([left, top, right - 1, bottom - 1], outline=_rgb(colour), width=2)
+    return out
+
+
 def agreement_overlay(view: Image.Image, comparison: dict, grid_side: int, size: int = 256,
                       dim: float = 0.28, alpha: float = 0.45) -> Image.Image:
     """Patches selected by both (green), only the teacher (blue), only the student (orange) tinted

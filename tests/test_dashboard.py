@@ -602,6 +602,38 @@ def test_images_say_how_they_are_fitted_and_small_ones_warn(make_app, tiny_check
     assert f"dot.png is only 1x1 pixels, smaller than the {size}x{size} images the model reads" in warning
 
 
+@pytest.mark.parametrize("mode", ["squash", "centre-crop", "pad"])
+def test_cells_map_back_onto_the_original_image(mode):
+    """Each cell of the model's square, mapped back onto a 200x100 original, covers the pixels fit_image put in it."""
+    ys, xs = np.mgrid[0:100, 0:200]
+    original = Image.fromarray(np.stack([xs * 255 / 199, ys * 255 / 99, np.full_like(xs, 128)], -1).astype(np.uint8))
+    fitted = np.asarray(B.fit_image(original, 64, mode), dtype=float)
+    boxes = B.cell_boxes(200, 100, 4, mode)
+    source = np.asarray(original, dtype=float)
+    empty = 0
+    for index, (left, top, right, bottom) in enumerate(boxes):
+        if right <= left or bottom <= top:
+            empty += 1
+            continue
+        row, col = divmod(index, 4)
+        assert 0 <= left < right <= 200 and 0 <= top < bottom <= 100
+        if mode != "pad":  # a padded cell also holds black border, so only its clipped part is the image's
+            centre = source[int((top + bottom) / 2), int((left + right) / 2)]
+            np.testing.assert_allclose(fitted[row * 16 + 8, col * 16 + 8], centre, atol=10)
+    # a wide image padded to a square: the top and bottom rows of cells hold only the black border
+    assert empty == (8 if mode == "pad" else 0)
+    assert boxes[4] == ((0.0, 0.0, 50.0, 50.0) if mode == "pad" else boxes[4])
+
+
+def test_selected_cells_are_drawn_on_the_original():
+    original = Image.new("RGB", (200, 100), (200, 200, 200))
+    overlay = np.asarray(R.original_overlay(original, B.cell_boxes(200, 100, 4, "squash"), [0], R.TEACHER))
+    assert overlay.shape == (100, 200, 3)  # display_image keeps it (under 256 px, less than twice enlarged)
+    assert overlay[12, 25].tolist() == [200, 200, 200]  # inside cell 0 (50 x 25 px)
+    assert overlay[90, 180].max() < 100  # cell 15: dimmed
+    assert tuple(overlay[0, 25]) == R._rgb(R.TEACHER)  # outline of cell 0
+
+
 def test_fitting_happens_before_the_model_and_is_what_the_overlay_shows(tiny_checkpoints):
     from rekd_core.explain import explain
 
