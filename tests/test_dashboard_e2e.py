@@ -163,7 +163,8 @@ def test_dashboard_in_headless_chromium(server, tmp_path):
         page.get_by_text("Images (vision)", exact=True).click()
         page.get_by_text("Upload images", exact=True).click()
         page.locator("input[type=file]").first.set_input_files(str(image_path))
-        page.get_by_text("teacher's patches (unselected dimmed)").first.wait_for()
+        page.get_by_text("it read (unselected dimmed)").first.wait_for()
+        page.get_by_text("teacher's patches on the original").first.wait_for()  # the cells mapped back onto it
         page.get_by_test_id("stMetric").filter(has_text="Mask IoU").first.wait_for()
         page.get_by_role("button", name="Download comparison (HTML)").wait_for()
         page.wait_for_timeout(2000)
