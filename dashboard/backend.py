@@ -483,22 +483,26 @@ def fit_image(image: Image.Image, size: int, mode: str = "squash") -> Image.Imag
     """``image`` as the ``size`` x ``size`` square a vision model reads (see ``FIT_MODES``). Resampled
     bilinearly, as the models' own transform (torchvision's Resize) does, so that "squash" gives them
     exactly what they were trained on; the result is also what the overlays are drawn on."""
+    check_fit(mode)
     square = (int(size), int(size))
     if mode == "squash":
         return image.resize(square, Image.BILINEAR)
     if mode == "centre-crop":
         return ImageOps.fit(image, square, method=Image.BILINEAR, centering=(0.5, 0.5))
-    if mode == "pad":
-        return ImageOps.pad(image, square, method=Image.BILINEAR, color=(0, 0, 0), centering=(0.5, 0.5))
-    raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
+    return ImageOps.pad(image, square, method=Image.BILINEAR, color=(0, 0, 0), centering=(0.5, 0.5))
+
+
+def check_fit(mode: str) -> None:
+    """``ConfigError`` unless ``mode`` is one of ``FIT_MODES``."""
+    if mode not in FIT_MODES:
+        raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
 
 
 def cell_boxes(width: int, height: int, grid_side: int, mode: str = "squash") -> list[tuple[float, ...]]:
     """Where each cell of a model's ``grid_side`` x ``grid_side`` grid lies on the original ``width`` x ``height``
     image that ``fit_image`` fitted with ``mode``: (left, top, right, bottom) in the original's pixels, row-major,
     clipped to the image (a cell of a padded border is empty; a cropped-off strip is in no cell)."""
-    if mode not in FIT_MODES:
-        raise ConfigError(f"unknown image fit {mode!r}: pick one of {', '.join(FIT_MODES)}")
+    check_fit(mode)
     if mode == "squash":
         cell_w, cell_h, left, top = width / grid_side, height / grid_side, 0.0, 0.0
     else:  # the square the model reads, centred on the image: cropped inside it, or padded around it

@@ -434,6 +434,11 @@ def _grid_canvas(view: Image.Image, grid_side: int, size: int) -> tuple[np.ndarr
     return np.asarray(view.convert("RGB").resize((side, side), method), dtype=np.float32), cell
 
 
+def _dimmed(pixels: np.ndarray, dim: float) -> np.ndarray:
+    """The unselected look: darkened, lifted a little off black so that dark images keep their shapes."""
+    return pixels * dim + 255 * 0.06
+
+
 def _cell_mask(cells: Iterable[int], grid_side: int, cell: int) -> np.ndarray:
     grid = np.zeros(grid_side * grid_side, dtype=bool)
     grid[[int(i) for i in cells if 0 <= int(i) < grid_side * grid_side]] = True
@@ -460,7 +465,7 @@ def patch_overlay(view: Image.Image, selected: Iterable[int], grid_side: int, co
     pixels, cell = _grid_canvas(view, grid_side, size)
     selected = [int(i) for i in selected]
     keep = _cell_mask(selected, grid_side, cell)[..., None]
-    out = np.where(keep, pixels, pixels * dim + 255 * 0.06)
+    out = np.where(keep, pixels, _dimmed(pixels, dim))
     image = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
     return _draw_grid(image, grid_side, cell, {i: colour for i in selected})
 
@@ -478,7 +483,7 @@ def original_overlay(image: Image.Image, boxes: Sequence[Sequence[float]], selec
     for left, top, right, bottom in (scaled[i] for i in selected):
         keep[top:bottom, left:right] = True
     pixels = np.asarray(shown, dtype=np.float32)
-    out = Image.fromarray(np.clip(np.where(keep, pixels, pixels * dim + 255 * 0.06), 0, 255).astype(np.uint8))
+    out = Image.fromarray(np.clip(np.where(keep, pixels, _dimmed(pixels, dim)), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(out, "RGBA")
     for left, top, right, bottom in scaled:
         if right > left and bottom > top:
@@ -495,7 +500,7 @@ def agreement_overlay(view: Image.Image, comparison: dict, grid_side: int, size:
     """Patches selected by both (green), only the teacher (blue), only the student (orange) tinted
     and outlined; the rest dimmed."""
     pixels, cell = _grid_canvas(view, grid_side, size)
-    out = pixels * dim + 255 * 0.06
+    out = _dimmed(pixels, dim)
     outlines = {}
     for key, colour in (("teacher_only", TEACHER), ("student_only", STUDENT), ("both", BOTH)):
         mask = _cell_mask(comparison[key], grid_side, cell)[..., None]
