@@ -3,10 +3,12 @@
 trained checkpoints shared between test modules (each trains for one epoch on a few hundred examples)."""
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import os
+import shutil
 import struct
 import tempfile
 import zlib
@@ -20,8 +22,11 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# converted pretrained weights (rekd_core.vision_weights) go to a cache of this session's, not the user's
-os.environ.setdefault("REKD_CACHE", tempfile.mkdtemp(prefix="rekd-test-cache-"))
+# converted pretrained weights (rekd_core.vision_weights: 88 MB for DINOv2-S) go to a cache of this session's,
+# not the user's, removed when the session ends
+if "REKD_CACHE" not in os.environ:
+    os.environ["REKD_CACHE"] = tempfile.mkdtemp(prefix="rekd-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["REKD_CACHE"], ignore_errors=True)
 # One intra-op thread: these models are tiny, and on a shared 2-core machine two OpenMP threads per
 # process make training 3-5x SLOWER as soon as other processes compete for the cores (measured:
 # the text learning test took 43 s with 1 thread and 204 s with 2 under the same load).
