@@ -57,6 +57,10 @@ class TextBackbone(nn.Module):
     def freeze_input_embeddings(self) -> None:
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
 
+    def freeze_layers(self, count: int) -> None:
+        """Keep the embeddings and the first ``count`` encoder layers as they are (``requires_grad`` off)."""
+        _freeze(self.encoder.embeddings, self.encoder.encoder.layer, count)
+
 
 class VisionBackbone(nn.Module):
     """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask.
@@ -113,6 +117,10 @@ class VisionBackbone(nn.Module):
     def freeze_input_embeddings(self) -> None:
         """Vision generators train their patch embedding (METHOD.md freezes only word embeddings)."""
 
+    def freeze_layers(self, count: int) -> None:
+        """Keep the patch and position embeddings and the first ``count`` blocks as they are."""
+        raise ConfigError(f"--freeze-layers is for transformer backbones, not {type(self).__name__}")
+
 
 class TimmViTBackbone(VisionBackbone):
     def __init__(self, model: nn.Module, mixes_patches: bool = False):
@@ -132,6 +140,11 @@ class TimmViTBackbone(VisionBackbone):
     def _pooled(self, pixels: Tensor) -> Tensor:
         return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
 
+    def freeze_layers(self, count: int) -> None:
+        embeddings = [self.model.patch_embed] + [getattr(self.model, name, None)
+                                                 for name in ("cls_token", "reg_token", "pos_embed")]
+        _freeze(embeddings, self.model.blocks, count)
+
 
 class HFViTBackbone(VisionBackbone):
     def __init__(self, model: nn.Module):
@@ -149,6 +162,9 @@ class HFViTBackbone(VisionBackbone):
 
     def _pooled(self, pixels: Tensor) -> Tensor:
         return self.model(pixel_values=pixels).last_hidden_state[:, 0]
+
+    def freeze_layers(self, count: int) -> None:
+        _freeze(self.model.embeddings, self.model.encoder.layer, count)
 
 
 class TimmCNNBackbone(VisionBackbone):
@@ -191,6 +207,18 @@ class TimmCNNBackbone(VisionBackbone):
 
 
 Backbone = TextBackbone | VisionBackbone
+
+
+def _freeze(embeddings: nn.Module | list, layers: nn.ModuleList, count: int) -> None:
+    """``requires_grad`` off for the embeddings (a module, or a list of modules and parameters, None skipped) and
+    the first ``count`` of ``layers``."""
+    if count > len(layers):
+        raise ConfigError(f"--freeze-layers {count}: the backbone has only {len(layers)} layers")
+    if count == 0:
+        return
+    for part in [*(embeddings if isinstance(embeddings, list) else [embeddings]), *layers[:count]]:
+        if part is not None:  # a module or a parameter
+            part.requires_grad_(False)
 
 
 def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
@@ -274,6 +302,15 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
     else:
         model = AutoModel.from_config(_hf_config(config), attn_implementation="sdpa", **_no_pooler(config))
     return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
+
+
+def packaged_weights(config: dict) -> str | None:
+    """What ``create_backbone(config, ...)`` loads a packaged preset's pretrained weights from (its installed
+    package's directory, its sha256 checked, or the preset's name for a CNN); None for any other backbone."""
+    preset = PRESETS.get(config.get("source", ""))
+    if preset is None or preset.packaged is None:
+        return None
+    return preset.name if preset.cnn else str(pretrained_directory(preset))
 
 
 def _cnn_backbone(config: dict, pretrained: str | None) -> TimmCNNBackbone:

@@ -5,7 +5,10 @@ A checkpoint is one directory:
 - ``config.json``: task, mode, ratio, labels, backbone architecture, processor and feature grid,
   the training settings and the teacher it learned from;
 - ``model.safetensors``: generator and predictor weights (never a pickle), float32, or float16 where
-  config.json says ``"weights_dtype": "float16"`` (half the size; loading casts them back to float32);
+  config.json says ``"weights_dtype": "float16"`` (half the size; loading casts them back to float32).
+  Frozen weights that an installed package already holds (a packaged preset's layers kept as they were:
+  ``--freeze-layers``, a generator's word embeddings) are not stored twice: config.json's ``package_tensors``
+  lists them, and loading takes them from the package, its sha256 checked;
 - ``tokenizer/`` (text models);
 - ``metrics.json``: dev and test metrics; ``log.jsonl``: the per-epoch training log;
 - ``resume.safetensors``, only while a run is training: the state its next epoch starts from
@@ -17,6 +20,7 @@ either the previous checkpoint or the new one, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -28,7 +32,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError
+from .backbones import create_backbone, packaged_weights
+from .errors import CheckpointError, RekdError, first_line
 from .model import RationaleModel
 from .processing import load_processor
 
@@ -53,8 +58,13 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     path = Path(path)
     config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
+    state = state_dict or model.state_dict()
+    config.pop("package_tensors", None)
+    held = package_held(model, state)
+    if held:
+        config["package_tensors"] = held
     tensors = {k: v.detach().to("cpu").contiguous()
-               for k, v in as_stored(state_dict or model.state_dict(), config.get("weights_dtype", "float32")).items()}
+               for k, v in as_stored(state, config.get("weights_dtype", "float32")).items() if k not in held}
     with _written_into_place(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         model.processor.save(tmp)
@@ -73,6 +83,42 @@ def as_stored(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, t
     key of STORED_DTYPES); loading casts them back to the model's float32."""
     dtype = STORED_DTYPES[weights_dtype]
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def package_held(model: RationaleModel, state: dict[str, torch.Tensor]) -> list[str]:
+    """The keys of ``state`` that need not be stored: parameters frozen in ``model`` whose values are exactly
+    those its packaged preset's backbone is built with (none for any other backbone)."""
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    source = packaged_weights(model.config["backbone"]) if frozen else None
+    if source is None:
+        return []
+    reference = _package_state(json.dumps(model.config["backbone"], sort_keys=True), source)
+    held = []
+    for name in frozen:
+        key = name.partition(".backbone.")[2]
+        value = reference.get(key)
+        if value is not None and torch.equal(state[name].detach().to("cpu", torch.float32), value):
+            held.append(name)
+    return held
+
+
+@functools.lru_cache(maxsize=2)
+def _package_state(backbone_json: str, source: str) -> dict[str, torch.Tensor]:
+    """A packaged preset backbone's weights as ``create_backbone`` builds it from the package (cached: each
+    epoch's save compares with them)."""
+    backbone = create_backbone(json.loads(backbone_json), source)
+    return {k: v.detach().to(torch.float32) for k, v in backbone.state_dict().items()}
+
+
+def with_package_tensors(state: dict[str, torch.Tensor], config: dict,
+                         model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A checkpoint's stored ``state`` completed with the tensors its config lists as held by the package,
+    taken from ``model``, a model built from that package."""
+    held = config.get("package_tensors") or []
+    if not held:
+        return state
+    own = model.state_dict()
+    return {**{k: own[k].detach().to("cpu", copy=True) for k in held}, **state}
 
 
 def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
@@ -135,8 +181,19 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
     weights_path = path / WEIGHTS_FILE
     state = read_weights(path)
     processor = load_processor(config["processor"], path)
+    held = config.get("package_tensors") or []
+    pretrained = None
+    if held:  # frozen layers of a packaged preset, stored by the package rather than here
+        try:
+            pretrained = packaged_weights(config["backbone"])
+        except RekdError as exc:
+            raise CheckpointError(f"{path}: its frozen layers come from an installed package: "
+                                  f"{first_line(exc)}") from exc
+        if pretrained is None:
+            raise CheckpointError(f"{path / CONFIG_FILE}: lists package_tensors, but its backbone "
+                                  f"{config['backbone'].get('source')!r} is not a packaged preset")
     try:
-        model = RationaleModel(config, processor)
+        model = RationaleModel(config, processor, pretrained)
     except CheckpointError:
         raise
     except Exception as exc:
@@ -145,10 +202,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # strict=False still raises on tensors of the wrong shape
         raise CheckpointError(f"{weights_path}: weights do not match config.json ({_mismatch_detail(exc)})") from exc
-    if result.missing_keys or result.unexpected_keys:
-        detail = (result.missing_keys or result.unexpected_keys)[:3]
+    missing = [k for k in result.missing_keys if k not in set(held)]
+    if missing or result.unexpected_keys or set(held) - set(result.missing_keys):
+        detail = (missing or result.unexpected_keys or sorted(set(held) & set(state)))[:3]
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
-                              f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, "
+                              f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected, "
                               f"e.g. {detail})")
     model.checkpoint_path = path
     return model.to(device).eval()

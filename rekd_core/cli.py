@@ -40,6 +40,8 @@ TRAIN_HELP = {
                       "are features like any word piece (the reference code)",
     "generator_embeddings": "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, "
                             "a packaged preset, --init-from) and trained otherwise | frozen | trained",
+    "freeze_layers": "keep the backbones' input embeddings and first N blocks as they start (default 0: all "
+                     "trained, the paper); a packaged preset's checkpoint then stores only what was trained",
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",

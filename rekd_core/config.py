@@ -99,6 +99,9 @@ class TrainConfig:
     special_tokens: Literal["exclude", "select"] = "exclude"
     # text: auto (frozen when pretrained: hub, local weights, packaged, --init-from) | frozen | trained
     generator_embeddings: Literal["auto", "frozen", "trained"] = "auto"
+    # the backbones' input embeddings and first N blocks kept as they start (beyond the paper, which fine-tunes all):
+    # faster steps, and a checkpoint of a packaged preset then stores only the rest (checkpoint.py)
+    freeze_layers: int = 0
     # bf16: autocast, about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs
     precision: Literal["fp32", "bf16"] = "fp32"
     # how the checkpoint stores its weights (the keys of checkpoint.STORED_DTYPES); float16: half the size
@@ -165,6 +168,8 @@ class TrainConfig:
         if cfg.mode == "mlm" and (cfg.teacher or cfg.init_from):
             raise ConfigError("--mode mlm starts from the backbone's initial weights and learns from no teacher: "
                               "drop --teacher and --init-from")
+        if cfg.freeze_layers < 0:
+            raise ConfigError(f"freeze_layers must be >= 0, got {cfg.freeze_layers}")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         if cfg.rationale_kd_tau is not None and not cfg.rationale_kd_tau > 0:

@@ -78,7 +78,12 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         model_config["complement_weight"] = cfg.complement_weight
     if cfg.mode != "cls":  # how its generator learnt to select: a free count (gumbel) or exactly the evaluated one
         model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
+    if cfg.freeze_layers:
+        model_config["freeze_layers"] = cfg.freeze_layers
     model = RationaleModel(model_config, processor, pretrained)
+    for part in (model.predictor, model.generator, model.complement):
+        if part is not None and cfg.freeze_layers:
+            part.backbone.freeze_layers(cfg.freeze_layers)
     if cfg.task == "vision":
         grid = feature_grid(model.predictor.backbone)
         if cfg.image_size and cfg.image_size != grid["image_size"]:

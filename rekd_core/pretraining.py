@@ -66,7 +66,7 @@ def pretrain_mlm(cfg: TrainConfig, accelerator: Accelerator, labels: list[str], 
     log: list[dict] = []
     best = {"mlm_loss": math.inf, "epoch": 0, "state": None, "dev": {}}
     step, earlier_s = 0, 0.0
-    earlier = earlier_progress(cfg.out, description, criterion="mlm_loss")
+    earlier = earlier_progress(cfg.out, description, model, criterion="mlm_loss")
     if earlier is not None:  # only ever cut between epochs: the last one saves the finished checkpoint
         log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
         resume.restore(*earlier.resume, accelerator.unwrap_model(mlm), optimizer, lr_scheduler, generators)

@@ -35,6 +35,7 @@ from .checkpoint import (
     read_weights,
     save_checkpoint,
     stored_form,
+    with_package_tensors,
 )
 from .config import TrainConfig
 from .errors import CheckpointError, first_line
@@ -138,12 +139,14 @@ def save_epoch(model: RationaleModel, cfg: TrainConfig, log: list[dict], best: d
                     resume=resume_state)
 
 
-def earlier_progress(out: str, description: dict, criterion: str = "l_re") -> Progress | None:
+def earlier_progress(out: str, description: dict, model: torch.nn.Module,
+                     criterion: str = "l_re") -> Progress | None:
     """The progress that a run with this very description saved at ``out`` before it was cut: after
     an epoch (status ``training (epoch E of N, ...)``, with its resume state), or once its epochs had
     all finished (status ``TRAINED``: only the test split is left). None for anything else, including
     a checkpoint of other settings; going on from its state gives the weights of an uninterrupted run.
-    ``criterion`` is the dev metric that picks the kept epoch."""
+    ``model`` is the run's, freshly built (the frozen tensors that the checkpoint left to the package come from
+    it); ``criterion`` is the dev metric that picks the kept epoch."""
     try:
         config = read_config(out)
     except CheckpointError:
@@ -156,7 +159,7 @@ def earlier_progress(out: str, description: dict, criterion: str = "l_re") -> Pr
         return None
     try:
         state = None if finished else read_resume(out)
-        weights = read_weights(out)
+        weights = with_package_tensors(read_weights(out), config, model)
     except CheckpointError as exc:
         print(f"not resuming {out}: {first_line(exc)}; training from the start", flush=True)
         return None

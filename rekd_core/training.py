@@ -114,7 +114,7 @@ def train(config: TrainConfig) -> Path:
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
     step, earlier_s = 0, 0.0
-    earlier = earlier_progress(cfg.out, extra_config)
+    earlier = earlier_progress(cfg.out, extra_config, core)
     if earlier is not None:
         log, best, step, earlier_s = list(earlier.log), earlier.best, earlier.steps, earlier.seconds
         if earlier.resume is not None:

