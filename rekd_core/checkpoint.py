@@ -60,7 +60,7 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
     state = state_dict or model.state_dict()
     config.pop("package_tensors", None)
-    held = package_held(model, state)
+    held = package_held(model, state, config.get("weights_dtype", "float32"))
     if held:
         config["package_tensors"] = held
     tensors = {k: v.detach().to("cpu").contiguous()
@@ -85,19 +85,21 @@ def as_stored(state: dict[str, torch.Tensor], weights_dtype: str) -> dict[str, t
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def package_held(model: RationaleModel, state: dict[str, torch.Tensor]) -> list[str]:
-    """The keys of ``state`` that need not be stored: parameters frozen in ``model`` whose values are exactly
-    those its packaged preset's backbone is built with (none for any other backbone)."""
+def package_held(model: RationaleModel, state: dict[str, torch.Tensor], weights_dtype: str = "float32") -> list[str]:
+    """The keys of ``state`` that need not be stored: parameters frozen in ``model`` whose values, in the dtype
+    the checkpoint stores (``weights_dtype``), are those of its packaged preset's backbone as built from the
+    package (none for any other backbone). Compared once rounded, since a run that started from a float16
+    checkpoint (``init_from``) holds the package's weights rounded, as its test metrics were computed."""
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     source = packaged_weights(model.config["backbone"]) if frozen else None
     if source is None:
         return []
     reference = _package_state(json.dumps(model.config["backbone"], sort_keys=True), source)
+    dtype = STORED_DTYPES[weights_dtype]
     held = []
     for name in frozen:
-        key = name.partition(".backbone.")[2]
-        value = reference.get(key)
-        if value is not None and torch.equal(state[name].detach().to("cpu", torch.float32), value):
+        value = reference.get(name.partition(".backbone.")[2])
+        if value is not None and torch.equal(state[name].detach().to("cpu", dtype), value.to(dtype)):
             held.append(name)
     return held
 
@@ -112,13 +114,12 @@ def _package_state(backbone_json: str, source: str) -> dict[str, torch.Tensor]:
 
 def with_package_tensors(state: dict[str, torch.Tensor], config: dict,
                          model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A checkpoint's stored ``state`` completed with the tensors its config lists as held by the package,
-    taken from ``model``, a model built from that package."""
+    """A checkpoint's stored ``state`` completed with the tensors its config lists as held by the package:
+    ``model``'s (a model built from that package), in the dtype the checkpoint stores the others in."""
     held = config.get("package_tensors") or []
-    if not held:
-        return state
     own = model.state_dict()
-    return {**{k: own[k].detach().to("cpu", copy=True) for k in held}, **state}
+    dtype = STORED_DTYPES[config.get("weights_dtype", "float32")]
+    return {**{k: own[k].detach().to("cpu", dtype, copy=True) for k in held if k in own}, **state}
 
 
 def copy_checkpoint(source: str | Path, path: str | Path) -> Path:
@@ -198,15 +199,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
         raise
     except Exception as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the model ({exc})") from exc
+    state = with_package_tensors(state, config, model)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # strict=False still raises on tensors of the wrong shape
         raise CheckpointError(f"{weights_path}: weights do not match config.json ({_mismatch_detail(exc)})") from exc
-    missing = [k for k in result.missing_keys if k not in set(held)]
-    if missing or result.unexpected_keys or set(held) - set(result.missing_keys):
-        detail = (missing or result.unexpected_keys or sorted(set(held) & set(state)))[:3]
+    if result.missing_keys or result.unexpected_keys:
+        detail = (result.missing_keys or result.unexpected_keys)[:3]
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
-                              f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected, "
+                              f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, "
                               f"e.g. {detail})")
     model.checkpoint_path = path
     return model.to(device).eval()
