@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import os
+import threading
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -313,13 +314,20 @@ def weights_mtime(path: str | Path) -> float:
         return 0.0
 
 
+# Streamlit starts a rerun's script while the interrupted one may still be running (fast reruns), so two sessions'
+# threads can load models at once; transformers imports its model classes lazily, and two threads importing the
+# same one can fail ("cannot import name 'AutoModel'": seen when switching tasks while the first pair loaded).
+_LOADING = threading.Lock()
+
+
 def load_model(path: str | Path, device="cpu"):
-    """Load a checkpoint for inference; every failure is a ``CheckpointError`` with one line."""
+    """Load a checkpoint for inference (one at a time); every failure is a ``CheckpointError`` with one line."""
     path = Path(str(path).strip()).expanduser()
     if not str(path).strip() or str(path) == ".":
         raise CheckpointError("no checkpoint directory given")
     try:
-        return load_checkpoint(path, device)
+        with _LOADING:
+            return load_checkpoint(path, device)
     except RekdError:
         raise
     except Exception as exc:  # a broken file can fail deep inside torch, safetensors or tokenizers

@@ -118,7 +118,8 @@ class VisionBackbone(nn.Module):
         """Vision generators train their patch embedding (METHOD.md freezes only word embeddings)."""
 
     def freeze_layers(self, count: int) -> None:
-        """Keep the patch and position embeddings and the first ``count`` blocks as they are."""
+        """Keep the patch and position embeddings and the first ``count`` blocks as they are (the ViT backbones;
+        a CNN's cells have no such blocks)."""
         raise ConfigError(f"--freeze-layers is for transformer backbones, not {type(self).__name__}")
 
 

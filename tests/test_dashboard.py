@@ -858,7 +858,7 @@ def test_recipe_headlines_only_for_what_the_recipe_wrote(tmp_path, monkeypatch):
 def test_the_shipped_recipe_names_the_shipped_headline():
     """The repository's recipe labels the repository's own checkpoints and results file (and no others)."""
     headlines = B.recipe_headlines(B.REPO_ROOT / "checkpoints", "checkpoints")
-    assert headlines["vision"]["variant"] == "pconv" and headlines["text"]["variant"] == "minilm-more"
+    assert headlines["vision"]["variant"] == "dino-f8" and headlines["text"]["variant"] == "minilm-more"
     assert B.recipe_headlines(B.REPO_ROOT / "checkpoints" / "results.csv", "results") == headlines
 
 
