@@ -81,9 +81,10 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     if cfg.freeze_layers:
         model_config["freeze_layers"] = cfg.freeze_layers
     model = RationaleModel(model_config, processor, pretrained)
-    for part in (model.predictor, model.generator, model.complement):
-        if part is not None and cfg.freeze_layers:
-            part.backbone.freeze_layers(cfg.freeze_layers)
+    if cfg.freeze_layers:
+        for part in (model.predictor, model.generator, model.complement):
+            if part is not None:
+                part.backbone.freeze_layers(cfg.freeze_layers)
     if cfg.task == "vision":
         grid = feature_grid(model.predictor.backbone)
         if cfg.image_size and cfg.image_size != grid["image_size"]:
