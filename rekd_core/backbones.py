@@ -1,8 +1,14 @@
 """One interface over the encoders a select-predict model can use.
 
 A backbone gives the generator per-feature hidden states, and gives the predictor a pooled
-([CLS]) representation of the input whose feature embeddings were multiplied by a mask, so that an
-unselected word piece or patch enters the encoder as a zero vector (METHOD.md).
+([CLS]) representation of the input whose feature embeddings were multiplied by a mask. Two ways to
+read a selection (``pooled``'s ``keep``): every feature enters the encoder, an unselected one as a zero
+vector at its position (``zero``, METHOD.md), or only the kept features do, each at its own position,
+padded per batch and attention-masked (``drop``, as MAE's encoder reads its visible patches).
+
+A transformer backbone whose first blocks are frozen (``freeze_layers``) splits the generator's pass
+in two: ``lower_states`` (embeddings and frozen blocks, a function of the input alone, which a cache can
+keep per training example) and the rest, from those states (``feature_states(inputs, lower)``).
 
 Backbone configurations are plain dicts stored in checkpoints, so a model is rebuilt from its
 checkpoint without any download:
@@ -32,8 +38,53 @@ from .presets import PRESETS, TIMM_BASE, pretrained_directory
 HF_VISION_TYPES = {"vit", "deit", "dinov2"}
 
 
-class TextBackbone(nn.Module):
-    """A Hugging Face text encoder (BERT family)."""
+def gather_tokens(hidden: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The kept tokens of each row of ``hidden`` (B, T, D), in their order, left-aligned and padded to the
+    row that keeps most: ``(tokens (B, K, D), their indices (B, K), valid (B, K) bool or None)``. ``valid``
+    marks the real entries; it is None when every row keeps the same count (nothing padded). A padded
+    entry repeats an unkept token and must be masked out of attention."""
+    counts = keep.sum(dim=1)
+    most = int(counts.max())
+    # a stable sort puts each row's kept tokens first, in their order
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :most]
+    tokens = hidden.gather(1, order.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    if bool((counts == most).all()):
+        return tokens, order, None
+    return tokens, order, torch.arange(most, device=keep.device) < counts.unsqueeze(1)
+
+
+def round_at_boundary(states: Tensor) -> Tensor:
+    """Frozen-block states as a cache keeps them: under bf16 autocast rounded to bfloat16 (and back), so that
+    the live pass and the cached one feed the trainable blocks the very same numbers; unchanged in fp32."""
+    device = states.device.type
+    if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+        return states.to(torch.bfloat16).to(states.dtype)
+    return states
+
+
+class _FreezableBackbone(nn.Module):
+    """What every backbone shares about its frozen part: how many of its first blocks are frozen, and that those
+    (and its embeddings) run in eval mode, without dropout, so that their output is a function of the input
+    alone, as a cache of it must be."""
+
+    frozen_blocks = 0
+
+    def _set_frozen(self, modules: list[nn.Module], count: int) -> None:
+        self.frozen_blocks = count
+        self._frozen_modules = [m for m in modules if m is not None]
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in getattr(self, "_frozen_modules", []):
+            module.eval()
+        return self
+
+
+class TextBackbone(_FreezableBackbone):
+    """A Hugging Face text encoder (BERT family). Its features are its tokens, [CLS] (the pooled one) among them."""
+
+    num_prefix = 0
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
@@ -43,35 +94,74 @@ class TextBackbone(nn.Module):
     def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
         return inputs["attention_mask"].bool()
 
-    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
-        out = self.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        return out.last_hidden_state
+    def feature_states(self, inputs: dict[str, Tensor], lower: Tensor | None = None) -> Tensor:
+        """Per-token hidden states; from ``lower`` (``lower_states`` of these inputs, e.g. cached) when given."""
+        if lower is None and not self.frozen_blocks:
+            out = self.encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            return out.last_hidden_state
+        if lower is None:
+            lower = self.lower_states(inputs)
+        return self._layers(lower, inputs["attention_mask"], self.frozen_blocks, None)
 
-    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+    def lower_states(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The embeddings and the frozen layers' output: what a cache keeps per training example."""
+        hidden = self.encoder.embeddings(input_ids=inputs["input_ids"])
+        return round_at_boundary(self._layers(hidden, inputs["attention_mask"], 0, self.frozen_blocks))
+
+    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None, keep: Tensor | None = None,
+               lower: Tensor | None = None) -> Tensor:
+        """The [CLS] state of the input whose word embeddings were multiplied by ``mask``: every token read
+        (``keep`` None), or only the tokens of ``keep`` (B, L) bool, each at its own position id, and [CLS].
+        Without a mask, from ``lower`` when given (a CLS model's cached frozen layers)."""
+        attention = inputs["attention_mask"]
+        if mask is None and keep is None and (lower is not None or self.frozen_blocks):
+            lower = self.lower_states(inputs) if lower is None else lower
+            return self._layers(lower, attention, self.frozen_blocks, None)[:, 0]
         embeds = self.encoder.get_input_embeddings()(inputs["input_ids"])
         if mask is not None:
             embeds = embeds * mask.unsqueeze(-1).to(embeds.dtype)
-        out = self.encoder(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
+        if keep is None:
+            return self.encoder(inputs_embeds=embeds, attention_mask=attention).last_hidden_state[:, 0]
+        keep = keep & attention.bool()
+        keep[:, 0] = True  # [CLS] is what is pooled
+        embeds, positions, valid = gather_tokens(embeds, keep)
+        out = self.encoder(inputs_embeds=embeds, position_ids=positions,
+                           attention_mask=None if valid is None else valid.long())
         return out.last_hidden_state[:, 0]
+
+    def _layers(self, hidden: Tensor, attention: Tensor, start: int, stop: int | None) -> Tensor:
+        """Encoder layers ``start:stop`` over ``hidden``, as the model's own forward runs them."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention)
+        for layer in self.encoder.encoder.layer[start:stop]:
+            hidden = layer(hidden, mask)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return hidden
 
     def freeze_input_embeddings(self) -> None:
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
 
     def freeze_layers(self, count: int) -> None:
-        """Keep the embeddings and the first ``count`` encoder layers as they are (``requires_grad`` off)."""
-        _freeze(self.encoder.embeddings, self.encoder.encoder.layer, count)
+        """Keep the embeddings and the first ``count`` encoder layers as they are (``requires_grad`` off, eval mode)."""
+        self._set_frozen(_freeze(self.encoder.embeddings, self.encoder.encoder.layer, count), count)
 
 
-class VisionBackbone(nn.Module):
+class VisionBackbone(_FreezableBackbone):
     """A ViT whose patch-embedding module's output can be multiplied by a per-patch mask.
 
     When the patch embedding mixes patches (a 3x3 convolutional stem, whose tokens also see the
     neighbouring patches' pixels), the pixels of unselected patches are zeroed too, so that they never
     reach the predictor. Only then: the zeroed pixels also change the straight-through gradient that
     the generator gets for an unselected patch (its embedding no longer holds the patch's content).
+
+    A ViT's token sequence is its prefix (``num_prefix``: [CLS], registers), then one token per patch. The
+    subclasses say how their model embeds (``_embed``), runs blocks (``_blocks``), normalises (``_finish``) and
+    pools (``_pool``); ``_feature_states`` and ``_pooled`` are the model's own forward passes.
     """
 
     num_patches: int
+    num_prefix = 1
     mixes_patches: bool = False
 
     @property
@@ -82,6 +172,18 @@ class VisionBackbone(nn.Module):
     def feature_mask(self, inputs: dict[str, Tensor]) -> Tensor:
         pixels = inputs["pixel_values"]
         return torch.ones(pixels.shape[0], self.num_patches, dtype=torch.bool, device=pixels.device)
+
+    def feature_states(self, inputs: dict[str, Tensor], lower: Tensor | None = None) -> Tensor:
+        """Per-patch hidden states; from ``lower`` (``lower_states`` of these inputs, e.g. cached) when given."""
+        if lower is None and not self.frozen_blocks:
+            return self._feature_states(inputs["pixel_values"])
+        if lower is None:
+            lower = self.lower_states(inputs)
+        return self._finish(self._blocks(lower, None, self.frozen_blocks, None))[:, self.num_prefix:]
+
+    def lower_states(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The embeddings and the frozen blocks' output: what a cache keeps per training example."""
+        return round_at_boundary(self._blocks(self._embed(inputs["pixel_values"]), None, 0, self.frozen_blocks))
 
     @contextlib.contextmanager
     def _masked_patches(self, mask: Tensor | None) -> Iterator[None]:
@@ -98,12 +200,24 @@ class VisionBackbone(nn.Module):
         finally:
             handle.remove()
 
-    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None, keep: Tensor | None = None,
+               lower: Tensor | None = None) -> Tensor:
+        """The pooled state of the image whose patch embeddings were multiplied by ``mask``: every patch read
+        (``keep`` None), or only the patches of ``keep`` (B, N) bool, each with its position embedding, and
+        the prefix. Without a mask, from ``lower`` when given (a CLS model's cached frozen blocks)."""
+        if mask is None and keep is None and (lower is not None or self.frozen_blocks):
+            lower = self.lower_states(inputs) if lower is None else lower
+            return self._pool(self._finish(self._blocks(lower, None, self.frozen_blocks, None)))
         pixels = inputs["pixel_values"]
         if mask is not None and self.mixes_patches:
             pixels = pixels * self._pixel_mask(mask.to(pixels.dtype))
         with self._masked_patches(mask):
-            return self._pooled(pixels)
+            if keep is None:
+                return self._pooled(pixels)
+            tokens = self._embed(pixels)
+        prefix = keep.new_ones(keep.shape[0], self.num_prefix)
+        tokens, _, valid = gather_tokens(tokens, torch.cat([prefix, keep], dim=1))
+        return self._pool(self._finish(self._blocks(tokens, valid, 0, None)))
 
     def _pixel_mask(self, mask: Tensor) -> Tensor:
         """(B, N) patch mask -> (B, 1, H, W) pixel mask."""
@@ -111,8 +225,25 @@ class VisionBackbone(nn.Module):
         side = grid["image_size"] // grid["patch_size"]
         return F.interpolate(mask.reshape(-1, 1, side, side), scale_factor=grid["patch_size"], mode="nearest")
 
+    def _feature_states(self, pixels: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def _pooled(self, pixels: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def _embed(self, pixels: Tensor) -> Tensor:
+        """(B, prefix + N, D): the input tokens with their position embeddings."""
+        raise NotImplementedError
+
+    def _blocks(self, hidden: Tensor, valid: Tensor | None, start: int, stop: int | None) -> Tensor:
+        """Blocks ``start:stop`` over ``hidden``; ``valid`` (B, T) bool masks padded tokens out of attention."""
+        raise NotImplementedError
+
+    def _finish(self, hidden: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _pool(self, hidden: Tensor) -> Tensor:
+        return hidden[:, 0]
 
     def freeze_input_embeddings(self) -> None:
         """Vision generators train their patch embedding (METHOD.md freezes only word embeddings)."""
@@ -129,22 +260,43 @@ class TimmViTBackbone(VisionBackbone):
         self.model = model
         self.mixes_patches = mixes_patches
         self.num_patches = model.patch_embed.num_patches
+        self.num_prefix = model.num_prefix_tokens
         self.hidden_size = model.num_features
 
     @property
     def patch_module(self) -> nn.Module:
         return self.model.patch_embed
 
-    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.model.forward_features(inputs["pixel_values"])[:, self.model.num_prefix_tokens:]
+    def _feature_states(self, pixels: Tensor) -> Tensor:
+        return self.model.forward_features(pixels)[:, self.num_prefix:]
 
     def _pooled(self, pixels: Tensor) -> Tensor:
         return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
 
+    def _embed(self, pixels: Tensor) -> Tensor:
+        model = self.model
+        return model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(pixels))))
+
+    def _blocks(self, hidden: Tensor, valid: Tensor | None, start: int, stop: int | None) -> Tensor:
+        attn_mask = None if valid is None else valid[:, None, None, :]
+        for block in self.model.blocks[start:stop]:
+            hidden = block(hidden) if attn_mask is None else block(hidden, attn_mask=attn_mask)
+        return hidden
+
+    def _finish(self, hidden: Tensor) -> Tensor:
+        return self.model.norm(hidden)
+
+    def _pool(self, hidden: Tensor) -> Tensor:
+        if self.model.global_pool != "token":  # a mean over tokens would take in the padding
+            raise ConfigError(f"a timm ViT pooled by {self.model.global_pool!r} cannot read dropped patches; "
+                              "drop masking needs one pooled by its class token")
+        return self.model.forward_head(hidden, pre_logits=True)
+
     def freeze_layers(self, count: int) -> None:
-        embeddings = [self.model.patch_embed] + [getattr(self.model, name, None)
-                                                 for name in ("cls_token", "reg_token", "pos_embed")]
-        _freeze(embeddings, self.model.blocks, count)
+        model = self.model
+        embeddings = [model.patch_embed, model.pos_drop, model.patch_drop, model.norm_pre] + [
+            getattr(model, name, None) for name in ("cls_token", "reg_token", "pos_embed")]
+        self._set_frozen(_freeze(embeddings, model.blocks, count), count)
 
 
 class HFViTBackbone(VisionBackbone):
@@ -158,14 +310,30 @@ class HFViTBackbone(VisionBackbone):
     def patch_module(self) -> nn.Module:
         return self.model.embeddings.patch_embeddings
 
-    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.model(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 1:]
+    def _feature_states(self, pixels: Tensor) -> Tensor:
+        return self.model(pixel_values=pixels).last_hidden_state[:, 1:]
 
     def _pooled(self, pixels: Tensor) -> Tensor:
         return self.model(pixel_values=pixels).last_hidden_state[:, 0]
 
+    def _embed(self, pixels: Tensor) -> Tensor:
+        return self.model.embeddings(pixels.to(self.patch_module.projection.weight.dtype))
+
+    def _blocks(self, hidden: Tensor, valid: Tensor | None, start: int, stop: int | None) -> Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = None if valid is None else create_bidirectional_mask(
+            config=self.model.config, inputs_embeds=hidden, attention_mask=valid.long())
+        for layer in self.model.encoder.layer[start:stop]:
+            hidden = layer(hidden, mask)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return hidden
+
+    def _finish(self, hidden: Tensor) -> Tensor:
+        return self.model.layernorm(hidden)
+
     def freeze_layers(self, count: int) -> None:
-        _freeze(self.model.embeddings, self.model.encoder.layer, count)
+        self._set_frozen(_freeze(self.model.embeddings, self.model.encoder.layer, count), count)
 
 
 class TimmCNNBackbone(VisionBackbone):
@@ -188,12 +356,15 @@ class TimmCNNBackbone(VisionBackbone):
         self.hidden_size = model.num_features
         self.feature_size = model.feature_info[feature_index]["num_chs"]
 
-    def feature_states(self, inputs: dict[str, Tensor]) -> Tensor:
+    def feature_states(self, inputs: dict[str, Tensor], lower: Tensor | None = None) -> Tensor:
         [cells] = self.model.forward_intermediates(inputs["pixel_values"], indices=[self.feature_index],
                                                    intermediates_only=True)
         return cells.flatten(2).transpose(1, 2)  # (B, cells, channels), row-major
 
-    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
+    def pooled(self, inputs: dict[str, Tensor], mask: Tensor | None = None, keep: Tensor | None = None,
+               lower: Tensor | None = None) -> Tensor:
+        if keep is not None:
+            raise ConfigError("a CNN reads every cell of its image: drop masking is for transformer backbones")
         pixels = inputs["pixel_values"]
         if mask is not None:
             pixels = pixels * self._pixel_mask(mask.to(pixels.dtype))
@@ -210,16 +381,18 @@ class TimmCNNBackbone(VisionBackbone):
 Backbone = TextBackbone | VisionBackbone
 
 
-def _freeze(embeddings: nn.Module | list, layers: nn.ModuleList, count: int) -> None:
+def _freeze(embeddings: nn.Module | list, layers: nn.ModuleList, count: int) -> list[nn.Module]:
     """``requires_grad`` off for the embeddings (a module, or a list of modules and parameters, None skipped) and
-    the first ``count`` of ``layers``."""
+    the first ``count`` of ``layers``; returns the modules among them (none when ``count`` is 0)."""
     if count > len(layers):
         raise ConfigError(f"--freeze-layers {count}: the backbone has only {len(layers)} layers")
     if count == 0:
-        return
-    for part in [*(embeddings if isinstance(embeddings, list) else [embeddings]), *layers[:count]]:
-        if part is not None:  # a module or a parameter
-            part.requires_grad_(False)
+        return []
+    parts = [p for p in [*(embeddings if isinstance(embeddings, list) else [embeddings]), *layers[:count]]
+             if p is not None]
+    for part in parts:  # a module or a parameter
+        part.requires_grad_(False)
+    return [part for part in parts if isinstance(part, nn.Module)]
 
 
 def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,

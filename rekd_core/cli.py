@@ -42,6 +42,16 @@ TRAIN_HELP = {
                             "a packaged preset, --init-from) and trained otherwise | frozen | trained",
     "freeze_layers": "keep the backbones' input embeddings and first N blocks as they start (default 0: all "
                      "trained, the paper); a packaged preset's checkpoint then stores only what was trained",
+    "masking": "how the predictor reads a selection: zero (the paper: every feature, the unselected as zero vectors "
+               "at their positions) | drop (only the selected features and the special / class tokens, at their "
+               "positions: a step of the predictor costs what the rationale costs)",
+    "drop_probes": "--masking drop, training only: also read this many random unselected features per selected "
+                   "one, as zero vectors, so that the generator learns what selecting them would do (default 0)",
+    "frozen_cache": "auto (on when --freeze-layers N > 0) | on | off: keep the output of the frozen embeddings and "
+                    "blocks per training example, computed in the first epoch and reused after (exact); vision "
+                    "training then augments by flipping only (both orientations are kept), not cropping",
+    "frozen_cache_gb": "memory budget of --frozen-cache in GB; a larger cache is a memory-mapped file beside the "
+                       "run (or in --cache-dir), kept for a resumed run",
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's, else the paper's 1e-5)",

@@ -18,7 +18,7 @@ from .checkpoint import STORED_DTYPES
 from .data import DEFAULT_SEED
 from .errors import ConfigError
 from .inputs import DEVICES
-from .model import Selection
+from .model import Masking, Selection
 from .presets import PRESETS
 
 __all__ = ["CHOICES", "DEFAULT_SEED", "PAPER_LR", "TASK_DEFAULTS", "TrainConfig", "check_choice", "load_config_file"]
@@ -102,6 +102,16 @@ class TrainConfig:
     # the backbones' input embeddings and first N blocks kept as they start (beyond the paper, which fine-tunes all):
     # faster steps, and a checkpoint of a packaged preset then stores only the rest (checkpoint.py)
     freeze_layers: int = 0
+    # how the predictor reads a selection: zero (the paper: every feature, unselected ones as zero vectors) | drop
+    # (only the selected features, at their positions: a predictor step costs what the rationale's size costs)
+    masking: Masking = "zero"
+    # drop masking: unselected features read as zero vectors beside the selected ones, drawn at random in training,
+    # per selected feature (0: none); their straight-through gradient is what zero masking gives every feature
+    drop_probes: float = 0.0
+    # keep the frozen blocks' output (--freeze-layers) per training example, computed once, reused every epoch:
+    # auto (on whenever blocks are frozen) | on | off. Vision training then flips images but does not crop them.
+    frozen_cache: Literal["auto", "on", "off"] = "auto"
+    frozen_cache_gb: float = 4.0  # the cache's memory budget; past it, a memory-mapped file beside the run
     # bf16: autocast, about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs
     precision: Literal["fp32", "bf16"] = "fp32"
     # how the checkpoint stores its weights (the keys of checkpoint.STORED_DTYPES); float16: half the size
@@ -170,6 +180,11 @@ class TrainConfig:
                               "drop --teacher and --init-from")
         if cfg.freeze_layers < 0:
             raise ConfigError(f"freeze_layers must be >= 0, got {cfg.freeze_layers}")
+        if cfg.drop_probes < 0 or (cfg.drop_probes > 0 and cfg.masking != "drop"):
+            raise ConfigError(f"drop_probes must be >= 0, and is for --masking drop (got {cfg.drop_probes} with "
+                              f"--masking {cfg.masking})")
+        if cfg.frozen_cache == "on" and not cfg.freeze_layers:
+            raise ConfigError("--frozen-cache on keeps the output of frozen blocks: give --freeze-layers N")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         if cfg.rationale_kd_tau is not None and not cfg.rationale_kd_tau > 0:

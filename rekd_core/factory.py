@@ -80,6 +80,13 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
     if cfg.freeze_layers:
         model_config["freeze_layers"] = cfg.freeze_layers
+    if cfg.mode != "cls":
+        model_config["masking"] = cfg.masking
+        if cfg.drop_probes:
+            model_config["drop_probes"] = cfg.drop_probes
+    if cfg.masking == "drop" and backbone["type"] == "timm_cnn":
+        raise ConfigError(f"--masking drop: {cfg.backbone!r} is a CNN, which reads every cell of its image; "
+                          "drop masking is for transformer backbones")
     model = RationaleModel(model_config, processor, pretrained)
     if cfg.freeze_layers:
         for part in (model.predictor, model.generator, model.complement):

@@ -3,6 +3,10 @@
 A ``RationaleModel`` is a generator, which scores every feature (word piece or patch) and picks a
 hard 0/1 mask, and a predictor, which classifies the input whose feature embeddings were
 multiplied by that mask. In CLS mode there is no generator: the predictor reads the whole input.
+
+How the predictor reads a selection (``masking``): ``zero`` (the paper's) passes every feature, an
+unselected one as a zero vector at its position; ``drop`` passes only the selected ones (and the special
+tokens, or a ViT's class token), each at its own position, so that its cost follows the rationale's size.
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ from .losses import argmax_mask, gumbel_topk_mask, reverse_gradient, straight_th
 # How a mask is read from the generator's logits (``RationaleModel.select``)
 Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk"]
 SELECTIONS: tuple[str, ...] = get_args(Selection)
+# How the predictor reads it (module docstring)
+Masking = Literal["zero", "drop"]
+MASKINGS: tuple[str, ...] = get_args(Masking)
 
 
 class Generator(nn.Module):
@@ -35,8 +42,9 @@ class Generator(nn.Module):
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 2))
 
-    def forward(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.head(self.backbone.feature_states(inputs))
+    def forward(self, inputs: dict[str, Tensor], lower: Tensor | None = None) -> Tensor:
+        """(B, L, 2) logits; ``lower``: the backbone's frozen-block states of these inputs, when cached."""
+        return self.head(self.backbone.feature_states(inputs, lower))
 
 
 class Predictor(nn.Module):
@@ -48,8 +56,11 @@ class Predictor(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(backbone.hidden_size, num_labels)
 
-    def forward(self, inputs: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
-        return self.classifier(self.dropout(self.backbone.pooled(inputs, mask)))
+    def forward(self, inputs: dict[str, Tensor], mask: Tensor | None = None, keep: Tensor | None = None,
+                lower: Tensor | None = None) -> Tensor:
+        """Class logits; ``mask`` multiplies the feature embeddings, ``keep`` (bool) names the features read when
+        not all are (drop masking), ``lower`` holds cached frozen-block states of an unmasked input."""
+        return self.classifier(self.dropout(self.backbone.pooled(inputs, mask, keep, lower)))
 
 
 @dataclass
@@ -70,7 +81,11 @@ class RationaleModel(nn.Module):
     ``unselectable_token_ids`` (text: the special tokens, [CLS], [SEP] and the like, that are never
     selected nor counted as features, but always reach the predictor; absent: every token is a feature);
     ``complement_weight`` (> 0: a complement adversary, a second predictor that reads what the generator left
-    out, is trained with it; the generator receives its gradient reversed and scaled by this weight).
+    out, is trained with it; the generator receives its gradient reversed and scaled by this weight);
+    ``masking`` ("zero", the default of checkpoints that predate it, or "drop": module docstring) and
+    ``drop_probes`` (drop masking, training only: this many unselected features per selected one, drawn at
+    random, are read too, as zero vectors at their positions, so that their straight-through gradient tells the
+    generator what selecting them would do; 0: none).
     """
 
     def __init__(self, config: dict, processor=None, pretrained: str | None = None):
@@ -91,6 +106,12 @@ class RationaleModel(nn.Module):
                                         dropout)
         self.register_buffer("unselectable_ids", torch.tensor(config.get("unselectable_token_ids", []),
                                                                dtype=torch.long), persistent=False)
+        if self.masking not in MASKINGS:
+            raise ConfigError(f"unknown masking {self.masking!r}: expected one of {', '.join(MASKINGS)}")
+
+    @property
+    def masking(self) -> str:
+        return self.config.get("masking", "zero")
 
     @property
     def task(self) -> str:
@@ -135,7 +156,22 @@ class RationaleModel(nn.Module):
         structural = self.structural_mask(inputs) if mask is not None else None
         if structural is not None:
             mask = mask + structural.to(mask.dtype)
-        return predictor(inputs, mask)
+        if mask is None or self.masking == "zero":
+            return predictor(inputs, mask)
+        keep = mask.detach() > 0
+        probes = self.config.get("drop_probes", 0.0)
+        if self.training and probes > 0:
+            keep = keep | self._probes(keep, self.feature_mask(inputs), probes)
+        return predictor(inputs, mask, keep)
+
+    @staticmethod
+    def _probes(keep: Tensor, feature_mask: Tensor, per_selected: float) -> Tensor:
+        """(B, L) bool: ``round(per_selected x kept)`` unkept features of each example, drawn uniformly."""
+        candidates = feature_mask & ~keep
+        count = torch.round(keep.sum(dim=1, keepdim=True) * per_selected)
+        scores = torch.rand(keep.shape, device=keep.device).masked_fill(~candidates, -1.0)
+        rank = scores.argsort(dim=1, descending=True).argsort(dim=1)
+        return (rank < count) & candidates
 
     def select(self, gen_logits: Tensor, feature_mask: Tensor, selection: str = "topk", tau: float = 1.0,
                ratio: float | None = None) -> Tensor:
@@ -159,12 +195,14 @@ class RationaleModel(nn.Module):
         raise ConfigError(f"unknown selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
 
     def forward(self, inputs: dict[str, Tensor], selection: str = "topk", tau: float = 1.0,
-                ratio: float | None = None, mask: Tensor | None = None) -> RationaleOutput:
-        """Select (unless ``mask`` is given or the model is CLS), then predict from the selection."""
+                ratio: float | None = None, mask: Tensor | None = None,
+                lower: Tensor | None = None) -> RationaleOutput:
+        """Select (unless ``mask`` is given or the model is CLS), then predict from the selection. ``lower``:
+        the frozen-block states of these inputs (a cache's), for the generator, or a CLS model's predictor."""
         feature_mask = self.feature_mask(inputs)
         if self.generator is None:
-            return RationaleOutput(self.predict(inputs), feature_mask)
-        gen_logits = self.generator(inputs).float()  # sampled and compared in float32 under autocast too
+            return RationaleOutput(self.predictor(inputs, lower=lower), feature_mask)
+        gen_logits = self.generator(inputs, lower).float()  # sampled and compared in float32 under autocast too
         if mask is None:
             mask = self.select(gen_logits, feature_mask, selection, tau, ratio)
         complement_logits = None

@@ -160,14 +160,18 @@ class FeatureDataset(torch.utils.data.Dataset):
 
     Text is tokenized once, up front (it is never augmented); with human rationales (ERASER) each
     example also carries ``human_mask`` over its word pieces. Images are transformed on the fly, with
-    augmentation when ``train`` is set.
+    augmentation when ``train`` and ``augment`` are set: a random crop and flip, or with ``flip_only`` a random
+    flip alone, recorded as ``variant`` (0 as it is, 1 mirrored), so that a cache of what the image gives can
+    keep both (frozen_cache.py).
     """
 
-    def __init__(self, split, processor: Processor, train: bool = False, augment: bool = True):
+    def __init__(self, split, processor: Processor, train: bool = False, augment: bool = True,
+                 flip_only: bool = False):
         self.split = split
         self.processor = processor
         self.targets = torch.as_tensor(list(split.targets), dtype=torch.long)
         self.features: dict[str, Tensor] = {}
+        self.variants = 1  # the distinct inputs an example can give (a cache keeps each)
         if processor.task == "text":
             if split.evidence is not None:
                 words = [text.split() for text in split.inputs]
@@ -176,7 +180,9 @@ class FeatureDataset(torch.utils.data.Dataset):
             else:
                 self.features = processor(list(split.inputs))
         else:
-            self.transform = processor.transform(train=train and augment)
+            self.flip = train and augment and flip_only
+            self.variants = 2 if self.flip else 1
+            self.transform = processor.transform(train=train and augment and not flip_only)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -186,6 +192,11 @@ class FeatureDataset(torch.utils.data.Dataset):
             item = {k: v[i] for k, v in self.features.items()}
         else:
             item = {"pixel_values": self.transform(self.split.inputs[i])}
+            if self.flip:  # the draw RandomHorizontalFlip makes
+                mirrored = bool(torch.rand(1) < 0.5)
+                item["variant"] = torch.tensor(int(mirrored))
+                if mirrored:
+                    item["pixel_values"] = item["pixel_values"].flip(-1)
         item["label"] = self.targets[i]
         item["index"] = torch.tensor(i)
         return item

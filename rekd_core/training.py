@@ -43,6 +43,7 @@ from .factory import (
     load_teacher,
     parameter_groups,
 )
+from .frozen_cache import FrozenStateCache, frozen_weights_digest
 from .inputs import resolve_device
 from .losses import prediction_kd, rationale_kd, selection_cost
 from .model import RationaleModel
@@ -54,8 +55,8 @@ from .schedules import alpha_at, tau_at
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-__all__ = ["TeacherCache", "inherited_split_seed", "make_splits", "precision_context", "split_seed_of",
-           "teacher_test_cache", "train", "training_loss"]
+__all__ = ["TeacherCache", "example_slots", "frozen_state_cache", "frozen_states", "inherited_split_seed",
+           "make_splits", "precision_context", "split_seed_of", "teacher_test_cache", "train", "training_loss"]
 
 
 def train(config: TrainConfig) -> Path:
@@ -93,7 +94,8 @@ def train(config: TrainConfig) -> Path:
     if init_source is not None:
         init_backbones_from(model, init_source)
 
-    train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment)
+    frozen_cached = cfg.frozen_cache != "off" and cfg.freeze_layers > 0
+    train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment, flip_only=frozen_cached)
     train_loader = data_loader(train_set, cfg, shuffle=True)
     generators = {"batch_order": train_loader.generator}  # part of the state a cut run is resumed with
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
@@ -109,7 +111,9 @@ def train(config: TrainConfig) -> Path:
     # (which would step it once per process).
     lr_scheduler = get_scheduler(cfg.lr_schedule, optimizer, num_warmup_steps=0, num_training_steps=total_steps)
     grid_length = core.num_features
-    teacher_cache = TeacherCache(len(train_set), grid_length) if distil_from and _cacheable(cfg) else None
+    teacher_cache = (TeacherCache(len(train_set) * train_set.variants, grid_length, train_set.variants)
+                     if distil_from and _cacheable(cfg, train_set) else None)
+    frozen_cache = frozen_state_cache(cfg, core, train_set) if frozen_cached else None
     log: list[dict] = []
     best = {"l_re": math.inf, "epoch": 0, "state": None, "dev": {}}
     extra_config = run_description(cfg, core, teacher)
@@ -129,7 +133,8 @@ def train(config: TrainConfig) -> Path:
         for batch in bar:
             tau = tau_at(step, total_steps, cfg.tau0, every=cfg.tau_every)
             with autocast():  # the frozen teacher is not wrapped by accelerator.prepare
-                loss, parts = training_loss(model, batch, cfg, tau, grid_length, distil_from, teacher_cache)
+                lower = None if frozen_cache is None else frozen_states(frozen_cache, core, batch, train_set.variants)
+                loss, parts = training_loss(model, batch, cfg, tau, grid_length, distil_from, teacher_cache, lower)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -152,12 +157,16 @@ def train(config: TrainConfig) -> Path:
             tqdm.write(_epoch_line(row))
         if dev["l_re"] < best["l_re"]:
             best.update(l_re=dev["l_re"], epoch=epoch, dev=dev, state=cpu_snapshot(core))
+        if frozen_cache is not None:
+            frozen_cache.flush()
         if accelerator.is_main_process:
             last = epoch == cfg.epochs
             save_epoch(core, cfg, log, best, extra_config, steps=step, seconds=time.time() - started + earlier_s,
                        resume_state=None if last else resume.capture(core, optimizer, lr_scheduler, generators))
         accelerator.wait_for_everyone()
 
+    if frozen_cache is not None and not cfg.cache_dir:
+        frozen_cache.remove()  # a file of this run's; one in --cache-dir stays for the runs that share it
     core.load_state_dict(as_stored(best["state"], cfg.weights_dtype))  # tested as shipped (float16: rounded)
     with autocast():
         test = evaluate(model, test_loader, teacher=teacher, selection=cfg.eval_selection, lambda_sel=cfg.lambda_sel,
@@ -181,21 +190,21 @@ def train(config: TrainConfig) -> Path:
 
 
 def training_loss(model: torch.nn.Module, batch: dict, cfg: TrainConfig, tau: float, grid_length: int,
-                  teacher: RationaleModel | None = None,
-                  teacher_cache: TeacherCache | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                  teacher: RationaleModel | None = None, teacher_cache: TeacherCache | None = None,
+                  lower: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The objective of METHOD.md for one batch: CE (CLS), L_RE (RE), or
-    ``alpha * L_RE + (1 - alpha) * (lambda_R * KD_R + tau^2 * KD_Y)`` (REKD).
-    Returns the loss tensor and its parts as floats."""
+    ``alpha * L_RE + (1 - alpha) * (lambda_R * KD_R + tau^2 * KD_Y)`` (REKD). ``lower``: the batch's cached
+    frozen-block states (``frozen_states``). Returns the loss tensor and its parts as floats."""
     inputs, targets = model_inputs(batch), batch["label"]
     if cfg.mode == "cls":
-        loss = F.cross_entropy(model(inputs).logits, targets)
+        loss = F.cross_entropy(model(inputs, lower=lower).logits, targets)
         return loss, {"loss": loss.item()}
     ratio = cfg.ratio
     if cfg.ratio_range is None:
-        out = model(inputs, selection=cfg.train_selection, tau=tau)
+        out = model(inputs, selection=cfg.train_selection, tau=tau, lower=lower)
     else:  # drawn from torch's global generator, whose state a resumed run restores
         ratio = cfg.ratio_range[0] + (cfg.ratio_range[1] - cfg.ratio_range[0]) * torch.rand(()).item()
-        out = model(inputs, selection="gumbel_topk", tau=tau, ratio=ratio)
+        out = model(inputs, selection="gumbel_topk", tau=tau, ratio=ratio, lower=lower)
     fm = out.feature_mask
     length = fm.sum(dim=1) if cfg.sel_length == "real" else grid_length
     ce = F.cross_entropy(out.logits, targets)
@@ -211,7 +220,8 @@ def training_loss(model: torch.nn.Module, batch: dict, cfg: TrainConfig, tau: fl
         return l_re + adversary, parts
     with torch.no_grad():
         if teacher_cache is not None:
-            t_gen = teacher_cache.get(batch["index"], inputs, teacher, out.gen_logits.shape[1])
+            t_gen = teacher_cache.get(example_slots(batch, teacher_cache.variants), inputs, teacher,
+                                      out.gen_logits.shape[1])
         else:
             t_gen = teacher.generator(inputs)
         t_mask = out.mask.detach() if cfg.teacher_mask == "student" else teacher.select(
@@ -246,15 +256,17 @@ def teacher_test_cache(cfg: TrainConfig, num_examples: int, accelerator: Acceler
 
 
 class TeacherCache:
-    """The frozen teacher generator's logits per training example, computed on first use.
+    """The frozen teacher generator's logits per training example (and variant: an image or its mirror image,
+    when the only augmentation is a flip), computed on first use.
 
     In eval mode (no dropout) and on inputs that are not augmented they never change, so the
     teacher generator runs once per example instead of once per step.
     """
 
-    def __init__(self, num_examples: int, grid_length: int):
-        self.logits = torch.zeros(num_examples, grid_length, 2)
-        self.filled = torch.zeros(num_examples, dtype=torch.bool)
+    def __init__(self, num_slots: int, grid_length: int, variants: int = 1):
+        self.logits = torch.zeros(num_slots, grid_length, 2)
+        self.filled = torch.zeros(num_slots, dtype=torch.bool)
+        self.variants = variants
 
     def get(self, index: torch.Tensor, inputs: dict, teacher: RationaleModel, length: int) -> torch.Tensor:
         index = index.cpu()
@@ -326,9 +338,41 @@ def precision_context(precision: str, device: torch.device) -> Callable[[], cont
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _cacheable(cfg: TrainConfig) -> bool:
-    """Whether the teacher generator's logits per training example can be cached: inputs that are not augmented."""
-    return cfg.cache_teacher and (cfg.task == "text" or not cfg.augment)
+def _cacheable(cfg: TrainConfig, train_set: FeatureDataset) -> bool:
+    """Whether the teacher generator's logits per training example can be cached: inputs that are not augmented,
+    or only flipped (two variants an example)."""
+    return cfg.cache_teacher and (cfg.task == "text" or not cfg.augment or train_set.variants == 2)
+
+
+def example_slots(batch: dict, variants: int) -> torch.Tensor:
+    """The cache row of each example of ``batch``: its index, times ``variants``, plus the variant it came as."""
+    index = batch["index"]
+    return index * variants + batch["variant"] if variants > 1 else index
+
+
+def frozen_state_cache(cfg: TrainConfig, model: RationaleModel, train_set: FeatureDataset) -> FrozenStateCache:
+    """The cache of the frozen blocks a run's training examples go through unmasked: the generator's (RE, REKD) or
+    a CLS model's predictor's. ``cfg`` is resolved; the file, when the cache is too large for its budget, lies in
+    ``cfg.cache_dir`` or beside the checkpoint, named by what the states depend on."""
+    backbone = (model.generator or model.predictor).backbone
+    tokens = cfg.max_length if cfg.task == "text" else backbone.num_prefix + backbone.num_patches
+    key = {"backbone": model.config["backbone"], "frozen_blocks": backbone.frozen_blocks,
+           "weights": frozen_weights_digest(backbone), "dataset": cfg.dataset, "split_seed": _split_seed(cfg),
+           "train_limit": cfg.train_limit, "dev_fraction": cfg.dev_fraction, "grid": model.processor.grid(),
+           "examples": len(train_set), "variants": train_set.variants}
+    name = "frozen-" + hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return FrozenStateCache(len(train_set) * train_set.variants, (tokens, backbone.hidden_size),
+                            torch.bfloat16 if cfg.precision == "bf16" else torch.float32,
+                            int(cfg.frozen_cache_gb * 2**30), Path(cfg.cache_dir or f"{cfg.out}.cache") / name, key)
+
+
+def frozen_states(cache: FrozenStateCache, model: RationaleModel, batch: dict, variants: int) -> torch.Tensor:
+    """The batch's frozen-block states, from ``cache`` (those not there yet computed and kept)."""
+    inputs = model_inputs(batch)
+    backbone = (model.generator or model.predictor).backbone
+    length = inputs["input_ids"].shape[1] if "input_ids" in inputs else backbone.num_prefix + backbone.num_patches
+    some = lambda rows: backbone.lower_states({k: v[rows] for k, v in inputs.items()})  # noqa: E731
+    return cache.get(example_slots(batch, variants), length, some, model.device)
 
 
 def _epoch_line(row: dict) -> str:

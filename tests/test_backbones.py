@@ -16,51 +16,9 @@ from rekd_core.data import load_dataset_spec
 from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
 from rekd_core.factory import create_model
-from rekd_core.processing import train_wordpiece_tokenizer
 from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH, tiny_train
 
 pytest_plugins = ["tests.core_fixtures"]
-
-
-@pytest.fixture(scope="module")
-def hf_bert_dir(text_task, tmp_path_factory):
-    """A tiny BERT and its tokenizer saved with save_pretrained, like a downloaded hub model."""
-    from transformers import BertConfig, BertModel
-
-    bundle = load_dataset_spec(f"csv:{text_task}")
-    tokenizer = train_wordpiece_tokenizer(bundle.train.inputs, vocab_size=300)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False)
-    path = tmp_path_factory.mktemp("hub") / "tiny-bert"
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def hf_vit_dir(tmp_path_factory):
-    from transformers import ViTConfig, ViTModel
-
-    torch.manual_seed(0)
-    model = ViTModel(ViTConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
-    path = tmp_path_factory.mktemp("hub") / "tiny-vit"
-    model.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def hf_dinov2_dir(tmp_path_factory):
-    """A tiny DINOv2 whose position embeddings were trained on a 8x8 grid (32 px), twice the tests' grid."""
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    model = Dinov2Model(Dinov2Config(image_size=2 * IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=32,
-                                     num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2))
-    path = tmp_path_factory.mktemp("hub") / "tiny-dinov2"
-    model.save_pretrained(path)
-    return path
 
 
 def test_hf_text_backbone_from_a_local_directory(hf_bert_dir, text_task, tmp_path):

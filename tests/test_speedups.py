@@ -44,7 +44,7 @@ def test_teacher_cache_returns_the_fresh_teacher_logits(text_task):
     teacher, bundle = _text_model(text_task)
     batch = _batch(teacher, bundle.train, True)
     inputs = model_inputs(batch)
-    cache = TeacherCache(num_examples=8, grid_length=teacher.num_features)
+    cache = TeacherCache(8, teacher.num_features)
     with torch.no_grad():
         fresh = teacher.generator(inputs)
         first = cache.get(batch["index"], inputs, teacher, fresh.shape[1])
