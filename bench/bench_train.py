@@ -60,6 +60,13 @@ speed-up is the median of the per-round ratios of step times.
     python bench/bench_train.py --paper-repo /tmp/REKD --preset minilm-re --steps 10 --pass-batches 2
     python bench/bench_train.py --paper-repo /tmp/REKD --preset minilm-rekd --steps 30
     python bench/bench_train.py --baseline none --preset minilm-rekd     # the project's loop only
+    python bench/bench_train.py --paper-repo /tmp/REKD --preset minilm-re --variants zero@bf16 drop@bf16 \
+        drop-f4-cache@bf16                                                 # the fast training modes
+
+--variants names the project loops to run (default: ``zero@P`` for each --precision P): the masking (``zero``, the
+paper's, or ``drop``), optionally ``-fN`` (--freeze-layers N) and ``-cache`` (the frozen blocks' states read from a
+filled ``FrozenStateCache``, as from the second epoch on), then ``@fp32`` or ``@bf16``. bench_steps.py times the
+vision steps with the same loops.
 
 (``git clone https://github.com/JiayiDai/REKD /tmp/REKD`` gives the clone; a bare one works too.)
 """
@@ -67,12 +74,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 import io
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -99,7 +106,14 @@ from rekd_core.factory import check_teacher_compatible, create_model, data_loade
 from rekd_core.model import RationaleModel  # noqa: E402
 from rekd_core.presets import PRESETS, pretrained_directory  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
-from rekd_core.training import TeacherCache, _cacheable, precision_context, training_loss  # noqa: E402
+from rekd_core.training import (  # noqa: E402
+    TeacherCache,
+    _cacheable,
+    frozen_state_cache,
+    frozen_states,
+    precision_context,
+    training_loss,
+)
 
 # The sizes the project now trains (issue: MiniLM-L6 teacher RE step and the student REKD step).
 PRESET_RUNS = {
@@ -108,6 +122,21 @@ PRESET_RUNS = {
 }
 DEFAULTS = dict(teacher="bert-2x128", student=None, length=256, batch=32, precision="fp32")
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+VARIANT = re.compile(r"^(?P<masking>zero|drop)(-f(?P<freeze>\d+))?(?P<cache>-cache)?@(?P<precision>fp32|bf16)$")
+
+
+def parse_variant(name: str) -> tuple[dict, str]:
+    """A project loop's name (``drop-f4-cache@bf16``) -> (TrainConfig overrides, precision)."""
+    match = VARIANT.match(name)
+    if match is None:
+        sys.exit(f"variant {name!r}: expected zero|drop, optionally -fN and -cache, then @fp32 or @bf16 "
+                 "(e.g. drop-f4-cache@bf16)")
+    freeze = int(match["freeze"] or 0)
+    if match["cache"] and not freeze:
+        sys.exit(f"variant {name!r}: -cache keeps the output of frozen blocks, so it needs -fN")
+    overrides = {"masking": match["masking"], "freeze_layers": freeze,
+                 "frozen_cache": "on" if match["cache"] else "off"}
+    return overrides, match["precision"]
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -141,12 +170,19 @@ def matmul_peak(dtype: torch.dtype, sizes: list[int], reps: int) -> tuple[float,
 
 @dataclasses.dataclass
 class Models:
-    """The models of one configuration, built once: the model to train (initial weights shared by
-    every loop) and, for REKD, the frozen teacher as training loads it."""
+    """The models of one configuration: the model to train, the frozen teacher for REKD (as training loads it), and
+    how each loop builds its own model (``build``: from the same seed, so that every loop starts from the same
+    weights)."""
 
     cfg: TrainConfig
     model: RationaleModel
     teacher: RationaleModel | None
+    labels: list[str] = dataclasses.field(default_factory=list)
+    tokenizer_split: RawSplit | None = None
+
+    def build(self, cfg: TrainConfig) -> RationaleModel:
+        torch.manual_seed(0)  # as build_models drew the RE model's
+        return create_model(cfg, self.labels, self.tokenizer_split, tokenizer_source=self.teacher or self.model)
 
 
 def build_models(args: argparse.Namespace, labels: list[str], tokenizer_split: RawSplit, tmp: Path) -> Models:
@@ -156,57 +192,70 @@ def build_models(args: argparse.Namespace, labels: list[str], tokenizer_split: R
     teacher_cfg = TrainConfig(mode="re", backbone=args.teacher, **common).resolved()
     teacher = create_model(teacher_cfg, labels, tokenizer_split)
     if args.student is None:
-        return Models(teacher_cfg, teacher, None)
+        return Models(teacher_cfg, teacher, None, labels, tokenizer_split)
     save_checkpoint(teacher, tmp / "teacher-checkpoint")
     cfg = TrainConfig(mode="rekd", backbone=args.student, teacher=str(tmp / "teacher-checkpoint"), **common).resolved()
     teacher = load_teacher(cfg, torch.device("cpu"))
     student = create_model(cfg, labels, tokenizer_split, tokenizer_source=teacher)
     check_teacher_compatible(teacher, student)
-    return Models(cfg, student, teacher)
+    return Models(cfg, student, teacher, labels, tokenizer_split)
 
 
 class ProjectLoop:
-    """The body of ``training.train``'s batch loop at one precision, on its own copy of the model."""
+    """The body of ``training.train``'s batch loop for one variant (``parse_variant``: masking, frozen blocks and
+    their cache, precision), on its own model, built from the same seed as every other loop's."""
 
-    def __init__(self, models: Models, precision: str, split: RawSplit):
+    def __init__(self, models: Models, variant: str, split: RawSplit):
         from transformers import get_scheduler
 
-        self.name = f"project {precision}"
-        self.precision = precision
-        self.cfg = dataclasses.replace(models.cfg, precision=precision)
-        self.model = copy.deepcopy(models.model).train()
+        overrides, precision = parse_variant(variant)
+        self.name, self.precision = variant, precision
+        self.cfg = dataclasses.replace(models.cfg, precision=precision, **overrides).resolved()
+        self.model = models.build(self.cfg).train()
         self.teacher = models.teacher
         self.autocast = precision_context(precision, torch.device("cpu"))
-        dataset = FeatureDataset(split, self.model.processor, train=True, augment=self.cfg.augment)
+        frozen_cached = self.cfg.frozen_cache == "on"
+        dataset = FeatureDataset(split, self.model.processor, train=True, augment=self.cfg.augment != "none",
+                                 flip_only=self.cfg.augment == "flip" or frozen_cached)
+        self.variants = dataset.variants
         self.batches = list(data_loader(dataset, self.cfg))  # collated up front: data loading is not timed
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = get_scheduler(self.cfg.lr_schedule, self.optimizer, num_warmup_steps=0,
                                        num_training_steps=10**6)
-        self.cache = (TeacherCache(len(dataset), self.model.num_features)
-                      if self.teacher is not None and _cacheable(self.cfg) else None)
+        self.cache = (TeacherCache(len(dataset) * dataset.variants, self.model.num_features, dataset.variants)
+                      if self.teacher is not None and _cacheable(self.cfg, dataset) else None)
+        self.frozen = frozen_state_cache(self.cfg, self.model, dataset) if frozen_cached else None
         self.losses: list[float] = []
 
     def fill_cache(self) -> float | None:
-        """Run the teacher generator over the pass once, as the first epoch does; seconds per sample."""
-        if self.cache is None:
+        """Fill the teacher's and the frozen blocks' caches over the pass, as the first epoch does; seconds per
+        sample (None when the loop has neither)."""
+        if self.cache is None and self.frozen is None:
             return None
         start = time.perf_counter()
         with torch.no_grad(), self.autocast():
             for batch in self.batches:
-                self.cache.get(batch["index"], model_inputs(batch), self.teacher, self.model.num_features)
+                if self.cache is not None:
+                    self.cache.get(batch["index"] * self.variants + batch.get("variant", 0), model_inputs(batch),
+                                   self.teacher, self.model.num_features)
+                if self.frozen is not None:
+                    frozen_states(self.frozen, self.model, batch, self.variants)
         return (time.perf_counter() - start) / sum(len(b["label"]) for b in self.batches)
 
     def length(self, index: int) -> int:
-        return self.batches[index]["input_ids"].shape[1]
+        """The size of batch ``index``'s input: its padded length (text) or its image side (vision)."""
+        batch = self.batches[index]
+        return batch["input_ids"].shape[1] if "input_ids" in batch else batch["pixel_values"].shape[-1]
 
     def step(self, index: int) -> float:
         """One training step on batch ``index``; its seconds."""
         batch = self.batches[index]
         start = time.perf_counter()
         with self.autocast():
+            lower = None if self.frozen is None else frozen_states(self.frozen, self.model, batch, self.variants)
             loss, parts = training_loss(self.model, batch, self.cfg, self.cfg.tau0, self.model.num_features,
-                                        self.teacher, self.cache)
+                                        self.teacher, self.cache, lower)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -473,10 +522,11 @@ def speed_up(fast: Timing, slow: Timing) -> str:
             f"per-round ratios, middle half {q1:.2f}-{q3:.2f}x; ratio of medians {of_medians:.2f}x)")
 
 
-def report(timings: list[Timing], batch: int, peaks: dict[str, float]) -> None:
+def report(timings: list[Timing], batch: int, peaks: dict[str, float], reference: str | None = None) -> None:
     """samples/s, step seconds, GFLOP per step and per second, percentage of the precision's matmul
-    peak; the speed-ups over the paper's loop (and of bf16 over fp32)."""
-    print(f"{'loop':<12} {'samples/s':>9} {'s/step':>7} {'(middle half)':>15} {'GFLOP/step':>10} "
+    peak; the speed-ups over the paper's loop and over the ``reference`` loop."""
+    width = max(12, *(len(t.name) for t in timings))
+    print(f"{'loop':<{width}} {'samples/s':>9} {'s/step':>7} {'(middle half)':>15} {'GFLOP/step':>10} "
           f"{'GFLOP/s':>8} {'% of peak':>9}")
     for t in timings:
         rounds = sorted(t.seconds)
@@ -485,15 +535,13 @@ def report(timings: list[Timing], batch: int, peaks: dict[str, float]) -> None:
         q1, q3 = _quartiles(seconds)
         rate = statistics.median(t.flops[t.lengths[r]] / t.seconds[r] / 1e9 for r in rounds)
         gflop = statistics.mean(t.flops[t.lengths[r]] for r in rounds) / 1e9
-        print(f"{t.name:<12} {batch / step_s:9.1f} {step_s:7.3f} {f'({q1:.3f}-{q3:.3f})':>15} {gflop:10.1f} "
+        print(f"{t.name:<{width}} {batch / step_s:9.1f} {step_s:7.3f} {f'({q1:.3f}-{q3:.3f})':>15} {gflop:10.1f} "
               f"{rate:8.1f} {100 * rate / peaks[t.precision]:8.1f}%  ({t.precision} peak {peaks[t.precision]:.0f})")
     by_name = {t.name: t for t in timings}
-    base = by_name.get(PaperLoop.name)
-    for t in timings:
-        if base is not None and t is not base:
-            print(speed_up(t, base))
-    if "project fp32" in by_name and "project bf16" in by_name:
-        print(speed_up(by_name["project bf16"], by_name["project fp32"]))
+    for base in (by_name.get(PaperLoop.name), by_name.get(reference)):
+        for t in timings:
+            if base is not None and t is not base and t.name != PaperLoop.name:
+                print(speed_up(t, base))
 
 
 def parse_args() -> argparse.Namespace:
@@ -506,6 +554,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--length", type=int, help=f"padded length L (default {DEFAULTS['length']})")
     parser.add_argument("--batch", type=int, help=f"batch size (default {DEFAULTS['batch']})")
     parser.add_argument("--precision", help="fp32, bf16 or fp32,bf16: one project loop each (the paper's is fp32)")
+    parser.add_argument("--variants", nargs="+", help="the project loops (module docstring; default: zero@P for each "
+                        "--precision P); the first is the reference of the speed-ups")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds after the counting rounds")
@@ -525,9 +575,10 @@ def parse_args() -> argparse.Namespace:
     for key, value in {**DEFAULTS, **PRESET_RUNS.get(args.preset, {})}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.precisions = args.precision.split(",")
-    if any(p not in PEAK_DTYPES for p in args.precisions):
+    precisions = args.precision.split(",")
+    if any(p not in PEAK_DTYPES for p in precisions):
         parser.error("--precision takes fp32, bf16 or fp32,bf16")
+    args.variants = args.variants or [f"zero@{p}" for p in precisions]
     if args.baseline == "paper" and not args.paper_repo:
         parser.error("the paper's loop needs a clone of its repository: git clone https://github.com/JiayiDai/REKD "
                      "/tmp/REKD, then --paper-repo /tmp/REKD (or --baseline none)")
@@ -557,13 +608,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rekd-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         models = build_models(args, bundle.labels, tokenizer_split, tmp)
-        loops = [ProjectLoop(models, p, split) for p in args.precisions]
+        loops = [ProjectLoop(models, variant, split) for variant in args.variants]
         paper = PaperLoop(args, models, split, tmp) if args.baseline == "paper" else None
         for loop in loops:
             fill = loop.fill_cache()
             if fill is not None:
-                print(f"{loop.name}: teacher generator logits cached, {1000 * fill:.1f} ms per sample "
-                      f"(paid once per example, in the first epoch; not in the timings below)")
+                print(f"{loop.name}: caches filled (teacher generator logits, frozen blocks), {1000 * fill:.1f} ms "
+                      "per sample (paid once per example, in the first epoch; not in the timings below)")
         trimmed = [loops[0].length(i) for i in range(len(loops[0].batches))]
         print(f"project loop: batch lengths after trimming {trimmed} (of {args.length})")
         if paper is not None:
@@ -595,7 +646,7 @@ def main() -> None:
           + ", ".join(f"{name} {value:.3f}" for name, value in losses.items()))
     print(f"{len([k for k, _ in plan if k == 'time'])} timed rounds after {len([k for k, _ in plan if k != 'time'])} "
           f"untimed ones (FLOP counting, warm-up); medians:")
-    report(list(timings.values()), args.batch, peaks)
+    report(list(timings.values()), args.batch, peaks, reference=args.variants[0])
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ class CheckpointInfo:
     grid: dict = field(default_factory=dict)
     ratio_range: tuple[float, float] | None = None  # the ratios it was trained over (None: CLS, reads all)
     generator_embeddings: str = ""  # text RE/REKD: "frozen" (pretrained) or "trained" word embeddings
+    masking: str = ""  # RE/REKD: how the predictor reads the selection, "zero" (also older checkpoints) or "drop"
     warnings: list[str] = field(default_factory=list)  # a degenerate generator, from its test metrics
 
     @property
@@ -209,6 +210,7 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> Che
         teacher=str(teacher.get("path")) if isinstance(teacher, dict) and teacher.get("path") else None,
         status=str(config.get("status", "")), grid=config.get("feature_grid") or {},
         ratio_range=trained_range(config), generator_embeddings=str(config.get("generator_embeddings", "")),
+        masking="" if str(config["mode"]) == "cls" else str(config.get("masking", "zero")),
         warnings=[str(w) for w in test.get("warnings", []) if isinstance(w, str)])
 
 

@@ -352,6 +352,10 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
+MASKING_TEXT = {"zero": "every feature, the unselected as zeros (zero masking)",
+                "drop": "only the selected features (drop masking)"}
+
+
 def model_card_html(info, role: str, colour: str, teacher: str | None = None) -> str:
     """A small card: backbone, parameters, mode and ratio, test accuracy, data and grid, and the teacher
     (``teacher``, else the path the checkpoint recorded) that a REKD model was distilled from or an RE
@@ -381,6 +385,8 @@ def model_card_html(info, role: str, colour: str, teacher: str | None = None) ->
             ("dataset", info.dataset or "?")]
     if teacher or info.teacher:
         rows.append(("distilled from" if info.mode == "rekd" else "compared with", teacher or info.teacher))
+    if info.masking:
+        rows.append(("predictor reads", MASKING_TEXT.get(info.masking, info.masking)))
     if info.generator_embeddings:
         rows.append(("generator embeddings", f"{info.generator_embeddings} "
                      f"({'pretrained' if info.generator_embeddings == 'frozen' else 'learned from scratch'})"))
@@ -390,6 +396,8 @@ def model_card_html(info, role: str, colour: str, teacher: str | None = None) ->
     hints = {"mode": GLOSSARY.get(info.mode_name, ""), "rationale ratio": GLOSSARY["ratio"],
              "test accuracy": GLOSSARY["achieved ratio"],
              "feature grid": GLOSSARY["word pieces"] if grid.get("type") == "text" else "",
+             "predictor reads": "zero masking (the paper's): every feature, an unselected one as a zero vector at its "
+                                "position; drop masking: only the selected features, at their positions",
              "generator embeddings": "the generator's word embeddings: frozen when they come from pretrained "
                                      "weights, trained when they start random",
              "⚠ warning": "from the model's test metrics: what its generator selects on its own (argmax), "

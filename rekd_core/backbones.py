@@ -591,6 +591,15 @@ def _hf_config(config: dict):
     return AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
 
 
+def starts_pretrained(spec: str, pretrained: bool = True) -> bool:
+    """Whether a backbone SPEC that is not a preset loads pretrained weights: a ``timm:`` name or a hub id unless
+    ``pretrained`` is off, a local Hugging Face directory when it holds weights (a config alone is trained from
+    scratch)."""
+    if os.path.isdir(spec):
+        return pretrained and _has_weights(spec)
+    return pretrained
+
+
 def _has_weights(directory: str) -> bool:
     """Whether a local Hugging Face model directory holds weights (safetensors or PyTorch, sharded or not)."""
     patterns = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json")

@@ -52,9 +52,11 @@ TRAIN_HELP = {
                     "training then augments by flipping only (both orientations are kept), not cropping",
     "frozen_cache_gb": "memory budget of --frozen-cache in GB; a larger cache is a memory-mapped file beside the "
                        "run (or in --cache-dir), kept for a resumed run",
+    "augment": "vision training: crop_flip (the paper: random crop with padding, and flip) | flip (a random flip "
+               "alone, which keeps each patch on the grid) | none",
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
-    "lr": "learning rate (default: the preset's, else the paper's 1e-5)",
+    "lr": "learning rate (default: the preset's; else the paper's 1e-5 for pretrained weights, 5e-4 from scratch)",
     "head_lr": "learning rate of the generator's and predictor's heads (default: the preset's, else --lr); "
                "new heads on a pretrained backbone need a larger one",
     "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
@@ -275,8 +277,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     for name, exp in result.items():
         top = ", ".join(f"{k} {v:.3f}" for k, v in exp.probs.items())
+        reads = f"; {exp.masking} masking" if exp.masking else ""
         print(f"[{name}] {Path(getattr(model, 'checkpoint_path', '')).name if name != 'teacher' else args.teacher}: "
-              f"{exp.label} ({top}); selected {len(exp.selected)}/{exp.num_features} features ({exp.ratio:.3f})")
+              f"{exp.label} ({top}); selected {len(exp.selected)}/{exp.num_features} features ({exp.ratio:.3f}"
+              f"{reads})")
         if exp.tokens is not None:
             print("  tokens: " + " ".join(exp.tokens[i] for i in exp.selected))
             if exp.truncated:

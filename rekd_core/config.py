@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .backbones import starts_pretrained
 from .checkpoint import STORED_DTYPES
 from .data import DEFAULT_SEED
 from .errors import ConfigError
@@ -21,14 +22,16 @@ from .inputs import DEVICES
 from .model import Masking, Selection
 from .presets import PRESETS
 
-__all__ = ["CHOICES", "DEFAULT_SEED", "PAPER_LR", "TASK_DEFAULTS", "TrainConfig", "check_choice", "load_config_file"]
+__all__ = ["CHOICES", "DEFAULT_SEED", "PAPER_LR", "SCRATCH_LR", "TASK_DEFAULTS", "TrainConfig", "check_choice",
+           "load_config_file"]
 
 # The paper's per-task defaults (METHOD.md); the student lambda_sel for each task.
 TASK_DEFAULTS = {
     "text": {"ratio": 0.10, "lambda_sel": 1e-4, "dropout": 0.5, "weight_decay": 0.0},
     "vision": {"ratio": 0.15, "lambda_sel": 1e-2, "dropout": 0.1, "weight_decay": 1e-3},
 }
-PAPER_LR = 1e-5
+PAPER_LR = 1e-5  # for pretrained backbones (35 epochs of fine-tuning)
+SCRATCH_LR = 5e-4  # for a backbone trained from scratch that is not a preset (the small presets' rate)
 
 
 @dataclass
@@ -55,7 +58,7 @@ class TrainConfig:
     train_selection: Literal["auto", "gumbel", "gumbel_topk"] = "auto"  # auto: the preset's, else gumbel
     epochs: int = 3
     batch_size: int = 32
-    lr: float | None = None  # default: the preset's, else the paper's 1e-5
+    lr: float | None = None  # default: the preset's, else the paper's 1e-5 (pretrained) or SCRATCH_LR (from scratch)
     # constant (the paper), or linear / cosine decay to 0 over the run (names of transformers.get_scheduler)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     head_lr: float | None = None  # the generator's and predictor's heads (default: the preset's, else lr)
@@ -94,7 +97,9 @@ class TrainConfig:
     complement_weight: float = 0.0
     teacher_mask: Literal["student", "teacher"] = "student"  # the teacher predictor reads: the student's mask (paper)
     eval_selection: Selection = "topk"  # topk | argmax | gumbel (the reference code's noisy evaluation) | gumbel_topk
-    augment: bool = True  # vision: random crop and flip while training
+    # vision training: crop_flip (the paper's random crop and flip) | flip (a random flip alone: a patch stays on the
+    # grid, and a frozen-block cache keeps both orientations) | none. true / false: crop_flip / none
+    augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
     # text: exclude ([CLS], [SEP]... are never selected nor counted) | select (the reference code)
     special_tokens: Literal["exclude", "select"] = "exclude"
     # text: auto (frozen when pretrained: hub, local weights, packaged, --init-from) | frozen | trained
@@ -134,6 +139,8 @@ class TrainConfig:
                     setattr(cfg, name, float(value))
                 except ValueError as exc:
                     raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+        if isinstance(cfg.augment, bool):  # the flag it was before it had modes
+            cfg.augment = "crop_flip" if cfg.augment else "none"
         for name, choices in CHOICES.items():
             check_choice(name, getattr(cfg, name), choices)
         if not cfg.dataset:
@@ -150,7 +157,8 @@ class TrainConfig:
         if preset and preset.task != cfg.task:
             raise ConfigError(f"backbone {cfg.backbone!r} is a {preset.task} backbone, but the task is {cfg.task}")
         if cfg.lr is None:
-            cfg.lr = preset.lr if preset else PAPER_LR
+            pretrained = preset is None and starts_pretrained(cfg.backbone, cfg.pretrained)
+            cfg.lr = preset.lr if preset else PAPER_LR if pretrained else SCRATCH_LR
         for name, value in (preset.defaults if preset else {}).items():
             if getattr(cfg, name) in (None, "auto"):
                 setattr(cfg, name, value)

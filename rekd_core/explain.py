@@ -31,6 +31,9 @@ class Explanation:
     truncated: bool = False  # text: the input was longer than the model's max length
     grid_side: int | None = None  # vision: patches per side
     patch_size: int | None = None  # vision: pixels per patch side, at the model's image size
+    # how the predictor read the selection: zero (every feature, unselected as zero vectors) or drop (only the
+    # selected ones); None for a CLS model, which reads everything
+    masking: str | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -68,7 +71,8 @@ def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: f
                               probs={name: float(p) for name, p in zip(model.labels, probs[row])},
                               selected=selected, num_features=n, ratio=len(selected) / max(n, 1),
                               scores=scores[row, :read].tolist() if scores is not None else [],
-                              selectable=selectable[row, :read].nonzero().squeeze(1).tolist(), length=read)
+                              selectable=selectable[row, :read].nonzero().squeeze(1).tolist(), length=read,
+                              masking=model.masking if model.generator is not None else None)
             _describe_features(model, item, exp)
             explanations.append(exp)
     return explanations

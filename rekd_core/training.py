@@ -95,7 +95,8 @@ def train(config: TrainConfig) -> Path:
         init_backbones_from(model, init_source)
 
     frozen_cached = cfg.frozen_cache != "off" and cfg.freeze_layers > 0
-    train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment, flip_only=frozen_cached)
+    train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment != "none",
+                               flip_only=cfg.augment == "flip" or frozen_cached)
     train_loader = data_loader(train_set, cfg, shuffle=True)
     generators = {"batch_order": train_loader.generator}  # part of the state a cut run is resumed with
     dev_loader = data_loader(FeatureDataset(dev_split, model.processor), cfg)
@@ -341,7 +342,7 @@ def precision_context(precision: str, device: torch.device) -> Callable[[], cont
 def _cacheable(cfg: TrainConfig, train_set: FeatureDataset) -> bool:
     """Whether the teacher generator's logits per training example can be cached: inputs that are not augmented,
     or only flipped (two variants an example)."""
-    return cfg.cache_teacher and (cfg.task == "text" or not cfg.augment or train_set.variants == 2)
+    return cfg.cache_teacher and (cfg.task == "text" or cfg.augment == "none" or train_set.variants == 2)
 
 
 def example_slots(batch: dict, variants: int) -> torch.Tensor:

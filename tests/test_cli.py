@@ -190,6 +190,7 @@ def test_explain_json_with_teacher(cli_models, capsys):
         assert all(isinstance(i, int) and 1 <= i <= n for i in exp["selected"])
         assert exp["selected_tokens"] == [exp["tokens"][i] for i in exp["selected"]]
         assert exp["truncated"] is False
+        assert exp["masking"] == "zero"  # what the checkpoint says (its default, the paper's)
     comparison = payload["comparison"]
     assert set(comparison) >= {"both", "teacher_only", "student_only", "iou", "f1", "labels_agree"}
     assert sorted(comparison["both"] + comparison["student_only"]) == sorted(payload["student"]["selected"])

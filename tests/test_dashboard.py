@@ -1278,6 +1278,10 @@ def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generato
     assert info.generator_embeddings == "trained" and info.warnings == [warning]
     card = R.model_card_html(info, "Student", "#000")
     assert "trained (learned from scratch)" in card and "selects 0.000 of the features" in card
+    assert "every feature, the unselected as zeros (zero masking)" in card  # no masking recorded: the paper's
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**config, "masking": "drop"}))
+    assert "only the selected features (drop masking)" in R.model_card_html(B.describe_checkpoint(tmp_path),
+                                                                             "Student", "#000")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_a_drop_model_trains_records_its_masking_and_explains(text_task, trainer
     model = load_checkpoint(ckpt)
     assert model.masking == "drop"
     [exp] = explain(model, ["a short review of a film"])
-    assert exp.label in ("neg", "pos")
+    assert exp.label in ("neg", "pos") and exp.masking == "drop"
     old = json.loads((ckpt / "config.json").read_text())
     del old["masking"]  # a checkpoint from before the option reads as the paper's masking
     (ckpt / "config.json").write_text(json.dumps(old))
@@ -185,7 +185,7 @@ def test_cached_frozen_states_give_the_logits_of_the_live_pass_exactly(task, pre
                                  torch.bfloat16 if precision == "bf16" else torch.float32, 2**30, tmp_path, {})
         with torch.no_grad(), precision_context(precision, torch.device("cpu"))():
             slots = torch.arange(6)
-            lower = cache.get(slots, tokens, lambda rows: part.backbone.lower_states(
+            lower = cache.get(slots, tokens, lambda rows, part=part, inputs=inputs: part.backbone.lower_states(
                 {k: v[rows] for k, v in inputs.items()}), torch.device("cpu"))
             assert cache.filled.all()
             cached = cache.get(slots, tokens, None, torch.device("cpu"))  # read, not computed
@@ -199,7 +199,7 @@ def test_cached_frozen_states_give_the_logits_of_the_live_pass_exactly(task, pre
 
 def _vision_run(trainer, image_task, out, **options):
     return trainer(f"imagefolder:{image_task}", out, task="vision", backbone="vit-1x32", freeze_layers=1, epochs=2,
-                   augment=False, **options)
+                   augment="none", **options)
 
 
 def test_a_run_with_the_cache_ends_where_one_without_it_ends(image_task, trainer, tmp_path):

@@ -180,7 +180,7 @@ def test_a_run_cut_after_an_epoch_goes_on_from_there(task, mode, text_task, imag
     if task == "text":  # one fixed vocabulary: training a WordPiece tokenizer is not deterministic (tokenizers#1794)
         options.update(tokenizer=str(text_re_ckpt), **({"teacher": str(text_re_ckpt)} if mode == "rekd" else {}))
     else:  # random crops and flips draw from the generators that a resumed run restores
-        options.update(augment=True)
+        options.update(augment="crop_flip")
     whole = tmp_path / "whole"
     trainer(dataset, whole, **options)
     _cut_in_epoch_2(trainer, dataset, tmp_path / "cut", options, monkeypatch)
