@@ -65,13 +65,25 @@ def cached_dataset(spec: str):
     return B.load_dataset(spec)
 
 
+def read_dataset(spec: str):
+    """The dataset ``spec`` names, read once (``cached_dataset``), and only when its path lies inside
+    ``$REKD_ALLOWED_ROOTS``: checked on every call, before the cache, so a cached dataset is no way round it."""
+    B.check_dataset_allowed(spec)
+    return cached_dataset(spec)
+
+
+def dataset_sample(spec: str, task: str, split: str, n: int, seed: int) -> list:
+    """A sample of the dataset ``spec`` as input items (``read_dataset``, then ``cached_dataset_items``)."""
+    return cached_dataset_items(spec, task, split, n, seed, read_dataset(spec))
+
+
 @st.cache_resource(max_entries=4, show_spinner="Sampling the dataset…")
-def cached_dataset_items(spec: str, task: str, split: str, n: int, seed: int) -> list:
-    """A dataset sample as input items (with their human evidence, where the dataset has some)."""
-    bundle = cached_dataset(spec)
-    if bundle.task != task:
-        raise RekdError(f"{spec} is a {bundle.task} dataset, but the task picked is {task}")
-    return B.dataset_items(bundle, split, n, seed)
+def cached_dataset_items(spec: str, task: str, split: str, n: int, seed: int, _bundle) -> list:
+    """A dataset sample as input items (with their human evidence, where the dataset has some); ``_bundle``
+    is the dataset ``spec`` names (not hashed: the spec stands for it in the cache key)."""
+    if _bundle.task != task:
+        raise RekdError(f"{spec} is a {_bundle.task} dataset, but the task picked is {task}")
+    return B.dataset_items(_bundle, split, n, seed)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -165,6 +177,7 @@ def load(path: str, device) -> tuple[object | None, str | None]:
     if not path:
         return None, None
     try:
+        B.check_allowed_path(path, "this checkpoint directory")  # before anything touches it, cache included
         return cached_model(path, str(device), B.weights_mtime(path)), None
     except RekdError as exc:
         return None, str(exc)
@@ -188,10 +201,15 @@ def _sidebar():
         st.warning(warning)
 
     root = B.checkpoints_root()
-    infos, problems = cached_discovery(str(root))
-    task_infos = [info for info in infos if info.task == task]
     st.subheader("Models")
-    if not task_infos:
+    try:
+        B.check_allowed_path(root, "The checkpoints folder (REKD_CHECKPOINTS)")
+        infos, problems = cached_discovery(str(root))
+    except RekdError as exc:
+        st.error(str(exc))
+        infos, problems = [], []
+    task_infos = [info for info in infos if info.task == task]
+    if not task_infos and B.is_allowed_path(root):
         st.info(f"No {task} checkpoints found under `{root}`. Type checkpoint directories below, "
                 "or set REKD_CHECKPOINTS to a folder of checkpoints.")
     if problems:
@@ -319,7 +337,7 @@ def gather_inputs(ctx) -> tuple[list[B.InputItem], list[str]]:
         spec, split, n, seed = dataset_inputs(ctx, "compare", 20)
         if spec:
             try:
-                items += cached_dataset_items(spec, task, split, n, seed)
+                items += dataset_sample(spec, task, split, n, seed)
             except RekdError as exc:
                 errors.append(str(exc))
         else:
@@ -520,6 +538,19 @@ def ratios_view(ctx, check):
     default = str(B.default_results_path())
     path = st.text_input("Results file (one row per run)", value=default, key="results_path").strip()
     try:
+        B.check_allowed_path(path, "This results file")
+    except RekdError as exc:
+        st.error(str(exc))
+    else:
+        results_file(ctx, path)
+    st.divider()
+    with guard("Live evaluation"):
+        live_evaluation(ctx, check)
+
+
+def results_file(ctx, path: str):
+    """The plots and tables of the results file at ``path`` (one the page may read), or why there are none."""
+    try:
         mtime = os.path.getmtime(path) if path and os.path.isfile(path) else 0.0
         headlines = cached_headlines(path, "results", B.recipe_mtime())
         frame = cached_results(path, mtime, headlines)
@@ -534,9 +565,6 @@ def ratios_view(ctx, check):
             results_section(ctx, frame, headlines)
         with guard("Models read at many ratios"):
             range_section(ctx, cached_range_comparison(path, mtime, headlines))
-    st.divider()
-    with guard("Live evaluation"):
-        live_evaluation(ctx, check)
 
 
 def results_section(ctx, frame, headlines: dict):
@@ -606,10 +634,7 @@ def loaded_run_names(ctx) -> list[str]:
 
 def dataset_inputs(ctx, prefix: str, default_n: int):
     """Dataset spec, split, sample size and seed widgets (the student's training data by default)."""
-    default_spec = ""
-    if ctx["student_path"]:
-        with contextlib.suppress(RekdError):
-            default_spec = B.local_dataset_spec(B.describe_checkpoint(ctx["student_path"]).dataset)
+    default_spec = B.default_dataset_spec(ctx["student_path"])
     a, b, c, d = st.columns([3, 1, 1, 1])
     # One field per task and default: switching the task (or to a student trained on other data) brings a
     # field that holds that task's dataset, not the spec typed for the other one.
@@ -630,7 +655,7 @@ def live_evaluation(ctx, check):
     ratios = st.multiselect("Rationale ratios", EVAL_RATIOS, default=[0.05, 0.1, 0.2, 0.5, 1.0], key="eval_ratios")
     ready = ctx["teacher"] is not None and ctx["student"] is not None and check is not None and not check.fatal
     if st.button("Evaluate", key="eval_run", disabled=not ready, type="primary"):
-        bundle = cached_dataset(spec)
+        bundle = read_dataset(spec)
         check_dataset_fits(bundle, ctx["student"])
         sample = B.sample_split(bundle, split, n, seed)
         bar = st.progress(0.0, text="Evaluating…")
@@ -690,7 +715,7 @@ def browser_view(ctx, check):
         if source == "Bundled examples":
             items, what = cached_examples(task), "the bundled examples"
         else:
-            bundle = cached_dataset(spec)
+            bundle = read_dataset(spec)
             if bundle.task != task:
                 raise RekdError(f"{spec} is a {bundle.task} dataset, but the task picked is {task}")
             items, what = B.dataset_items(bundle, split, n, seed), f"{spec} ({split}, n={n}, seed {seed})"
@@ -753,6 +778,7 @@ def browser_view(ctx, check):
 
 def main():
     st.set_page_config(page_title="REKD: teacher vs student rationales", page_icon="🔍", layout="wide")
+    B.keep_uploads_in_memory(st.get_option("server.maxUploadSize"))  # before any upload: they come from this page
     B.configure_torch_threads()
     ctx = sidebar()
     st.title("Teacher vs student rationales")

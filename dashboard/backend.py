@@ -1,4 +1,5 @@
-"""Everything the dashboard does that is not drawing: finding checkpoints and describing them,
+"""Everything the dashboard does that is not drawing: the folders a page served to a lab may read
+(``$REKD_ALLOWED_ROOTS``) and uploads kept off the server's disk, finding checkpoints and describing them,
 reading the user's inputs (typed reviews, uploaded files, bundled examples, dataset samples),
 running a teacher and a student on them, scoring their rationales against human evidence (ERASER),
 ranking a sample by disagreement or plausibility, evaluating the pair
@@ -142,6 +143,74 @@ def device_description(device: "torch.device") -> str:
         return "mps (Apple GPU)"
     threads = torch.get_num_threads()
     return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Serving the page to several people: the folders it may read, and uploads kept off the disk
+# ----------------------------------------------------------------------------------------------
+
+ALLOWED_ROOTS_ENV = "REKD_ALLOWED_ROOTS"
+
+
+def allowed_roots() -> list[Path] | None:
+    """The folders ``$REKD_ALLOWED_ROOTS`` names (separated by ``os.pathsep``, as in ``PATH``), each with ``~``,
+    symlinks and ``..`` resolved; None when it is unset or names none: then the page reads any path, as it
+    should for one person on their own machine. Read on every call, so that the check never hides in a cache."""
+    value = os.environ.get(ALLOWED_ROOTS_ENV, "")
+    roots = [Path(part.strip()).expanduser().resolve() for part in value.split(os.pathsep) if part.strip()]
+    return roots or None
+
+
+def is_allowed_path(path: str | Path) -> bool:
+    """Whether the page may read ``path``: always when ``allowed_roots()`` is None, else when ``path``, once
+    ``~``, symlinks and ``..`` are resolved, lies inside one of the roots. Only the name is resolved (symlinks
+    followed): nothing is read from the path. An unresolvable path (a symlink loop, a NUL byte) is outside."""
+    roots = allowed_roots()
+    if roots is None:
+        return True
+    try:
+        resolved = Path(str(path).strip()).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def check_allowed_path(path: str | Path, what: str) -> None:
+    """``ConfigError`` with one line when the page may not read ``path`` (``is_allowed_path``). ``what`` names
+    the field ("This results file"). The line names the allowed roots, never the path: resolved, it would
+    show where a symlink points. An empty path passes: it names nothing, and the caller says so."""
+    if str(path).strip() and not is_allowed_path(path):
+        roots = ", ".join(str(root) for root in allowed_roots() or [])
+        raise ConfigError(f"{what} is outside the folders this server may read ({ALLOWED_ROOTS_ENV}: {roots}); "
+                          "nothing was read from it")
+
+
+def dataset_spec_path(spec: str | None) -> str:
+    """The path of a dataset spec as ``rekd_core.data.load_dataset_spec`` reads it (``csv:DIR`` -> ``DIR``);
+    "" for a spec that names none (``imdb``, ``cifar10``: the Hugging Face hub)."""
+    _, _, raw = (spec or "").strip().partition(":")
+    return raw.strip()
+
+
+def check_dataset_allowed(spec: str) -> None:
+    """``check_allowed_path`` on the path of a dataset spec (``dataset_spec_path``)."""
+    check_allowed_path(dataset_spec_path(spec), "This dataset's path")
+
+
+def keep_uploads_in_memory(max_upload_mb: float) -> None:
+    """Make Streamlit's server keep every upload of up to ``max_upload_mb`` MB (its ``server.maxUploadSize``) in
+    memory from the socket on. It parses an upload with Starlette, whose multipart parser spools a file of more
+    than 1 MB into an anonymous temporary file in the system's temporary folder before Streamlit reads it into
+    memory, where every upload is kept anyway (and where it is dropped when its session ends). Raising the
+    parser's spool size above the upload limit means that no byte of an upload is written to the server's disk.
+    Process-wide and idempotent; never lowers the spool size."""
+    from starlette.formparsers import MultiPartParser
+
+    # A multipart body is a little larger than the file it carries: 1 MB of room for its framing.
+    limit = int((float(max_upload_mb) + 1) * 1024 * 1024)
+    if MultiPartParser.spool_max_size < limit:
+        MultiPartParser.spool_max_size = limit
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -943,9 +1012,18 @@ def _number(value) -> float | None:
 
 
 def local_dataset_spec(spec: str | None) -> str:
-    """``spec`` when it names a dataset on this machine (``prefix:PATH`` with an existing path), else
-    "" (hub specs such as ``imdb`` would need the network)."""
-    if not spec or ":" not in spec:
+    """``spec`` when it names a dataset on this machine that the page may read (``prefix:PATH`` with an
+    existing, allowed path), else "" (hub specs such as ``imdb`` would need the network)."""
+    raw = dataset_spec_path(spec)
+    return spec if raw and is_allowed_path(raw) and Path(raw).expanduser().exists() else ""
+
+
+def default_dataset_spec(student_path: str) -> str:
+    """The dataset the student at ``student_path`` was trained on, as the dataset fields' default, when the page
+    may read both the checkpoint and the dataset and the dataset is on this machine; else ""."""
+    if not student_path or not is_allowed_path(student_path):
         return ""
-    _, _, raw = spec.partition(":")
-    return spec if raw.strip() and Path(raw.strip()).expanduser().exists() else ""
+    try:
+        return local_dataset_spec(describe_checkpoint(student_path).dataset)
+    except RekdError:
+        return ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 import re
 from dataclasses import dataclass, field
@@ -634,12 +635,14 @@ _FONT_DIR = None
 
 
 def _font(size: int, bold: bool = False) -> ImageFont.ImageFont:
+    """DejaVu Sans from matplotlib's data folder, else Pillow's own font. The folder is found without importing
+    matplotlib, whose import creates its configuration folder (a temporary one where the home folder is
+    read-only): the PNG export writes nothing to the disk."""
     global _FONT_DIR
     try:
         if _FONT_DIR is None:
-            import matplotlib
-
-            _FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+            spec = importlib.util.find_spec("matplotlib")
+            _FONT_DIR = Path(spec.submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf"
         return ImageFont.truetype(str(_FONT_DIR / ("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")), size)
     except Exception:  # no matplotlib fonts: Pillow's own
         return ImageFont.load_default(size)

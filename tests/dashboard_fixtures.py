@@ -1,6 +1,7 @@
 """Fixtures of the dashboard tests, registered as a plugin by each dashboard test module
 (``pytest_plugins = ["tests.dashboard_fixtures"]``), so the tiny checkpoints are trained once per
-session and shared by tests/test_dashboard.py and tests/test_dashboard_e2e.py."""
+session and shared by tests/test_dashboard.py, tests/test_dashboard_serving.py and
+tests/test_dashboard_e2e.py; ``make_app`` starts the page on them through Streamlit's AppTest."""
 from __future__ import annotations
 
 import csv
@@ -16,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TEXT_MAX_LENGTH = 40  # long enough for the typed test reviews, short enough that a real review is cut
 
 
@@ -120,3 +122,33 @@ def tiny_checkpoints(tmp_path_factory) -> SimpleNamespace:
                            text_cls=ckpt / "text" / "cls", vision_teacher=ckpt / "vision" / "teacher",
                            vision_student=ckpt / "vision" / "student", relabelled=relabelled, bad_weights=bad_weights,
                            bad_config=bad_config, broken=broken, max_length=TEXT_MAX_LENGTH)
+
+
+@pytest.fixture
+def make_app(tiny_checkpoints, monkeypatch):
+    """A function that starts the app on the tiny checkpoints (env overrides allowed) and runs it once."""
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("REKD_CHECKPOINTS", str(tiny_checkpoints.root))
+    for name in ("REKD_RESULTS", "REKD_RECIPE", "REKD_ALLOWED_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()  # the app sets torch's threads: the next tests get theirs back
+
+    def make(**env) -> AppTest:
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+        assert_clean(at)
+        return at
+
+    yield make
+    torch.set_num_threads(threads)
+
+
+def assert_clean(at) -> None:
+    """No exception on the page, and no error that the page calls unexpected (a bug, not a user error)."""
+    assert not at.exception, [e.value for e in at.exception]
+    unexpected = [e.value for e in at.error if "unexpected error" in e.value]
+    assert not unexpected, unexpected

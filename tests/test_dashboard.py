@@ -29,10 +29,10 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from tests.core_fixtures import image_bytes, png_claiming
+from tests.dashboard_fixtures import assert_clean
 
 pytest_plugins = ["tests.dashboard_fixtures"]
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TEXT_BOX = "font-family:Georgia"
 TEACHER_MARK = f"border-bottom:2px solid {R.TEACHER}"
 STUDENT_MARK = f"border-bottom:2px solid {R.STUDENT}"
@@ -43,34 +43,6 @@ REVIEW = "fillerab splendid fillerac fillerad unknownword! fillerae dreadful fil
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_app(tiny_checkpoints, monkeypatch):
-    """A function that starts the app on the tiny checkpoints (env overrides allowed) and runs it once."""
-    import torch
-
-    monkeypatch.setenv("REKD_CHECKPOINTS", str(tiny_checkpoints.root))
-    monkeypatch.delenv("REKD_RESULTS", raising=False)
-    monkeypatch.delenv("REKD_RECIPE", raising=False)
-    threads = torch.get_num_threads()  # the app sets torch's threads: the next tests get theirs back
-
-    def make(**env) -> AppTest:
-        for key, value in env.items():
-            monkeypatch.setenv(key, str(value))
-        at = AppTest.from_file(APP, default_timeout=120)
-        at.run()
-        assert_clean(at)
-        return at
-
-    yield make
-    torch.set_num_threads(threads)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    unexpected = [e.value for e in at.error if "unexpected error" in e.value]
-    assert not unexpected, unexpected
 
 
 def values(elements) -> list:

@@ -100,24 +100,37 @@ def colour_pixels(pixels: np.ndarray, hex_colour: str, tolerance: int = 12) -> i
 
 
 @contextlib.contextmanager
-def dashboard_page(url: str, requests: list[str]):
-    """The dashboard at ``url`` in headless Chromium (no network beyond it), once its first comparison is
-    drawn; every URL the page requests is appended to ``requests``."""
+def chromium():
+    """Debian's Chromium, headless, with its own network features off."""
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 2300})
-            page.on("request", lambda request: requests.append(request.url))
-            page.set_default_timeout(90_000)
-            page.goto(url)
-            page.get_by_text("Teacher vs student rationales").first.wait_for()
-            # A fresh page compares the models on a bundled review.
-            page.get_by_text("Both explanations took").first.wait_for()
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_dashboard(browser, url: str, requests: list[str]):
+    """A new browser context (a session of its own: its own cookies and websocket) on the dashboard at
+    ``url``, once its first comparison is drawn; every URL the page requests is appended to ``requests``."""
+    page = browser.new_context(viewport={"width": 1500, "height": 2300}).new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    page.set_default_timeout(90_000)
+    page.goto(url)
+    page.get_by_text("Teacher vs student rationales").first.wait_for()
+    # A fresh page compares the models on a bundled review.
+    page.get_by_text("Both explanations took").first.wait_for()
+    return page
+
+
+@contextlib.contextmanager
+def dashboard_page(url: str, requests: list[str]):
+    """The dashboard at ``url`` in headless Chromium (no network beyond it), once its first comparison is
+    drawn; every URL the page requests is appended to ``requests``."""
+    with chromium() as browser:
+        yield open_dashboard(browser, url, requests)
 
 
 def assert_stayed_local(requests: list[str], url: str) -> None:
@@ -247,4 +260,54 @@ def test_ratio_warnings_encodings_and_task_switch_in_headless_chromium(server, t
         page.get_by_role("button", name="Evaluate").click()
         page.get_by_text("Done:").first.wait_for()
         assert "is a text dataset" not in page.inner_text("body")
+    assert_stayed_local(requests, server)
+
+
+def test_two_sessions_at_once_see_their_own_inputs(server, tiny_checkpoints, tmp_path):
+    """Two browser sessions on one server type different reviews and upload different images at the same time
+    (each action sent before either result is awaited); each sees only its own input, and the explanation of
+    its own review (its count of word pieces: the reviews differ in length)."""
+    from dashboard.backend import load_model
+    from rekd_core.explain import explain
+
+    words = {"a": "alphamarkerword", "b": "betamarkerword"}
+    reviews = {"a": f"fillerab splendid {words['a']} fillerac.",
+               "b": f"fillerab {words['b']} dreadful fillerad fillerae fillerba fillerbb, fillerbc dreadful."}
+    teacher = load_model(tiny_checkpoints.text_teacher)
+    pieces = {name: explain(teacher, [text])[0].num_features for name, text in reviews.items()}
+    assert pieces["a"] != pieces["b"]
+    sizes = {"a": (72, 40), "b": (40, 56)}
+    images = {}
+    for name, (width, height) in sizes.items():
+        images[name] = tmp_path / f"session-{name}.png"
+        Image.new("RGB", (width, height), (40, 160, 90) if name == "a" else (200, 60, 60)).save(images[name])
+    requests: list[str] = []
+    with chromium() as browser:
+        pages = {name: open_dashboard(browser, server, requests) for name in words}
+        for page in pages.values():
+            page.get_by_text("Type or paste", exact=True).click()
+        for name, page in pages.items():  # both reviews are on their way before either is drawn
+            area = page.locator("textarea").first
+            area.fill(reviews[name])
+            area.press("Control+Enter")
+        for name, page in pages.items():
+            other = words["b" if name == "a" else "a"]
+            page.locator("span", has_text=words[name]).first.wait_for()
+            page.get_by_test_id("stMetric").filter(has_text="Mask IoU").first.wait_for()
+            body = page.inner_text("body")
+            assert words[name] in body and other not in body, name
+            assert body.count(f" of {pieces[name]} word pieces") == 2, name  # the teacher's and the student's
+
+        for page in pages.values():
+            page.get_by_text("Images (vision)", exact=True).click()
+            page.get_by_text("Upload images", exact=True).click()
+        for name, page in pages.items():
+            page.locator("input[type=file]").first.set_input_files(str(images[name]))
+        for name, page in pages.items():
+            width, height = sizes[name]
+            page.get_by_text(f"teacher's patches on the original ({width}x{height})").first.wait_for()
+            page.get_by_text(f"student's patches on the original ({width}x{height})").first.wait_for()
+            body = page.inner_text("body")
+            other = sizes["b" if name == "a" else "a"]
+            assert f"({other[0]}x{other[1]})" not in body and words["a"] not in body and words["b"] not in body, name
     assert_stayed_local(requests, server)
