@@ -225,6 +225,20 @@ def test_checkpoints_outside_the_roots_are_refused_and_those_inside_load(make_ap
     assert not refusals(at) and "Mask IoU" in {m.label for m in at.metric}  # a typed path inside loads
 
 
+def test_the_shipped_checkpoints_inside_the_roots_load(make_app):
+    """The repository's own checkpoints, served with the roots a lab would set for them: the text pair the page
+    opens on loads and explains, and the ratios view reads checkpoints/results.csv."""
+    shipped = B.REPO_ROOT / "checkpoints"
+    if not (shipped / "text" / "variants" / "teacher-re-minilm-more" / "model.safetensors").is_file():
+        pytest.skip("the shipped checkpoints are not in this checkout")
+    at = make_app(REKD_CHECKPOINTS=shipped, REKD_ALLOWED_ROOTS=shipped)
+    assert not refusals(at), refusals(at)
+    assert at.sidebar.selectbox(key="teacher_text").value.endswith("teacher-re-minilm-more")
+    assert len([h for h in at.html if "feature grid" in h.value]) == 2 and "Mask IoU" in {m.label for m in at.metric}
+    assert len(at.get("plotly_chart")) >= 2
+    assert only(at.text_input, "eval_spec").value == ""  # the student's IMDB lies outside these roots
+
+
 def test_a_checkpoints_folder_outside_the_roots_lists_nothing(make_app, tiny_checkpoints, lab):
     at = make_app(REKD_ALLOWED_ROOTS=lab.inside)
     assert [e.value for e in at.sidebar.error] == [
