@@ -22,8 +22,6 @@ are bench_train.py's. The first loop is the reference of the printed speed-ups.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,8 +38,13 @@ from bench_train import (  # noqa: E402
     ProjectLoop,
     Timing,
     count_cpu_attention,
+    fill_caches,
+    host_line,
     make_plan,
+    mask_sizes,
     matmul_peak,
+    matmul_peaks,
+    profile_step,
     report,
     run_project_round,
 )
@@ -85,6 +88,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/cifar10"), help="CIFAR-10 (a cifar10 spec)")
     parser.add_argument("--peak-sizes", default="2048,4096", help="matmul sizes of the peak measurement")
     parser.add_argument("--peak-reps", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="after the timings, profile each loop's step and "
+                        "print where its CPU time goes")
     args = parser.parse_args()
     args.sizes = []
     for loop in args.loops:
@@ -110,21 +115,15 @@ def main() -> None:
     split = bundle.train.subset(stratified_subset(bundle.train.targets, args.batch * args.pass_batches, seed=0))
     what = (f"REKD step: student {args.student} distilling {args.teacher}" if args.student
             else f"RE step of {args.teacher}")
-    print(f"{what}, batch {args.batch}, {args.threads} thread(s), {len(split)} CIFAR-10 images cycled; "
-          f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"{what}, batch {args.batch}, {args.threads} thread(s), {len(split)} CIFAR-10 images cycled; " + host_line())
     with tempfile.TemporaryDirectory(prefix="rekd-bench-") as tmp_dir:
         models = {size: build_models(size, args, bundle, split, Path(tmp_dir))
                   for size in sorted({s for s, _ in args.sizes})}
         loops = []
         for size, variant in args.sizes:
-            loop = ProjectLoop(models[size], variant, split)
-            loop.name = f"{size}:{variant}"
-            fill = loop.fill_cache()
-            if fill is not None:
-                print(f"{loop.name}: caches filled (teacher generator logits, frozen blocks), {1000 * fill:.1f} ms "
-                      "per image (paid once per image and flip, in the first epoch; not in the timings below)")
-            loops.append(loop)
+            loops.append(ProjectLoop(models[size], variant, split))
+            loops[-1].name = f"{size}:{variant}"
+        fill_caches(loops, "image and flip")
         for size, group in models.items():
             tokens = group.model.predictor.backbone.num_patches
             print(f"{size} px: {tokens} patches, {round(0.15 * tokens)} selected")
@@ -134,14 +133,15 @@ def main() -> None:
         for r in range(len(plan)):
             run_project_round(loops, plan, timings, probes, sizes[0], r)
     peaks_after = {p: matmul_peak(PEAK_DTYPES[p], sizes, args.peak_reps) for p in PEAK_DTYPES}
-    peaks = {p: max(peaks_before[p][0], peaks_after[p][0], *probes[p]) for p in PEAK_DTYPES}
-    print(f"matmul peak, {args.threads} thread(s), sizes {args.peak_sizes}: "
-          + "; ".join(f"{p} {peaks[p]:.0f} GFLOP/s (medians: before {peaks_before[p][1]:.0f}, rounds "
-                      f"{statistics.median(probes[p]):.0f}, after {peaks_after[p][1]:.0f})" for p in PEAK_DTYPES))
+    peaks = matmul_peaks(peaks_before, probes, peaks_after, args)
     print("mean training loss over all rounds (finite: each loop trained): "
           + ", ".join(f"{loop.name} {statistics.mean(loop.losses):.3f}" for loop in loops))
+    print(mask_sizes(loops))
     print(f"{args.steps} timed rounds; medians:")
     report(list(timings.values()), args.batch, peaks, reference=loops[0].name)
+    if args.profile:
+        for loop in loops:
+            profile_step(loop)
 
 
 if __name__ == "__main__":

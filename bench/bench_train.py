@@ -64,8 +64,9 @@ speed-up is the median of the per-round ratios of step times.
         drop-f4-cache@bf16                                                 # the fast training modes
 
 --variants names the project loops to run (default: ``zero@P`` for each --precision P): the masking (``zero``, the
-paper's, or ``drop``), optionally ``-fN`` (--freeze-layers N) and ``-cache`` (the frozen blocks' states read from a
-filled ``FrozenStateCache``, as from the second epoch on), then ``@fp32`` or ``@bf16``. bench_steps.py times the
+paper's, or ``drop``), optionally ``-fN`` (--freeze-layers N), ``-cache`` (the frozen blocks' states read from a
+filled ``FrozenStateCache``, as from the second epoch on) and ``-eager`` (--attention eager), then ``@fp32`` or
+``@bf16``. bench_steps.py times the
 vision steps with the same loops.
 
 (``git clone https://github.com/JiayiDai/REKD /tmp/REKD`` gives the clone; a bare one works too.)
@@ -122,20 +123,21 @@ PRESET_RUNS = {
 }
 DEFAULTS = dict(teacher="bert-2x128", student=None, length=256, batch=32, precision="fp32")
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-VARIANT = re.compile(r"^(?P<masking>zero|drop)(-f(?P<freeze>\d+))?(?P<cache>-cache)?@(?P<precision>fp32|bf16)$")
+VARIANT = re.compile(r"^(?P<masking>zero|drop)(-f(?P<freeze>\d+))?(?P<cache>-cache)?(?P<eager>-eager)?"
+                     r"@(?P<precision>fp32|bf16)$")
 
 
 def parse_variant(name: str) -> tuple[dict, str]:
     """A project loop's name (``drop-f4-cache@bf16``) -> (TrainConfig overrides, precision)."""
     match = VARIANT.match(name)
     if match is None:
-        sys.exit(f"variant {name!r}: expected zero|drop, optionally -fN and -cache, then @fp32 or @bf16 "
-                 "(e.g. drop-f4-cache@bf16)")
+        sys.exit(f"variant {name!r}: expected zero|drop, optionally -fN, -cache and -eager, then @fp32 or @bf16 "
+                 "(e.g. drop-f4-cache-eager@bf16)")
     freeze = int(match["freeze"] or 0)
     if match["cache"] and not freeze:
         sys.exit(f"variant {name!r}: -cache keeps the output of frozen blocks, so it needs -fN")
     overrides = {"masking": match["masking"], "freeze_layers": freeze,
-                 "frozen_cache": "on" if match["cache"] else "off"}
+                 "frozen_cache": "on" if match["cache"] else "off", "attention": "eager" if match["eager"] else "sdpa"}
     return overrides, match["precision"]
 
 
@@ -189,6 +191,8 @@ def build_models(args: argparse.Namespace, labels: list[str], tokenizer_split: R
     """rekd_core's own construction (``create_model``; ``load_teacher`` for the REKD teacher)."""
     common = dict(task="text", dataset="-", out="-", max_length=args.length, batch_size=args.batch)
     torch.manual_seed(0)
+    if args.train_selection:
+        common["train_selection"] = args.train_selection
     teacher_cfg = TrainConfig(mode="re", backbone=args.teacher, **common).resolved()
     teacher = create_model(teacher_cfg, labels, tokenizer_split)
     if args.student is None:
@@ -227,6 +231,7 @@ class ProjectLoop:
                       if self.teacher is not None and _cacheable(self.cfg, dataset) else None)
         self.frozen = frozen_state_cache(self.cfg, self.model, dataset) if frozen_cached else None
         self.losses: list[float] = []
+        self.ratios: list[float] = []  # the share of features each training mask selected (what drop reads)
 
     def fill_cache(self) -> float | None:
         """Fill the teacher's and the frozen blocks' caches over the pass, as the first epoch does; seconds per
@@ -262,6 +267,8 @@ class ProjectLoop:
         self.scheduler.step()
         seconds = time.perf_counter() - start
         self.losses.append(parts["loss"])
+        if "ratio" in parts:
+            self.ratios.append(parts["ratio"])
         return seconds
 
 
@@ -522,6 +529,71 @@ def speed_up(fast: Timing, slow: Timing) -> str:
             f"per-round ratios, middle half {q1:.2f}-{q3:.2f}x; ratio of medians {of_medians:.2f}x)")
 
 
+# where a step's CPU time goes: torch profiler op names by kind (the first pattern that matches)
+PROFILE_KINDS = [
+    ("attention backward", r"flash_attention.*backward|_efficient_attention_backward|_scaled_dot_product.*backward"),
+    ("attention forward", r"flash_attention|scaled_dot_product|_efficient_attention"),
+    ("matrix multiplies", r"^aten::(mm|addmm|bmm|baddbmm|matmul|linear|_mkldnn|mkldnn_)"),
+    ("dtype casts and copies", r"^aten::(copy_|_to_copy|to|clone|contiguous)$"),
+    ("normalisation", r"layer_norm|batch_norm|group_norm"),
+    ("activations", r"gelu|silu|relu|softmax|tanh|sigmoid"),
+    ("dropout masks", r"bernoulli|dropout|native_dropout"),
+    ("optimizer", r"AdamW|_foreach|addcdiv|addcmul|lerp|sqrt"),
+    ("element-wise arithmetic", r"^aten::(add|mul|div|sub|sum|mean|neg|exp|log|pow|where|masked_fill|fill_|zero_|cat)"),
+]
+
+
+def profile_step(loop: "ProjectLoop", steps: int = 3) -> None:
+    """Profile ``steps`` steps of ``loop`` and print the share of its CPU time by kind of op (PROFILE_KINDS)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for index in range(steps):
+            loop.step(index % len(loop.batches))
+    kinds: dict[str, float] = {}
+    for event in prof.key_averages():
+        kind = next((k for k, pattern in PROFILE_KINDS if re.search(pattern, event.key)), "other")
+        kinds[kind] = kinds.get(kind, 0.0) + event.self_cpu_time_total
+    total = sum(kinds.values())
+    print(f"profile of {loop.name}, {steps} steps, {total / 1e6 / steps:.2f} s of CPU time a step:")
+    for kind, micros in sorted(kinds.items(), key=lambda item: -item[1]):
+        print(f"  {kind:<26} {100 * micros / total:5.1f}%")
+
+
+def host_line() -> str:
+    """The software and machine a bench ran on."""
+    import transformers
+
+    return (f"torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+
+
+def fill_caches(loops: list["ProjectLoop"], unit: str) -> None:
+    """Fill each loop's caches as its first epoch would, and say what that cost per ``unit`` (sample, image)."""
+    for loop in loops:
+        fill = loop.fill_cache()
+        if fill is not None:
+            print(f"{loop.name}: caches filled (teacher generator logits, frozen blocks), {1000 * fill:.1f} ms per "
+                  f"{unit} (paid once per {unit}, in the first epoch; not in the timings below)")
+
+
+def matmul_peaks(before: dict, probes: dict[str, list[float]], after: dict, args: argparse.Namespace) -> dict:
+    """The peak each precision's step is set against: the best of the matmuls timed before, during and after the
+    loops (``before`` / ``after``: (best, median) per precision); printed with the medians."""
+    peaks = {p: max(before[p][0], after[p][0], *probes[p]) for p in PEAK_DTYPES}
+    print(f"matmul peak, {args.threads} thread(s), sizes {args.peak_sizes}, best of the measurements before "
+          f"and after the loops and of one matmul of the first size per timed round: "
+          + "; ".join(f"{p} {peaks[p]:.0f} GFLOP/s (medians: before {before[p][1]:.0f}, "
+                      f"rounds {statistics.median(probes[p]):.0f}, after {after[p][1]:.0f})" for p in PEAK_DTYPES))
+    return peaks
+
+
+def mask_sizes(loops: list["ProjectLoop"]) -> str:
+    """What share of the features the training masks selected, per loop: what a drop step reads."""
+    return "training masks selected, mean share of the features: " + ", ".join(
+        f"{loop.name} {statistics.mean(loop.ratios):.3f}" for loop in loops if loop.ratios)
+
+
 def report(timings: list[Timing], batch: int, peaks: dict[str, float], reference: str | None = None) -> None:
     """samples/s, step seconds, GFLOP per step and per second, percentage of the precision's matmul
     peak; the speed-ups over the paper's loop and over the ``reference`` loop."""
@@ -554,6 +626,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--length", type=int, help=f"padded length L (default {DEFAULTS['length']})")
     parser.add_argument("--batch", type=int, help=f"batch size (default {DEFAULTS['batch']})")
     parser.add_argument("--precision", help="fp32, bf16 or fp32,bf16: one project loop each (the paper's is fp32)")
+    parser.add_argument("--train-selection", choices=["gumbel", "gumbel_topk"],
+                        help="the training masks (default: the preset's, else the paper's gumbel, whose masks from "
+                             "untrained heads select about half the features: a drop step then reads about half)")
+    parser.add_argument("--profile", action="store_true", help="after the timings, profile each project loop's step "
+                        "and print where its CPU time goes")
     parser.add_argument("--variants", nargs="+", help="the project loops (module docstring; default: zero@P for each "
                         "--precision P); the first is the reference of the speed-ups")
     parser.add_argument("--threads", type=int, default=1)
@@ -602,19 +679,14 @@ def main() -> None:
     what = (f"REKD step: student {args.student} distilling teacher {args.teacher}" if args.student
             else f"RE step of {args.teacher}")
     print(f"{what}, length {args.length}, batch {args.batch}, {args.threads} thread(s), {len(split)} reviews cycled; "
-          f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+          + host_line())
 
     with tempfile.TemporaryDirectory(prefix="rekd-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         models = build_models(args, bundle.labels, tokenizer_split, tmp)
         loops = [ProjectLoop(models, variant, split) for variant in args.variants]
         paper = PaperLoop(args, models, split, tmp) if args.baseline == "paper" else None
-        for loop in loops:
-            fill = loop.fill_cache()
-            if fill is not None:
-                print(f"{loop.name}: caches filled (teacher generator logits, frozen blocks), {1000 * fill:.1f} ms "
-                      "per sample (paid once per example, in the first epoch; not in the timings below)")
+        fill_caches(loops, "sample")
         trimmed = [loops[0].length(i) for i in range(len(loops[0].batches))]
         print(f"project loop: batch lengths after trimming {trimmed} (of {args.length})")
         if paper is not None:
@@ -632,21 +704,20 @@ def main() -> None:
             timings[paper.name] = Timing(paper.name, "fp32", feeder.seconds, feeder.flops,
                                          {r: length for r in feeder.seconds})
     peaks_after = {p: matmul_peak(PEAK_DTYPES[p], sizes, args.peak_reps) for p in PEAK_DTYPES}
-    peaks = {p: max(peaks_before[p][0], peaks_after[p][0], *probes[p]) for p in PEAK_DTYPES}
-    print(f"matmul peak, {args.threads} thread(s), sizes {args.peak_sizes}, best of the measurements before "
-          f"and after the loops and of one {sizes[0]}^3 matmul per timed round: "
-          + "; ".join(f"{p} {peaks[p]:.0f} GFLOP/s (medians: before {peaks_before[p][1]:.0f}, "
-                      f"rounds {statistics.median(probes[p]):.0f}, after {peaks_after[p][1]:.0f})"
-                      for p in PEAK_DTYPES))
+    peaks = matmul_peaks(peaks_before, probes, peaks_after, args)
     losses = {loop.name: statistics.mean(loop.losses) for loop in loops}
     if paper is not None:
         losses[paper.name] = paper.stats["loss"]
     print("mean training loss over all rounds (finite: each loop trained; not comparable across loops, the "
           "paper's KD_R compares Gumbel-noised distributions): "
           + ", ".join(f"{name} {value:.3f}" for name, value in losses.items()))
+    print(mask_sizes(loops))
     print(f"{len([k for k, _ in plan if k == 'time'])} timed rounds after {len([k for k, _ in plan if k != 'time'])} "
           f"untimed ones (FLOP counting, warm-up); medians:")
     report(list(timings.values()), args.batch, peaks, reference=args.variants[0])
+    if args.profile:
+        for loop in loops:
+            profile_step(loop)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ from .errors import ConfigError, first_line
 from .presets import PRESETS, TIMM_BASE, pretrained_directory
 
 HF_VISION_TYPES = {"vit", "deit", "dinov2"}
+# How attention is computed: PyTorch's fused scaled-dot-product kernel, or matmul, softmax, matmul. On a CPU in
+# bfloat16 the second trains faster (its backward is two batched matmuls, which AMX runs; the fused kernel's
+# backward is not): bench/README.md.
+ATTENTION_KERNELS = ("sdpa", "eager")
 
 
 def gather_tokens(hidden: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -141,6 +145,10 @@ class TextBackbone(_FreezableBackbone):
 
     def freeze_input_embeddings(self) -> None:
         self.encoder.get_input_embeddings().weight.requires_grad_(False)
+
+    def set_attention(self, kind: str) -> None:
+        """``sdpa`` (PyTorch's fused kernel) or ``eager`` (matmul, softmax, matmul): ``ATTENTION_KERNELS``."""
+        self.encoder.set_attn_implementation(kind)
 
     def freeze_layers(self, count: int) -> None:
         """Keep the embeddings and the first ``count`` encoder layers as they are (``requires_grad`` off, eval mode)."""
@@ -248,6 +256,9 @@ class VisionBackbone(_FreezableBackbone):
     def freeze_input_embeddings(self) -> None:
         """Vision generators train their patch embedding (METHOD.md freezes only word embeddings)."""
 
+    def set_attention(self, kind: str) -> None:
+        """``sdpa`` or ``eager`` attention (``ATTENTION_KERNELS``); a CNN has none."""
+
     def freeze_layers(self, count: int) -> None:
         """Keep the patch and position embeddings and the first ``count`` blocks as they are (the ViT backbones;
         a CNN's cells have no such blocks)."""
@@ -285,6 +296,11 @@ class TimmViTBackbone(VisionBackbone):
 
     def _finish(self, hidden: Tensor) -> Tensor:
         return self.model.norm(hidden)
+
+    def set_attention(self, kind: str) -> None:
+        for module in self.model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = kind == "sdpa"
 
     def _pool(self, hidden: Tensor) -> Tensor:
         if self.model.global_pool != "token":  # a mean over tokens would take in the padding
@@ -331,6 +347,9 @@ class HFViTBackbone(VisionBackbone):
 
     def _finish(self, hidden: Tensor) -> Tensor:
         return self.model.layernorm(hidden)
+
+    def set_attention(self, kind: str) -> None:
+        self.model.set_attn_implementation(kind)
 
     def freeze_layers(self, count: int) -> None:
         self._set_frozen(_freeze(self.model.embeddings, self.model.encoder.layer, count), count)

@@ -46,7 +46,8 @@ TRAIN_HELP = {
                "at their positions) | drop (only the selected features and the special / class tokens, at their "
                "positions: a step of the predictor costs what the rationale costs)",
     "drop_probes": "--masking drop, training only: also read this many random unselected features per selected "
-                   "one, as zero vectors, so that the generator learns what selecting them would do (default 0)",
+                   "one, as zero vectors, so that the generator learns what selecting them would do (default: 1 "
+                   "when the training masks hold exactly k features, gumbel_topk or --ratio-range; else 0)",
     "frozen_cache": "auto (on when --freeze-layers N > 0) | on | off: keep the output of the frozen embeddings and "
                     "blocks per training example, computed in the first epoch and reused after (exact); vision "
                     "training then augments by flipping only (both orientations are kept), not cropping",
@@ -54,6 +55,8 @@ TRAIN_HELP = {
                        "run (or in --cache-dir), kept for a resumed run",
     "augment": "vision training: crop_flip (the paper: random crop with padding, and flip) | flip (a random flip "
                "alone, which keeps each patch on the grid) | none",
+    "attention": "the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, "
+                 "matmul: in bf16 on a CPU its backward runs on AMX and trains faster; bench/README.md)",
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's; else the paper's 1e-5 for pretrained weights, 5e-4 from scratch)",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .backbones import starts_pretrained
+from .backbones import ATTENTION_KERNELS, starts_pretrained
 from .checkpoint import STORED_DTYPES
 from .data import DEFAULT_SEED
 from .errors import ConfigError
@@ -111,12 +111,17 @@ class TrainConfig:
     # (only the selected features, at their positions: a predictor step costs what the rationale's size costs)
     masking: Masking = "zero"
     # drop masking: unselected features read as zero vectors beside the selected ones, drawn at random in training,
-    # per selected feature (0: none); their straight-through gradient is what zero masking gives every feature
-    drop_probes: float = 0.0
+    # per selected feature (0: none); their straight-through gradient is what zero masking gives every feature.
+    # Default: 1 when the training masks hold exactly k features (gumbel_topk, ratio_range), which explore nothing
+    # by themselves; 0 with the paper's sampling, which does (docs/GUIDE.md has the measurements)
+    drop_probes: float | None = None
     # keep the frozen blocks' output (--freeze-layers) per training example, computed once, reused every epoch:
     # auto (on whenever blocks are frozen) | on | off. Vision training then flips images but does not crop them.
     frozen_cache: Literal["auto", "on", "off"] = "auto"
     frozen_cache_gb: float = 4.0  # the cache's memory budget; past it, a memory-mapped file beside the run
+    # the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, matmul; faster to
+    # train in bf16 on a CPU); the same numbers up to rounding. Checkpoints are read with sdpa.
+    attention: Literal["sdpa", "eager"] = "sdpa"
     # bf16: autocast, about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs
     precision: Literal["fp32", "bf16"] = "fp32"
     # how the checkpoint stores its weights (the keys of checkpoint.STORED_DTYPES); float16: half the size
@@ -164,6 +169,9 @@ class TrainConfig:
                 setattr(cfg, name, value)
         if cfg.train_selection == "auto":
             cfg.train_selection = "gumbel"
+        if cfg.drop_probes is None:
+            exact_k = cfg.train_selection == "gumbel_topk" or cfg.ratio_range is not None
+            cfg.drop_probes = 1.0 if cfg.masking == "drop" and exact_k else 0.0
         if cfg.vocab_size is None and preset and preset.task == "text" and not preset.packaged:
             cfg.vocab_size = preset.vocab_size
         if not 0.0 < cfg.ratio <= 1.0:
@@ -215,7 +223,8 @@ FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(TrainConfig).i
 def _check_owned_choices() -> None:
     """The options whose names another module owns must list the same names (one list each, checked once)."""
     for name, owner, names in (("weights_dtype", "checkpoint.STORED_DTYPES", tuple(STORED_DTYPES)),
-                               ("device", "inputs.DEVICES", DEVICES)):
+                               ("device", "inputs.DEVICES", DEVICES), ("attention", "backbones.ATTENTION_KERNELS",
+                                                                       ATTENTION_KERNELS)):
         if set(CHOICES[name]) != set(names):
             raise ImportError(f"TrainConfig.{name} {CHOICES[name]} and {owner} {names} disagree")
 

@@ -88,10 +88,11 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         raise ConfigError(f"--masking drop: {cfg.backbone!r} is a CNN, which reads every cell of its image; "
                           "drop masking is for transformer backbones")
     model = RationaleModel(model_config, processor, pretrained)
-    if cfg.freeze_layers:
-        for part in (model.predictor, model.generator, model.complement):
-            if part is not None:
+    for part in (model.predictor, model.generator, model.complement):
+        if part is not None:
+            if cfg.freeze_layers:
                 part.backbone.freeze_layers(cfg.freeze_layers)
+            part.backbone.set_attention(cfg.attention)
     if cfg.task == "vision":
         grid = feature_grid(model.predictor.backbone)
         if cfg.image_size and cfg.image_size != grid["image_size"]:

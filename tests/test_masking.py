@@ -158,6 +158,19 @@ def test_a_drop_model_trains_records_its_masking_and_explains(text_task, trainer
     assert load_checkpoint(ckpt).masking == "zero"
 
 
+def test_drop_probes_default_to_one_per_selected_feature_when_the_training_masks_hold_exactly_k():
+    """Exactly-k training masks (gumbel_topk, ratio_range) explore nothing by themselves; the paper's sample does."""
+    def probes(**options) -> float:
+        settings = {"task": "vision", "backbone": "vit-1x32", "dataset": "-", "out": "-", **options}
+        return TrainConfig(**settings).resolved().drop_probes
+
+    assert probes() == 0.0 and probes(masking="drop") == 0.0
+    assert probes(masking="drop", train_selection="gumbel_topk") == 1.0
+    assert probes(masking="drop", ratio=0.1, ratio_range=[0.05, 0.5]) == 1.0
+    assert probes(masking="drop", backbone="dinov2-s") == 1.0  # its preset samples exactly k
+    assert probes(masking="drop", train_selection="gumbel_topk", drop_probes=0.0) == 0.0
+
+
 def test_drop_masking_is_refused_where_it_cannot_apply():
     with pytest.raises(ConfigError, match="drop_probes"):
         TrainConfig(task="text", dataset="-", out="-", drop_probes=1.0).resolved()
