@@ -64,7 +64,8 @@ speed-up is the median of the per-round ratios of step times.
         drop-f4-cache@bf16                                                 # the fast training modes
 
 --variants names the project loops to run (default: ``zero@P`` for each --precision P): the masking (``zero``, the
-paper's, or ``drop``), optionally ``-fN`` (--freeze-layers N), ``-cache`` (the frozen blocks' states read from a
+paper's, or ``drop``), optionally ``-fN`` (--freeze-layers N) or ``-gN`` (the same, the generator's alone:
+--freeze-parts generator), ``-cache`` (the frozen blocks' states read from a
 filled ``FrozenStateCache``, as from the second epoch on) and ``-eager`` (--attention eager), then ``@fp32`` or
 ``@bf16``. bench_steps.py times the
 vision steps with the same loops.
@@ -123,7 +124,7 @@ PRESET_RUNS = {
 }
 DEFAULTS = dict(teacher="bert-2x128", student=None, length=256, batch=32, precision="fp32")
 PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-VARIANT = re.compile(r"^(?P<masking>zero|drop)(-f(?P<freeze>\d+))?(?P<cache>-cache)?(?P<eager>-eager)?"
+VARIANT = re.compile(r"^(?P<masking>zero|drop)(-(?P<parts>[fg])(?P<freeze>\d+))?(?P<cache>-cache)?(?P<eager>-eager)?"
                      r"@(?P<precision>fp32|bf16)$")
 
 
@@ -131,12 +132,13 @@ def parse_variant(name: str) -> tuple[dict, str]:
     """A project loop's name (``drop-f4-cache@bf16``) -> (TrainConfig overrides, precision)."""
     match = VARIANT.match(name)
     if match is None:
-        sys.exit(f"variant {name!r}: expected zero|drop, optionally -fN, -cache and -eager, then @fp32 or @bf16 "
+        sys.exit(f"variant {name!r}: expected zero|drop, optionally -fN or -gN, -cache and -eager, then @fp32 or @bf16 "
                  "(e.g. drop-f4-cache-eager@bf16)")
     freeze = int(match["freeze"] or 0)
     if match["cache"] and not freeze:
-        sys.exit(f"variant {name!r}: -cache keeps the output of frozen blocks, so it needs -fN")
+        sys.exit(f"variant {name!r}: -cache keeps the output of frozen blocks, so it needs -fN or -gN")
     overrides = {"masking": match["masking"], "freeze_layers": freeze,
+                 "freeze_parts": "generator" if match["parts"] == "g" else "all",
                  "frozen_cache": "on" if match["cache"] else "off", "attention": "eager" if match["eager"] else "sdpa"}
     return overrides, match["precision"]
 
@@ -218,7 +220,7 @@ class ProjectLoop:
         self.model = models.build(self.cfg).train()
         self.teacher = models.teacher
         self.autocast = precision_context(precision, torch.device("cpu"))
-        frozen_cached = self.cfg.frozen_cache == "on"
+        frozen_cached = self.cfg.frozen_blocks_cached
         dataset = FeatureDataset(split, self.model.processor, train=True, augment=self.cfg.augment != "none",
                                  flip_only=self.cfg.augment == "flip" or frozen_cached)
         self.variants = dataset.variants

@@ -209,10 +209,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
                               f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, "
                               f"e.g. {detail})")
-    if config.get("freeze_layers"):  # its frozen blocks, read as in training (the same forward pass, in bf16 too)
-        for part in (model.predictor, model.generator, model.complement):
-            if part is not None:
-                part.backbone.freeze_layers(config["freeze_layers"])
+    # its frozen blocks, read as in training (the same forward pass, in bf16 too)
+    model.freeze_layers(config.get("freeze_layers", 0), config.get("freeze_parts", "all"))
     model.checkpoint_path = path
     return model.to(device).eval()
 

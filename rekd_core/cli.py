@@ -57,6 +57,8 @@ TRAIN_HELP = {
                "alone, which keeps each patch on the grid) | none",
     "attention": "the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, "
                  "matmul: in bf16 on a CPU its backward runs on AMX and trains faster; bench/README.md)",
+    "freeze_parts": "whose blocks --freeze-layers keeps: all (generator, predictor, adversary) | generator (a "
+                    "predictor under drop masking is cheap to train whole)",
     "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
     "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
     "lr": "learning rate (default: the preset's; else the paper's 1e-5 for pretrained weights, 5e-4 from scratch)",

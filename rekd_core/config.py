@@ -107,6 +107,9 @@ class TrainConfig:
     # the backbones' input embeddings and first N blocks kept as they start (beyond the paper, which fine-tunes all):
     # faster steps, and a checkpoint of a packaged preset then stores only the rest (checkpoint.py)
     freeze_layers: int = 0
+    # whose blocks --freeze-layers keeps: all (generator, predictor and adversary) | generator (its frozen blocks are
+    # what --frozen-cache keeps; a predictor under drop masking reads a tenth of the input and is cheap to train whole)
+    freeze_parts: Literal["all", "generator"] = "all"
     # how the predictor reads a selection: zero (the paper: every feature, unselected ones as zero vectors) | drop
     # (only the selected features, at their positions: a predictor step costs what the rationale's size costs)
     masking: Masking = "zero"
@@ -133,6 +136,14 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
+
+    @property
+    def frozen_blocks_cached(self) -> bool:
+        """Whether the run reads the output of frozen blocks from a cache: blocks are frozen in the part that reads
+        the whole input (the generator; a CLS model's predictor, frozen with --freeze-parts all), and the cache is
+        not off."""
+        frozen = self.freeze_layers > 0 and (self.mode != "cls" or self.freeze_parts == "all")
+        return frozen and self.frozen_cache != "off"
 
     def resolved(self) -> TrainConfig:
         """A copy with defaults filled in and every choice validated; a bad setting raises ``ConfigError``."""
@@ -199,8 +210,9 @@ class TrainConfig:
         if cfg.drop_probes < 0 or (cfg.drop_probes > 0 and cfg.masking != "drop"):
             raise ConfigError(f"drop_probes must be >= 0, and is for --masking drop (got {cfg.drop_probes} with "
                               f"--masking {cfg.masking})")
-        if cfg.frozen_cache == "on" and not cfg.freeze_layers:
-            raise ConfigError("--frozen-cache on keeps the output of frozen blocks: give --freeze-layers N")
+        if cfg.frozen_cache == "on" and not cfg.frozen_blocks_cached:
+            raise ConfigError("--frozen-cache on keeps the output of frozen blocks: give --freeze-layers N (a CLS "
+                              "model with --freeze-parts all)")
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         if cfg.rationale_kd_tau is not None and not cfg.rationale_kd_tau > 0:

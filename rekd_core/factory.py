@@ -80,6 +80,8 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
     if cfg.freeze_layers:
         model_config["freeze_layers"] = cfg.freeze_layers
+        if cfg.freeze_parts != "all":
+            model_config["freeze_parts"] = cfg.freeze_parts
     if cfg.mode != "cls":
         model_config["masking"] = cfg.masking
         if cfg.drop_probes:
@@ -88,10 +90,9 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         raise ConfigError(f"--masking drop: {cfg.backbone!r} is a CNN, which reads every cell of its image; "
                           "drop masking is for transformer backbones")
     model = RationaleModel(model_config, processor, pretrained)
+    model.freeze_layers(cfg.freeze_layers, cfg.freeze_parts)
     for part in (model.predictor, model.generator, model.complement):
         if part is not None:
-            if cfg.freeze_layers:
-                part.backbone.freeze_layers(cfg.freeze_layers)
             part.backbone.set_attention(cfg.attention)
     if cfg.task == "vision":
         grid = feature_grid(model.predictor.backbone)

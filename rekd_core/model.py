@@ -113,6 +113,16 @@ class RationaleModel(nn.Module):
     def masking(self) -> str:
         return self.config.get("masking", "zero")
 
+    def freeze_layers(self, count: int, parts: str = "all") -> None:
+        """Keep the input embeddings and first ``count`` blocks of some backbones as they are (``requires_grad`` off,
+        eval mode): those of every part (``parts`` "all") or of the generator alone ("generator": under drop
+        masking its predictor is cheap to train whole, and the generator's frozen blocks are what a cache keeps)."""
+        if not count:
+            return
+        for part in (self.generator,) if parts == "generator" else (self.predictor, self.generator, self.complement):
+            if part is not None:
+                part.backbone.freeze_layers(count)
+
     @property
     def task(self) -> str:
         return self.config["task"]

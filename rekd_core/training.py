@@ -94,7 +94,7 @@ def train(config: TrainConfig) -> Path:
     if init_source is not None:
         init_backbones_from(model, init_source)
 
-    frozen_cached = cfg.frozen_cache != "off" and cfg.freeze_layers > 0
+    frozen_cached = cfg.frozen_blocks_cached
     train_set = FeatureDataset(train_split, model.processor, train=True, augment=cfg.augment != "none",
                                flip_only=cfg.augment == "flip" or frozen_cached)
     train_loader = data_loader(train_set, cfg, shuffle=True)

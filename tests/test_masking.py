@@ -250,6 +250,19 @@ def test_a_cut_run_reuses_its_cache_file_and_ends_as_a_whole_run(image_task, tra
     assert 0 < sum(computed) < 64
 
 
+def test_freezing_the_generator_alone_leaves_the_predictor_whole_and_is_kept_by_the_checkpoint(image_task, trainer,
+                                                                                              tmp_path):
+    ckpt = _vision_run(trainer, image_task, tmp_path / "g", freeze_parts="generator", masking="drop")
+    assert read_config(ckpt)["freeze_parts"] == "generator"
+    model = load_checkpoint(ckpt)
+    assert model.generator.backbone.frozen_blocks == 1 and model.predictor.backbone.frozen_blocks == 0
+    assert all(p.requires_grad for p in model.predictor.parameters())
+    assert not any(p.requires_grad for p in model.generator.backbone.model.blocks[0].parameters())
+    with pytest.raises(ConfigError, match="freeze-parts all"):  # a CLS model has no generator to freeze
+        TrainConfig(task="vision", backbone="vit-1x32", mode="cls", dataset="-", out="-", freeze_layers=1,
+                    freeze_parts="generator", frozen_cache="on").resolved()
+
+
 def test_with_the_cache_images_are_flipped_not_cropped_and_both_flips_are_kept(image_task):
     bundle = load_dataset_spec(f"imagefolder:{image_task}")
     model, _ = build(image_task, "vision", "vit-1x32")
