@@ -86,8 +86,8 @@ def long_review(tokenizer_model) -> B.InputItem:
 def render_text(item, result, max_length):
     R.probs_html(result.teacher, R.TEACHER)
     R.probs_html(result.student, R.STUDENT)
-    R.word_counts(item.value, result.teacher)
-    R.word_counts(item.value, result.student)
+    R.word_counts(result.teacher)
+    R.word_counts(result.student)
     R.highlight_html(item.value, result.teacher, R.TEACHER, max_length)
     R.highlight_html(item.value, result.student, R.STUDENT, max_length)
     if result.comparison is not None:

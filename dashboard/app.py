@@ -33,6 +33,7 @@ from dashboard import render as R  # noqa: E402
 from rekd_core.config import DEFAULT_SEED  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
 from rekd_core.evaluation import check_dataset_fits  # noqa: E402
+from rekd_core.words import evidence_words  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"
 FROM_BROWSER = "From the dataset browser"
@@ -227,11 +228,10 @@ def _sidebar():
     pair_key = (teacher_path, student_path)
     ratio = ratio_slider(models, spans, pair_key)
     names = {"teacher": Path(teacher_path).name, "student": Path(student_path).name}
-    specials = frozenset().union(*(B.special_tokens(m) for m in models.values() if m is not None))
     return dict(task=task, device=device, names=names, infos=task_infos,
                 teacher_path=teacher_path, student_path=student_path, teacher=teacher, student=student,
                 errors={"teacher": t_error, "student": s_error}, ratio=ratio, pair_key=pair_key,
-                spans=spans, specials=specials)
+                spans=spans)
 
 
 def ratio_slider(models: dict, spans: dict, pair_key: tuple) -> float:
@@ -364,7 +364,7 @@ def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem
     if exp.scores:
         picked = f"Selected {len(exp.selected)} of {exp.num_features} {what} (achieved ratio {exp.ratio:.3f})"
         if item.kind == "text":
-            words, total = R.word_counts(item.value, exp, ctx["specials"])
+            words, total = R.word_counts(exp)
             picked += f", {words} of {total} words highlighted."
         else:
             picked += f" on a {exp.grid_side}x{exp.grid_side} grid of {exp.patch_size}px patches."
@@ -373,7 +373,7 @@ def explanation_column(role: str, name: str, exp, colour: str, item: B.InputItem
     else:
         st.caption(f"CLS model: it reads every {one}, so it has no rationale to show.", help=R.GLOSSARY["CLS"])
     if item.kind == "text":
-        st.html(R.highlight_html(item.value, exp, colour, max_length, ctx["specials"]))
+        st.html(R.highlight_html(item.value, exp, colour, max_length))
     else:
         selected = exp.selected if exp.scores else range(exp.grid_side ** 2)
         drawn["overlay"] = R.patch_overlay(view, selected, exp.grid_side, colour)
@@ -446,7 +446,7 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
     else:
         st.html(R.legend_html(f"teacher ({names['Teacher']})", f"student ({names['Student']})"))
         if task == "text":
-            st.html(R.agreement_html(item.value, result.teacher, cmp, max_length, ctx["specials"]))
+            st.html(R.agreement_html(item.value, result.teacher, cmp, max_length))
         else:
             agreement_image = R.agreement_overlay(drawn["Teacher"]["view"], cmp, result.teacher.grid_side)
             left, right, _ = st.columns([1, 1, 2])
@@ -461,7 +461,7 @@ def compare_view(ctx, check: B.PairCheck | None, is_open: bool):
         text=item.value if item.kind == "text" else None, true_label=item.label, max_length=max_length,
         original=drawn["Teacher"].get("original"), teacher_overlay=drawn["Teacher"].get("overlay"),
         student_overlay=drawn["Student"].get("overlay"), agreement_image=agreement_image,
-        notes=[n for n in (item.notice, *fit_notes, *warnings) if n], special_tokens=ctx["specials"],
+        notes=[n for n in (item.notice, *fit_notes, *warnings) if n],
         evidence=item.evidence if human else None, plausibility=result.plausibility)
     stem = "comparison_" + "".join(c if c.isalnum() else "_" for c in item.name)[:40]
     left, right, _ = st.columns([1, 1, 2])
@@ -476,7 +476,7 @@ def human_column(item: B.InputItem, result: B.PairResult, max_length: int | None
     how plausible each model's rationale is against them."""
     st.markdown("#### :violet[Human evidence]")
     words = len(item.value.split())
-    marked = len(R.evidence_words(item.evidence, words))
+    marked = len(evidence_words(item.evidence, words))
     st.caption(f"{marked} of {words} words marked as evidence by human annotators. Teacher "
                f"F1 {R.format_score((result.plausibility.get('teacher') or {}).get('f1'))}, student "
                f"F1 {R.format_score((result.plausibility.get('student') or {}).get('f1'))}.",

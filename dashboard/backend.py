@@ -16,15 +16,14 @@ import math
 import os
 import threading
 import time
-from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import pandas as pd
 from PIL import Image, ImageOps
 
-from dashboard.render import UNDEFINED, evidence_words, merge_word_pieces, saw_no_features, word_spans
+from dashboard.render import UNDEFINED, saw_no_features
 from rekd_core import results
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
 from rekd_core.config import DEFAULT_SEED, load_config_file
@@ -33,6 +32,7 @@ from rekd_core.explain import Explanation, compare, explain
 from rekd_core.inputs import decode_text, decoding_notice, read_image, resolve_device, to_rgb
 from rekd_core.results import recipe_headline, run_family
 from rekd_core.sweep import recipe_outputs
+from rekd_core.words import word_plausibility
 
 if TYPE_CHECKING:
     import torch
@@ -405,16 +405,6 @@ def load_model(path: str | Path, device="cpu"):
         raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {first_line(exc)})") from exc
 
 
-def special_tokens(model) -> frozenset[str]:
-    """The tokens a text model's tokenizer treats as special ([CLS], [SEP], [PAD], ...), which the page never
-    highlights as words; [UNK] stands for a word of the input (and models may select it), so it is not one
-    of them. Empty for a vision model."""
-    tokenizer = getattr(model.processor, "tokenizer", None)
-    if tokenizer is None:
-        return frozenset()
-    return frozenset(str(token) for token in tokenizer.all_special_tokens) - {str(tokenizer.unk_token)}
-
-
 def warm_up(model) -> None:
     """One throw-away explanation, so that the user's first one does not pay torch's first-call costs."""
     if model.task == "text":
@@ -702,43 +692,6 @@ class PairResult:
     plausibility: dict[str, dict | None] = field(default_factory=dict)
 
 
-def word_plausibility(text: str, exp: Explanation, evidence: Sequence[tuple[int, int]],
-                      special_tokens: Collection[str] = frozenset()) -> dict | None:
-    """How far one model's rationale matches the human evidence of ``text``, at the word level:
-    ``{"precision", "recall", "f1", "selected", "human"}`` (``rekd_core.metrics.plausibility`` of one
-    example; ``selected`` and ``human``: word counts). Words are ``text.split()`` (what ERASER's spans
-    index); a word is selected when any of its word pieces is (special pieces never are). Only the
-    words the model read count, so a review cut at its word-piece limit is not held against it. None
-    when there is nothing to score: a CLS model (no rationale) or no human word among those read."""
-    import torch
-
-    from rekd_core.metrics import plausibility
-
-    if not exp.scores:
-        return None
-    spans = word_spans(text)
-    starts = [start for start, _ in spans]
-    selected_pieces = set(exp.selected)
-    read, picked = set(), set()
-    pieces, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
-    for piece in pieces:  # a merged word piece run lies inside one whitespace word
-        index = bisect_right(starts, piece.start) - 1
-        if index < 0 or piece.start >= spans[index][1]:
-            continue
-        read.add(index)
-        if selected_pieces.intersection(piece.pieces):
-            picked.add(index)
-    human = evidence_words(evidence, len(spans)) & read
-    if not human:
-        return None
-    masks = torch.zeros(3, len(spans), dtype=torch.bool)
-    for row, words in enumerate((picked, human, read)):
-        masks[row, sorted(words)] = True
-    scores = plausibility(masks[0:1], masks[1:2], masks[2:3])
-    return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-            "selected": len(picked), "human": len(human)}
-
-
 def compare_selections(t_exp: Explanation, s_exp: Explanation) -> dict:
     """``rekd_core.explain.compare``, with mask IoU and F1 None (undefined) when neither model selected
     anything: two empty selections do not agree perfectly, there is nothing to compare."""
@@ -766,8 +719,8 @@ def explain_pair(teacher, student, item: InputItem, ratio: float | None, agreeme
     comparison = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
     scores = {}
     if item.evidence is not None and item.kind == "text":
-        scores = {role: word_plausibility(item.value, exp, item.evidence, special_tokens(model))
-                  for role, exp, model in (("teacher", t_exp, teacher), ("student", s_exp, student))}
+        scores = {role: word_plausibility(item.value, exp, item.evidence)
+                  for role, exp in (("teacher", t_exp), ("student", s_exp))}
     return PairResult(t_exp, s_exp, comparison, time.perf_counter() - started, views, scores)
 
 
@@ -795,7 +748,6 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
         if progress:
             progress((len(t_exps) + len(s_exps)) / total, f"student: {len(s_exps)}/{len(values)}")
     human = any(item.evidence is not None for item in items)
-    specials = {"teacher": special_tokens(teacher), "student": special_tokens(student)}
     rows = []
     for i, (item, t_exp, s_exp) in enumerate(zip(items, t_exps, s_exps)):
         cmp = compare_selections(t_exp, s_exp) if agreement and t_exp.num_features == s_exp.num_features else None
@@ -812,9 +764,10 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
                                      + 0.1 * gap})
         if human:
             for role, exp in (("teacher", t_exp), ("student", s_exp)):
-                scores = (word_plausibility(item.value, exp, item.evidence, specials[role])
+                scores = (word_plausibility(item.value, exp, item.evidence)
                           if item.evidence is not None and item.kind == "text" else None)
-                rows[-1][f"{role} F1 (human)"] = scores["f1"] if scores else float("nan")
+                f1 = scores["f1"] if scores else None
+                rows[-1][f"{role} F1 (human)"] = float("nan") if f1 is None else f1
             rows[-1]["F1 gap (S-T)"] = rows[-1]["student F1 (human)"] - rows[-1]["teacher F1 (human)"]
     columns = ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree", "mask IoU"]
     if human:

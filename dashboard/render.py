@@ -14,10 +14,12 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from rekd_core.words import Word, evidence_words, read_limit, word_spans
 
 TEACHER = "#0072B2"
 STUDENT = "#E69F00"
@@ -107,46 +109,6 @@ def saw_no_features(exp) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Word:
-    """A readable word of the input: its character span and the word pieces it is made of."""
-
-    start: int
-    end: int
-    pieces: list[int] = field(default_factory=list)
-
-
-def merge_word_pieces(text: str, offsets: Sequence[tuple[int, int]], tokens: Sequence[str] | None = None,
-                      special_tokens: Collection[str] = ()) -> tuple[list[Word], list[int]]:
-    """Group word pieces back into words using their character spans in ``text``.
-
-    A piece continues the previous word when it starts exactly where that word ends and both sides
-    of the join are letters or digits ("un" + "##believ" + "##able"); punctuation stays its own
-    word. Works for any tokenizer that reports offsets (WordPiece, BPE, SentencePiece). Returns
-    the words in text order and the indices of the special pieces: those with an empty span
-    ([CLS], [SEP], padding) and those whose token is one of ``special_tokens`` (the tokenizer's
-    ``all_special_tokens``: a literal "[SEP]" typed in a review has a span but is still special).
-    Special pieces belong to no word, so they are never highlighted.
-    """
-    words: list[Word] = []
-    specials: list[int] = []
-    for index, (start, end) in enumerate(offsets):
-        start, end = int(start), int(end)
-        if end <= start or (tokens is not None and special_tokens and tokens[index] in special_tokens):
-            specials.append(index)
-            continue
-        if words:
-            last = words[-1]
-            overlaps = start < last.end
-            joins = start == last.end and 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum()
-            if overlaps or joins:
-                last.end = max(last.end, end)
-                last.pieces.append(index)
-                continue
-        words.append(Word(start, end, [index]))
-    return words, specials
-
-
 def _segments(text: str, words: Sequence[Word], limit: int) -> list[tuple[int, int, int]]:
     """``(owner, start, end)`` runs of ``text[:limit]``: owner is a word index, ``_GAP`` for text
     between words, ``_BR_START``/``_BR_REST`` for the HTML line breaks (<br />) that IMDB reviews hold."""
@@ -174,26 +136,15 @@ def _segments(text: str, words: Sequence[Word], limit: int) -> list[tuple[int, i
     return runs
 
 
-def read_limit(text: str, offsets: Sequence[tuple[int, int]], truncated: bool) -> int:
-    """How far into ``text`` the model read: all of it, or up to the last word piece it kept."""
-    if not truncated:
-        return len(text)
-    ends = [int(end) for start, end in offsets if int(end) > int(start)]
-    return max(ends) if ends else 0
-
-
 _TEXT_BOX = ("font-family:Georgia,'DejaVu Serif',serif;font-size:15px;line-height:1.7;white-space:pre-wrap;"
              "color:#222;background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 12px;"
              "max-height:520px;overflow-y:auto")
 
 
-def _text_html(text: str, tokens: Sequence[str], offsets: Sequence[tuple[int, int]], truncated: bool,
-               colour_of: dict[int, str], notes: dict[int, str] | None = None, max_length: int | None = None,
-               special_tokens: Collection[str] = (), underline: str = "solid") -> str:
-    """The review with each word whose owner piece set maps to a colour highlighted (special pieces
-    are in no word, so they never are)."""
-    words, _ = merge_word_pieces(text, offsets, tokens, special_tokens)
-    limit = read_limit(text, offsets, truncated)
+def _text_html(text: str, words: Sequence[Word], tokens: Sequence[str], limit: int, colour_of: dict[int, str],
+               notes: dict[int, str] | None = None, max_length: int | None = None, underline: str = "solid") -> str:
+    """The review read up to character ``limit``, each word whose pieces map to a colour (``colour_of``: piece ->
+    colour) highlighted; special pieces are in no word, so they never are. The rest is shown greyed, as unread."""
     word_colour: dict[int, str] = {}
     for index, word in enumerate(words):
         colours = [colour_of[p] for p in word.pieces if p in colour_of]
@@ -234,18 +185,17 @@ def _strongest(colours: Iterable[str]) -> str:
     return max(colours, key=lambda c: _PRIORITY.get(c, 0))
 
 
-def highlight_html(text: str, exp, colour: str = TEACHER, max_length: int | None = None,
-                   special_tokens: Collection[str] = ()) -> str:
+def highlight_html(text: str, exp, colour: str = TEACHER, max_length: int | None = None) -> str:
     """One model's rationale over the review: the words any of whose pieces it selected."""
     selected = set(exp.selected) if exp.scores else set()  # a CLS model selects nothing: it reads all
     colour_of = {i: colour for i in selected}
-    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     notes = {}
     if exp.scores:
-        for index, word in enumerate(words):
+        for index, word in enumerate(exp.words):
             best = max(exp.scores[p] for p in word.pieces if p < len(exp.scores))
             notes[index] = f" · score {best:+.2f}"
-    return _text_html(text, exp.tokens, exp.offsets, exp.truncated, colour_of, notes, max_length, special_tokens)
+    return _text_html(text, exp.words, exp.tokens, read_limit(text, exp.offsets, exp.truncated), colour_of, notes,
+                      max_length)
 
 
 def _agreement_colours(comparison: dict) -> dict[int, str]:
@@ -256,29 +206,18 @@ def _agreement_colours(comparison: dict) -> dict[int, str]:
     return colour_of
 
 
-def agreement_html(text: str, teacher_exp, comparison: dict, max_length: int | None = None,
-                   special_tokens: Collection[str] = ()) -> str:
+def agreement_html(text: str, teacher_exp, comparison: dict, max_length: int | None = None) -> str:
     """The review with words selected by both (green), only the teacher (blue), only the student
     (orange): a word takes the strongest of its pieces' classes."""
-    return _text_html(text, teacher_exp.tokens, teacher_exp.offsets, teacher_exp.truncated,
-                      _agreement_colours(comparison), max_length=max_length, special_tokens=special_tokens)
+    return _text_html(text, teacher_exp.words, teacher_exp.tokens,
+                      read_limit(text, teacher_exp.offsets, teacher_exp.truncated), _agreement_colours(comparison),
+                      max_length=max_length)
 
 
-def word_counts(text: str, exp, special_tokens: Collection[str] = ()) -> tuple[int, int]:
+def word_counts(exp) -> tuple[int, int]:
     """(selected words, words read): a word counts as selected if any of its pieces is."""
-    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
     selected = set(exp.selected)
-    return sum(1 for w in words if selected.intersection(w.pieces)), len(words)
-
-
-def word_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of ``text.split()``'s words: the words ERASER's evidence spans index."""
-    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
-
-
-def evidence_words(evidence: Iterable[tuple[int, int]], n_words: int) -> set[int]:
-    """The word indices that ``(start, end)`` evidence spans (end exclusive) cover, clipped to ``n_words``."""
-    return {i for start, end in evidence for i in range(max(int(start), 0), min(int(end), n_words))}
+    return sum(1 for w in exp.words if selected.intersection(w.pieces)), len(exp.words)
 
 
 def human_html(text: str, evidence: Iterable[tuple[int, int]], read_upto: int | None = None,
@@ -288,10 +227,11 @@ def human_html(text: str, evidence: Iterable[tuple[int, int]], read_upto: int | 
     models' views, since plausibility counts only the words the models read."""
     spans = word_spans(text)
     human = evidence_words(evidence, len(spans))
-    read = [span for span in spans if read_upto is None or span[1] <= read_upto]
-    words = [text[start:end] for start, end in read]
-    return _text_html(text, words, read, read_upto is not None and len(read) < len(spans),
-                      {i: HUMAN for i in human if i < len(read)}, {i: " · human evidence" for i in human},
+    words = [Word(start, end, [index]) for index, (start, end) in enumerate(spans)]
+    limit = len(text) if read_upto is None else read_upto
+    shown = [word for word in words if word.end <= limit]
+    return _text_html(text, shown, [text[start:end] for start, end in spans], limit,
+                      {i: HUMAN for i in human if i < len(shown)}, {i: " · human evidence" for i in human},
                       max_length, underline="dotted")
 
 
@@ -555,18 +495,22 @@ class ComparisonView:
     student_overlay: Image.Image | None = None
     agreement_image: Image.Image | None = None
     notes: list[str] = field(default_factory=list)
-    special_tokens: frozenset[str] = frozenset()  # never highlighted (the tokenizers' all_special_tokens)
     evidence: list[tuple[int, int]] | None = None  # human evidence spans over text.split() words (ERASER)
-    plausibility: dict = field(default_factory=dict)  # role -> backend.word_plausibility() scores (or None)
+    plausibility: dict = field(default_factory=dict)  # role -> words.word_plausibility() scores (or None)
 
 
 def plausibility_line(scores: dict | None) -> str:
-    """One model's plausibility against the human evidence as one line ("—" when undefined)."""
+    """One model's plausibility against the human evidence as one line ("—" when undefined), saying how many
+    evidence words lie past where the model stopped reading (they are not counted)."""
     if scores is None:
-        return f"plausibility F1 {UNDEFINED} (no human word read, or no rationale)"
+        return f"plausibility F1 {UNDEFINED} (no rationale, or no human evidence)"
+    unread = (f"; {scores['unread']} evidence word{'s' if scores['unread'] != 1 else ''} past where it stopped "
+              "reading, not counted" if scores.get("unread") else "")
+    if scores["f1"] is None:
+        return f"plausibility F1 {UNDEFINED} (no evidence word among those it read{unread})"
     return (f"plausibility F1 {format_score(scores['f1'])} (precision {format_score(scores['precision'])}, "
             f"recall {format_score(scores['recall'])}; {scores['selected']} words picked, {scores['human']} marked "
-            "by humans)")
+            f"by humans{unread})")
 
 
 def read_chars(text: str, exps: Iterable) -> int | None:
@@ -595,7 +539,7 @@ def comparison_html(view: ComparisonView) -> str:
             ("Teacher", view.teacher_name, view.teacher_exp, TEACHER, view.teacher_overlay),
             ("Student", view.student_name, view.student_exp, STUDENT, view.student_overlay)):
         if view.kind == "text":
-            body = highlight_html(view.text or "", exp, colour, view.max_length, view.special_tokens)
+            body = highlight_html(view.text or "", exp, colour, view.max_length)
         else:
             body = (f'<img alt="original" src="{_data_uri(view.original)}" style="margin-right:8px">'
                     f'<img alt="{role} patches" src="{_data_uri(overlay)}">')
@@ -612,8 +556,7 @@ def comparison_html(view: ComparisonView) -> str:
                        f'{human_html(view.text or "", view.evidence, limit, view.max_length)}</div>')
     if view.comparison is not None:
         if view.kind == "text":
-            agreement = agreement_html(view.text or "", view.teacher_exp, view.comparison, view.max_length,
-                                       view.special_tokens)
+            agreement = agreement_html(view.text or "", view.teacher_exp, view.comparison, view.max_length)
         else:
             agreement = f'<img alt="agreement" src="{_data_uri(view.agreement_image)}">'
         agreement = legend_html() + agreement
@@ -648,11 +591,10 @@ def _font(size: int, bold: bool = False) -> ImageFont.ImageFont:
         return ImageFont.load_default(size)
 
 
-def _text_atoms(text: str, exp, colour_of: dict[int, str], special_tokens: Collection[str] = ()
-                ) -> tuple[list[list[tuple[str, str | None]]], int]:
+def _text_atoms(text: str, exp, colour_of: dict[int, str]) -> tuple[list[list[tuple[str, str | None]]], int]:
     """The read part of a review as visual words (lists of (string, colour or None)), with ``None``
     entries for line breaks, and the number of characters not read."""
-    words, _ = merge_word_pieces(text, exp.offsets, exp.tokens, special_tokens)
+    words = exp.words
     limit = read_limit(text, exp.offsets, exp.truncated)
     chunks: list = []
     current: list = []
@@ -776,8 +718,7 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
         text = view.text or ""
         per_model = []
         for exp, colour in ((view.teacher_exp, TEACHER), (view.student_exp, STUDENT)):
-            chunks, unread = _text_atoms(text, exp, {i: colour for i in exp.selected} if exp.scores else {},
-                                         view.special_tokens)
+            chunks, unread = _text_atoms(text, exp, {i: colour for i in exp.selected} if exp.scores else {})
             per_model.append((_layout(chunks, column, font, line_height), unread))
         rows = max(len(lines) for lines, _ in per_model)
         unread = per_model[0][1]
@@ -792,7 +733,7 @@ def comparison_png(view: ComparisonView, width: int = 1400) -> bytes:
 
         blocks.append((rows * line_height + (28 if unread else 8), draw_texts))
         if view.comparison is not None:
-            chunks, _ = _text_atoms(text, view.teacher_exp, _agreement_colours(view.comparison), view.special_tokens)
+            chunks, _ = _text_atoms(text, view.teacher_exp, _agreement_colours(view.comparison))
             agreement_lines = _layout(chunks, width - 2 * margin, font, line_height)
             blocks.append((40, lambda d, y: _agreement_header(d, y, margin, view, head_font, small)))
             blocks.append((len(agreement_lines) * line_height + 8,

@@ -274,8 +274,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     result = {"student" if teacher else "model": explain(model, [item], ratio=args.ratio)[0]}
     if teacher is not None:
         result["teacher"] = explain(teacher, [item], ratio=args.ratio)[0]
+    text = item if isinstance(item, str) else None
     if args.json:
-        payload = {name: exp.to_dict() for name, exp in result.items()}
+        payload = {name: exp.to_dict(text) for name, exp in result.items()}
         if teacher is not None:
             payload["comparison"] = compare(result["teacher"], result["student"])
         print(json.dumps(payload, indent=2))
@@ -286,10 +287,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"[{name}] {Path(getattr(model, 'checkpoint_path', '')).name if name != 'teacher' else args.teacher}: "
               f"{exp.label} ({top}); selected {len(exp.selected)}/{exp.num_features} features ({exp.ratio:.3f}"
               f"{reads})")
-        if exp.tokens is not None:
-            print("  tokens: " + " ".join(exp.tokens[i] for i in exp.selected))
-            if exp.truncated:
-                print(f"  (input truncated to {model.processor.max_length} word pieces)")
+        if text is not None:
+            _print_words(text, exp, model.processor.max_length)
         else:
             print(f"  patches ({exp.grid_side}x{exp.grid_side} grid, row-major): {exp.selected}")
     if teacher is not None:
@@ -298,6 +297,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
                    else f"{cmp['iou']:.3f}, F1 {cmp['f1']:.3f}")
         print(f"[comparison] mask IoU {overlap}, predictions agree: {cmp['labels_agree']}")
     return 0
+
+
+def _print_words(text: str, exp, max_length: int) -> None:
+    """The whole words a text model selected, then its word pieces where they are not whole words."""
+    from .words import selected_words
+
+    words = selected_words(text, exp)
+    pieces = [exp.tokens[i] for i in exp.selected]
+    print("  words: " + " ".join(words))
+    if [piece.lower() for piece in pieces] != [word.lower() for word in words]:
+        print("  word pieces: " + " ".join(pieces))
+    if exp.truncated:
+        print(f"  (input truncated to {max_length} word pieces)")
 
 
 def _load_models(path: str, teacher_path: str | None,

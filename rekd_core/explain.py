@@ -1,5 +1,5 @@
-"""Explain raw inputs: the prediction, the class probabilities and the selected tokens or patches,
-and the comparison of a teacher's explanation with a student's."""
+"""Explain raw inputs: the prediction, the class probabilities and the selected word pieces (and the whole
+words they belong to) or patches, and the comparison of a teacher's explanation with a student's."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -12,6 +12,7 @@ from .errors import ConfigError, DataError
 from .losses import selection_scores
 from .metrics import mask_agreement
 from .model import RationaleModel
+from .words import Word, merge_word_pieces, selected_words, special_tokens
 
 
 @dataclass
@@ -29,16 +30,21 @@ class Explanation:
     tokens: list[str] | None = None  # text: the word pieces the model read
     offsets: list[tuple[int, int]] | None = None  # text: character span of each word piece in the input
     truncated: bool = False  # text: the input was longer than the model's max length
+    words: list[Word] | None = None  # text: the words of the input the model read, each with its word pieces
+    special_pieces: list[int] = field(default_factory=list)  # text: the special pieces ([CLS], [SEP]), in no word
     grid_side: int | None = None  # vision: patches per side
     patch_size: int | None = None  # vision: pixels per patch side, at the model's image size
     # how the predictor read the selection: zero (every feature, unselected as zero vectors) or drop (only the
     # selected ones); None for a CLS model, which reads everything
     masking: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, text: str | None = None) -> dict:
+        """The explanation as plain data; with the explained ``text``, also the whole words selected."""
         data = asdict(self)
         if self.tokens is not None:
             data["selected_tokens"] = [self.tokens[i] for i in self.selected]
+            if text is not None:
+                data["selected_words"] = selected_words(text, self)
         return data
 
 
@@ -107,6 +113,8 @@ def _describe_features(model: RationaleModel, item, exp: Explanation) -> None:
     processor = model.processor
     if model.task == "text":
         exp.tokens, exp.offsets = processor.tokens_with_offsets(item)
+        exp.words, exp.special_pieces = merge_word_pieces(item, exp.offsets, exp.tokens,
+                                                          special_tokens(processor.tokenizer))
         exp.truncated = len(processor.tokenizer(item, truncation=False)["input_ids"]) > processor.max_length
     else:
         exp.grid_side, exp.patch_size = processor.grid_side, processor.patch_size

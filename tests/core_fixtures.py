@@ -202,3 +202,18 @@ def hf_dinov2_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("hub") / "tiny-dinov2"
     model.save_pretrained(path)
     return path
+
+
+def fake_explanation(text: str, tokens: list[str], offsets: list[tuple[int, int]], selected: list[int],
+                     specials=(), scores: list[float] | None = None, truncated: bool = False, label: str = "pos"):
+    """An ``Explanation`` of ``text`` made by hand (its words merged as ``explain`` merges them): every piece is
+    selectable, as in a model that predates the exclusion of special tokens; ``scores`` [] makes it a CLS one."""
+    from rekd_core.explain import Explanation
+    from rekd_core.words import merge_word_pieces
+
+    words, special = merge_word_pieces(text, offsets, tokens, specials)
+    scores = [0.0] * len(tokens) if scores is None else scores
+    return Explanation(label=label, label_index=int(label == "pos"), probs={"neg": 0.3, "pos": 0.7},
+                       selected=list(selected), num_features=len(tokens), ratio=len(selected) / len(tokens),
+                       scores=scores, selectable=list(range(len(tokens))), length=len(tokens), tokens=list(tokens),
+                       offsets=list(offsets), truncated=truncated, words=words, special_pieces=special)

@@ -189,6 +189,8 @@ def test_explain_json_with_teacher(cli_models, capsys):
         assert len(exp["selected"]) == round(0.1 * n) >= 1
         assert all(isinstance(i, int) and 1 <= i <= n for i in exp["selected"])
         assert exp["selected_tokens"] == [exp["tokens"][i] for i in exp["selected"]]
+        assert 1 <= len(exp["selected_words"]) <= len(exp["selected"])  # whole words of the review
+        assert all(word in REVIEW for word in exp["selected_words"])
         assert exp["truncated"] is False
         assert exp["masking"] == "zero"  # what the checkpoint says (its default, the paper's)
     comparison = payload["comparison"]
@@ -200,7 +202,20 @@ def test_explain_json_with_teacher(cli_models, capsys):
     exp = json.loads(out)["model"]
     assert rc == 0 and len(exp["selected"]) == round(0.5 * exp["num_features"])
     rc, out, err = cli(capsys, "explain", student, "--teacher", teacher, "--text", REVIEW)
-    assert rc == 0 and "[student]" in out and "[teacher]" in out and "[comparison]" in out and "tokens:" in out
+    assert rc == 0 and "[student]" in out and "[teacher]" in out and "[comparison]" in out and "words:" in out
+
+
+def test_explain_prints_whole_words_and_the_pieces_where_they_differ(capsys):
+    from rekd_core.cli import _print_words
+    from tests.core_fixtures import fake_explanation
+
+    text = "Unbelievable film"
+    tokens, offsets = ["[CLS]", "un", "##believ", "##able", "film", "[SEP]"], [(0, 0), (0, 2), (2, 8), (8, 12),
+                                                                               (13, 17), (0, 0)]
+    _print_words(text, fake_explanation(text, tokens, offsets, [2], {"[CLS]", "[SEP]"}), 256)
+    assert capsys.readouterr().out == "  words: Unbelievable\n  word pieces: ##believ\n"
+    _print_words(text, fake_explanation(text, tokens, offsets, [4], {"[CLS]", "[SEP]"}), 256)
+    assert capsys.readouterr().out == "  words: film\n"
 
 
 def test_explain_text_file_and_image(cli_models, vision_re_ckpt, image_task, tmp_path, capsys):

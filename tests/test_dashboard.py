@@ -24,11 +24,12 @@ from dashboard import backend as B
 from dashboard import render as R
 from rekd_core.errors import DataError
 from rekd_core.inputs import decode_text
+from rekd_core.words import evidence_words, word_plausibility
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from tests.core_fixtures import image_bytes, png_claiming
+from tests.core_fixtures import fake_explanation, image_bytes, png_claiming
 from tests.dashboard_fixtures import assert_clean
 
 pytest_plugins = ["tests.dashboard_fixtures"]
@@ -950,30 +951,14 @@ def test_downloads_are_offered(make_app):
 # ----------------------------------------------------------------------------------------------
 
 
-class FakeExp:
-    def __init__(self, tokens, offsets, selected, scores=None, truncated=False, label="pos"):
-        self.tokens, self.offsets, self.selected, self.truncated = tokens, offsets, selected, truncated
-        self.scores = scores if scores is not None else [0.0] * len(tokens)
-        self.label, self.probs = label, {"neg": 0.3, "pos": 0.7}
-        self.num_features, self.ratio = len(tokens), len(selected) / len(tokens)
-
-
-def test_merge_word_pieces_groups_pieces_and_keeps_punctuation_apart():
-    text = "Unbelievable, it's great!"
-    offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25), (0, 0)]
-    words, specials = R.merge_word_pieces(text, offsets)
-    assert [text[w.start:w.end] for w in words] == ["Unbelievable", ",", "it", "'", "s", "great", "!"]
-    assert words[0].pieces == [1, 2, 3]
-    assert specials == [0, 10]
-
-
 def test_highlight_marks_whole_words_never_special_tokens():
     text = "Unbelievable, it's great! [SEP]"
     tokens = ["[CLS]", "un", "##believ", "##able", ",", "it", "'", "s", "great", "!", "[SEP]", "[SEP]"]
     offsets = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (14, 16), (16, 17), (17, 18), (19, 24), (24, 25),
                (26, 31), (0, 0)]
     specials = {"[CLS]", "[SEP]", "[PAD]", "[UNK]"}
-    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 2, 8, 10, 11]), R.TEACHER, special_tokens=specials)
+    exp = fake_explanation(text, tokens, offsets, [0, 2, 8, 10, 11], specials)
+    html_text = R.highlight_html(text, exp, R.TEACHER)
     assert re.search(r'title="un ##believ ##able[^"]*">Unbelievable</span>', html_text)
     assert re.search(r'">great</span>', html_text)
     # Two words; [CLS], the closing [SEP] and a literal "[SEP]" typed in the review are selected but never shown
@@ -981,14 +966,12 @@ def test_highlight_marks_whole_words_never_special_tokens():
     assert html_text.count(TEACHER_MARK) == 2
     assert "[CLS]" not in html_text and html_text.count("[SEP]") == 1 and not re.search(r">\[SEP\]</span>", html_text)
     cmp = {"both": [8], "teacher_only": [2, 0], "student_only": [10, 11], "iou": 0.33, "f1": 0.5, "labels_agree": True}
-    agreement = R.agreement_html(text, FakeExp(tokens, offsets, [2, 8]), cmp, special_tokens=specials)
+    agreement = R.agreement_html(text, fake_explanation(text, tokens, offsets, [2, 8], specials), cmp)
     assert BOTH_MARK in agreement and TEACHER_MARK in agreement and STUDENT_MARK not in agreement
-    exp = FakeExp(tokens, offsets, [0, 2, 8, 10, 11])
-    assert R.word_counts(text, exp, specials) == (2, 7)
-    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text,
-                            special_tokens=frozenset(specials))
+    assert R.word_counts(exp) == (2, 7)
+    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text)
     assert "[CLS]" not in R.comparison_html(view)
-    chunks, _ = R._text_atoms(text, exp, {i: R.TEACHER for i in exp.selected}, specials)
+    chunks, _ = R._text_atoms(text, exp, {i: R.TEACHER for i in exp.selected})
     assert [s for chunk in chunks if chunk for s, colour in chunk if colour] == ["Unbelievable", "great"]
 
 
@@ -1010,18 +993,18 @@ def test_highlight_turns_br_tags_into_line_breaks_and_escapes_html():
     tokens = ["good", "<", "br", "/", ">", "<", "br", "/", ">", "film", "&", "<", "b", ">", "cast", "<", "/", "b", ">"]
     offsets = [(0, 4), (4, 5), (5, 7), (8, 9), (9, 10), (10, 11), (11, 13), (14, 15), (15, 16), (16, 20), (21, 22),
                (23, 24), (24, 25), (25, 26), (26, 30), (30, 31), (31, 32), (32, 33), (33, 34)]
-    html_text = R.highlight_html(text, FakeExp(tokens, offsets, [0, 9]), R.TEACHER)
+    html_text = R.highlight_html(text, fake_explanation(text, tokens, offsets, [0, 9]), R.TEACHER)
     assert html_text.count("<br>") == 2 and "br /" not in html_text
     assert ">&amp;<" in html_text and ">&lt;<" in html_text and "<b>" not in html_text
 
 
 def test_truncated_review_shows_the_unread_part_dimmed():
     text = "alpha beta gamma delta"
-    exp = FakeExp(["[CLS]", "alpha", "beta", "[SEP]"], [(0, 0), (0, 5), (6, 10), (0, 0)], [1], truncated=True)
+    exp = fake_explanation(text, ["[CLS]", "alpha", "beta", "[SEP]"], [(0, 0), (0, 5), (6, 10), (0, 0)], [1],
+                           {"[CLS]", "[SEP]"}, truncated=True)
     html_text = R.highlight_html(text, exp, R.STUDENT, max_length=4)
     assert "the model stops reading here (4 word pieces)" in html_text
     assert html_text.index("stops reading") < html_text.index("gamma delta")
-    assert R.read_limit(text, exp.offsets, True) == 10
 
 
 def test_patch_overlays_dim_unselected_patches_and_draw_the_grid():
@@ -1262,30 +1245,6 @@ def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generato
 
 HUMAN_MARK = f"border-bottom:2px dotted {R.HUMAN}"
 PIECES_TEXT = "Unbelievable , truly great film ."
-PIECES = (["[CLS]", "un", "##believ", "##able", ",", "truly", "great", "film", ".", "[SEP]"],
-          [(0, 0), (0, 2), (2, 8), (8, 12), (13, 14), (15, 20), (21, 26), (27, 31), (32, 33), (0, 0)])
-
-
-def test_word_plausibility_on_hand_made_cases():
-    tokens, offsets = PIECES
-    specials = {"[CLS]", "[SEP]"}
-    # One piece of "Unbelievable" selects the whole word; [CLS] selected counts for nothing. Words picked:
-    # Unbelievable, film; humans marked Unbelievable, truly, great: precision 1/2, recall 1/3, F1 0.4.
-    scores = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [0, 2, 7]), [(0, 1), (2, 4)], specials)
-    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(1 / 3)
-    assert scores["f1"] == pytest.approx(0.4) and (scores["selected"], scores["human"]) == (2, 3)
-    exact = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [3, 5, 6]), [(0, 1), (2, 4)], specials)
-    assert exact["f1"] == pytest.approx(1.0)
-    nothing = B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, []), [(0, 1)], specials)
-    assert nothing["f1"] == 0.0 and nothing["precision"] == 0.0 and nothing["selected"] == 0
-    # Nothing to score: a CLS model (no rationale), no evidence, evidence only past where the model stopped.
-    assert B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [1], scores=[]), [(0, 1)]) is None
-    assert B.word_plausibility(PIECES_TEXT, FakeExp(tokens, offsets, [1]), []) is None
-    cut = FakeExp(tokens[:6] + ["[SEP]"], offsets[:6] + [(0, 0)], [5], truncated=True)  # reads up to "truly"
-    assert B.word_plausibility(PIECES_TEXT, cut, [(3, 5)], specials) is None
-    # Human words the model never read do not count against it: "great" (read? no) is left out of recall.
-    half = B.word_plausibility(PIECES_TEXT, cut, [(2, 4)], specials)
-    assert half["recall"] == pytest.approx(1.0) and half["human"] == 1
 
 
 def test_human_highlight_marks_the_evidence_words_only():
@@ -1297,7 +1256,7 @@ def test_human_highlight_marks_the_evidence_words_only():
     cut = R.human_html(PIECES_TEXT, [(0, 1), (3, 4)], read_upto=20)  # the models stopped after "truly"
     assert cut.count(HUMAN_MARK) == 1 and "the model stops reading here" in cut
     assert cut.index("stops reading") < cut.index("great")
-    assert R.evidence_words([(0, 2), (5, 99)], 6) == {0, 1, 5}
+    assert evidence_words([(0, 2), (5, 99)], 6) == {0, 1, 5}
 
 
 def test_sort_ranking_by_plausibility():
@@ -1330,8 +1289,8 @@ def test_explain_pair_scores_both_models_against_human_evidence(tiny_checkpoints
     assert all(item.evidence is not None for item in items) and any(item.evidence for item in items)
     item = next(item for item in items if len(item.evidence) == 2)
     result = B.explain_pair(teacher, student, item, 0.3)
-    for role, exp, model in (("teacher", result.teacher, teacher), ("student", result.student, student)):
-        expected = B.word_plausibility(item.value, exp, item.evidence, B.special_tokens(model))
+    for role, exp in (("teacher", result.teacher), ("student", result.student)):
+        expected = word_plausibility(item.value, exp, item.evidence)
         assert result.plausibility[role] == expected and 0.0 <= expected["f1"] <= 1.0
     assert B.explain_pair(teacher, student, B.prepare_review(item.value), 0.3).plausibility == {}
     view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
@@ -1339,7 +1298,7 @@ def test_explain_pair_scores_both_models_against_human_evidence(tiny_checkpoints
     page = R.comparison_html(view)
     assert "Human evidence" in page and HUMAN_MARK in page
     assert page.count("plausibility F1 ") == 2
-    marked = len(R.evidence_words(item.evidence, len(item.value.split())))
+    marked = len(evidence_words(item.evidence, len(item.value.split())))
     assert page.count(HUMAN_MARK) == marked
     plain = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
                              text=item.value)
