@@ -759,7 +759,7 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
         (t_label, t_p), (s_label, s_p) = _verdict(t_exp), _verdict(s_exp)
         rows.append({"row": i, "input": item.preview(70), "true label": item.label or "",
                      "teacher": t_label, "p(teacher)": t_p, "student": s_label, "p(student)": s_p,
-                     "agree": labels_agree, "mask IoU": iou,
+                     "agree": labels_agree, "teacher_mask_iou": iou,
                      "disagreement": (1.0 if labels_agree is False else 0.0) + (0.0 if iou != iou else 1.0 - iou)
                                      + 0.1 * gap})
         if human:
@@ -767,9 +767,10 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
                 scores = (word_plausibility(item.value, exp, item.evidence)
                           if item.evidence is not None and item.kind == "text" else None)
                 f1 = scores["f1"] if scores else None
-                rows[-1][f"{role} F1 (human)"] = float("nan") if f1 is None else f1
-            rows[-1]["F1 gap (S-T)"] = rows[-1]["student F1 (human)"] - rows[-1]["teacher F1 (human)"]
-    columns = ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree", "mask IoU"]
+                rows[-1][f"{role}_plausibility_f1"] = float("nan") if f1 is None else f1
+            rows[-1]["plausibility_f1_gap"] = rows[-1]["student_plausibility_f1"] - rows[-1]["teacher_plausibility_f1"]
+    columns = ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree",
+               "teacher_mask_iou"]
     if human:
         columns += list(PLAUSIBILITY_COLUMNS)
     frame = pd.DataFrame(rows, columns=columns + ["disagreement"])
@@ -777,15 +778,15 @@ def rank_by_disagreement(teacher, student, items: Sequence[InputItem], ratio: fl
 
 
 # The browser's orders: name -> (column, highest first). A column a ranking lacks (no human evidence) is refused.
-PLAUSIBILITY_COLUMNS = ("teacher F1 (human)", "student F1 (human)", "F1 gap (S-T)")
+PLAUSIBILITY_COLUMNS = ("teacher_plausibility_f1", "student_plausibility_f1", "plausibility_f1_gap")
 RANKING_SORTS = {
     "disagreement": ("disagreement", True),
-    "teacher plausibility, lowest first": ("teacher F1 (human)", False),
-    "teacher plausibility, highest first": ("teacher F1 (human)", True),
-    "student plausibility, lowest first": ("student F1 (human)", False),
-    "student plausibility, highest first": ("student F1 (human)", True),
-    "student minus teacher plausibility, lowest first": ("F1 gap (S-T)", False),
-    "student minus teacher plausibility, highest first": ("F1 gap (S-T)", True),
+    "teacher plausibility, lowest first": ("teacher_plausibility_f1", False),
+    "teacher plausibility, highest first": ("teacher_plausibility_f1", True),
+    "student plausibility, lowest first": ("student_plausibility_f1", False),
+    "student plausibility, highest first": ("student_plausibility_f1", True),
+    "student minus teacher plausibility, lowest first": ("plausibility_f1_gap", False),
+    "student minus teacher plausibility, highest first": ("plausibility_f1_gap", True),
 }
 
 
@@ -863,7 +864,7 @@ def evaluate_pair(teacher, student, split, ratios: Sequence[float], agreement: b
                          "backbone": str(model.config["backbone"].get("source", "")), "ratio": ratio,
                          "accuracy": metrics["accuracy"], "f1": metrics.get("f1", float("nan")),
                          "achieved_ratio": metrics.get("ratio", 1.0),
-                         "mask_iou_with_teacher": metrics.get("teacher_mask_iou", float("nan")),
+                         "teacher_mask_iou": metrics.get("teacher_mask_iou", float("nan")),
                          "teacher_agreement": metrics.get("teacher_agreement", float("nan")), "n": metrics["n"]})
     return pd.DataFrame(rows)
 
@@ -875,6 +876,9 @@ def evaluate_pair(teacher, student, split, ratios: Sequence[float], agreement: b
 RESULT_COLUMNS = ("task", "role", "mode", "backbone", "ratio", "seed", "accuracy", "f1", "achieved_ratio",
                   "teacher_agreement", "wall_time_s")
 REQUIRED_RESULT_COLUMNS = ("mode", "ratio", "accuracy")
+# The metrics the results table aggregates (names of rekd_core.metric_info.METRICS)
+RESULT_METRICS = ("accuracy", "f1", "achieved_ratio", "teacher_agreement", "teacher_mask_iou", "sufficiency",
+                  "comprehensiveness", "plausibility_f1")
 TASK_ALIASES = {"text": ("text", "imdb", "movie", "review", "aclimdb", "eraser", "sst"),
                 "vision": ("vision", "image", "cifar", "imagenet", "mnist")}
 
@@ -944,8 +948,7 @@ def ratio_range_comparison(path: str | Path, task: str | None = None,
 def aggregate_results(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and number of seeds per (task, role, mode, backbone, ratio)."""
     keys = ["task", "role", "mode", "backbone", "ratio"]
-    metrics = [c for c in ("accuracy", "f1", "achieved_ratio", "teacher_agreement", "teacher_mask_iou")
-               if c in frame.columns]
+    metrics = [c for c in RESULT_METRICS if c in frame.columns]
     grouped = frame.groupby(keys, dropna=False)
     out = grouped[metrics].agg(["mean", "std"])
     out.columns = [f"{metric}_{stat}" for metric, stat in out.columns]

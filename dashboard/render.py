@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from rekd_core.metric_info import METRICS, describe
 from rekd_core.words import Word, evidence_words, read_limit, word_spans
 
 TEACHER = "#0072B2"
@@ -64,19 +65,14 @@ GLOSSARY = {
     "ratio": "The share of an input's features each model keeps: the k = ratio x features with the highest "
              "scores. Each model was trained at one ratio (marked under the slider); far from it, its "
              "predictions are untested.",
-    "achieved ratio": "The share of features actually kept: k is rounded to a whole number and padding is not "
-                      "counted, so it can differ a little from the ratio asked for.",
-    "mask IoU": "How far the two selections overlap: features both picked / features either picked. 1 = the "
-                "same features, 0 = none in common. Undefined (—) when neither picked anything.",
-    "mask F1": "Another overlap score: 2 x features both picked / (teacher's + student's features). Undefined "
-               "(—) when neither picked anything.",
-    "agreement": "Whether the teacher and the student predict the same label (over a sample: the share of "
-                 "inputs where they do).",
+    "achieved ratio": METRICS["achieved_ratio"].meaning,
+    "mask IoU": METRICS["teacher_mask_iou"].meaning,
+    "mask F1": METRICS["teacher_mask_f1"].meaning,
+    "agreement": METRICS["teacher_agreement"].meaning,
     "overlap counts": "Features picked by both models / by the teacher only / by the student only.",
-    "plausibility": "How well a model's rationale matches the words human annotators marked as evidence (ERASER): "
-                    "F1 of its selected words against theirs (precision: share of its words they marked; recall: "
-                    "share of their words it picked), over the words the model read. A word counts as selected "
-                    "when any of its word pieces is. Undefined (—) without a human word read or for a CLS model.",
+    "plausibility": METRICS["plausibility_f1"].meaning,
+    "sufficiency": METRICS["sufficiency"].help,
+    "comprehensiveness": METRICS["comprehensiveness"].help,
 }
 
 HOW_TO_READ = f"""\
@@ -913,7 +909,7 @@ def live_eval_figure(frame):
         fig.add_trace(go.Scatter(x=part["ratio"].tolist(), y=part["achieved_ratio"].tolist(), mode="lines+markers",
                                  name=f"{role} achieved ratio", line=dict(color=colour, width=2)), row=1, col=2)
         if role == "student":
-            for column, name, dash in (("mask_iou_with_teacher", "mask IoU with teacher", "dot"),
+            for column, name, dash in (("teacher_mask_iou", "mask IoU with teacher", "dot"),
                                        ("teacher_agreement", "prediction agreement", "dash")):
                 if column in part and part[column].notna().any():
                     fig.add_trace(go.Scatter(x=part["ratio"].tolist(), y=part[column].tolist(),
@@ -942,12 +938,6 @@ _COLUMNS = {
     "model": ("model", "teacher or student"),
     "backbone": ("backbone", "the network's size: layers x hidden width"),
     "ratio": ("ratio", GLOSSARY["ratio"]),
-    "accuracy": ("acc", "test accuracy: the share of inputs classified right"),
-    "f1": ("F1", "macro F1 score of the predictions"),
-    "achieved_ratio": ("achieved", GLOSSARY["achieved ratio"]),
-    "teacher_agreement": ("agree w/ T", "prediction agreement with the teacher: " + GLOSSARY["agreement"]),
-    "teacher_mask_iou": ("IoU w/ T", "mask IoU with the teacher: " + GLOSSARY["mask IoU"]),
-    "mask_iou_with_teacher": ("IoU w/ T", "mask IoU with the teacher: " + GLOSSARY["mask IoU"]),
     "runs": ("runs", "how many runs (seeds) the mean and deviation are over"),
     "n": ("n", "examples evaluated"),
     "row": ("#", "position of the input in the sample"),
@@ -958,29 +948,15 @@ _COLUMNS = {
     "student": ("student", "the student's prediction (— when it picked no feature)"),
     "p(student)": ("p(S)", "the student's probability for its prediction"),
     "agree": ("agree", GLOSSARY["agreement"]),
-    "mask IoU": ("IoU", GLOSSARY["mask IoU"]),
-    "teacher F1 (human)": ("T F1 human", "the teacher's plausibility F1 against the human evidence: "
-                           + GLOSSARY["plausibility"]),
-    "student F1 (human)": ("S F1 human", "the student's plausibility F1 against the human evidence: "
-                           + GLOSSARY["plausibility"]),
-    "F1 gap (S-T)": ("S−T F1", "the student's plausibility F1 minus the teacher's: above 0, the student's rationale "
-                     "is closer to the humans'"),
 }
-_STATS = {"mean": ("", "mean over seeds"), "std": (" ±", "standard deviation over seeds")}
-
-
 def column_labels(columns: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """Column -> (short header, tooltip) for the known columns of the dashboard's tables, including
-    the ``<metric>_mean`` / ``<metric>_std`` columns of the aggregated results."""
+    """Column -> (short header, tooltip) for the known columns of the dashboard's tables: the page's own
+    (``_COLUMNS``) and the metrics (``rekd_core.metric_info``: named once, with their ``_mean`` / ``_std``)."""
     out = {}
     for column in columns:
-        base, _, stat = str(column).rpartition("_")
-        if column in _COLUMNS:
-            out[column] = _COLUMNS[column]
-        elif stat in _STATS and base in _COLUMNS:
-            label, meaning = _COLUMNS[base]
-            suffix, what = _STATS[stat]
-            out[column] = (label + suffix, f"{meaning} ({what})")
+        found = _COLUMNS.get(column) or describe(column)
+        if found:
+            out[column] = found
     return out
 
 

@@ -24,6 +24,7 @@ from dashboard import backend as B
 from dashboard import render as R
 from rekd_core.errors import DataError
 from rekd_core.inputs import decode_text
+from rekd_core.metric_info import METRICS
 from rekd_core.words import evidence_words, word_plausibility
 
 pytest.importorskip("streamlit")
@@ -182,12 +183,12 @@ def test_switching_student_to_a_cls_model(make_app, tiny_checkpoints):
     # The browser and the live evaluation still work, on predictions only.
     at.button(key="browse_run").click().run()
     assert_clean(at)
-    assert table_with(at, "mask IoU")["mask IoU"].isna().all()
+    assert browser_table(at).value["teacher_mask_iou"].isna().all()
     at.number_input(key="eval_n").set_value(10)
     at.multiselect(key="eval_ratios").set_value([0.2])
     at.button(key="eval_run").click().run()
     assert_clean(at)
-    student = table_with(at, "mask_iou_with_teacher").iloc[1]
+    student = table_with(at, "achieved_ratio").iloc[1]
     assert student["mode"] == "CLS" and student["achieved_ratio"] == 1.0
     # This CLS model trained its own vocabulary: a different grid, so no scoring against the teacher.
     assert any("different feature grids (vocab_sha256" in w.value for w in at.warning)
@@ -397,9 +398,9 @@ def test_iou_of_two_empty_selections_is_undefined(tiny_checkpoints):
     frame = B.rank_by_disagreement(teacher, student,
                                    [B.prepare_review("fillerab splendid"), B.prepare_review(REVIEW * 3)], 0.05)
     blind = frame[frame["row"] == 0].iloc[0]
-    assert np.isnan(blind["mask IoU"]) and blind["teacher"] == R.UNDEFINED and blind["agree"] is None
+    assert np.isnan(blind["teacher_mask_iou"]) and blind["teacher"] == R.UNDEFINED and blind["agree"] is None
     seen = frame[frame["row"] == 1].iloc[0]
-    assert seen["teacher"] in teacher.labels and not np.isnan(seen["mask IoU"])
+    assert seen["teacher"] in teacher.labels and not np.isnan(seen["teacher_mask_iou"])
     view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.01,
                             text=item.value)
     page = R.comparison_html(view)
@@ -704,7 +705,7 @@ def test_wide_tables_have_short_headers_with_help(make_app):
     at = make_app()
     summary = table_headers(next(d for d in at.dataframe if "accuracy_mean" in d.value.columns))
     assert (summary["teacher_mask_iou_mean"]["label"] == "IoU w/ T"
-            and "mask IoU" in summary["teacher_mask_iou_mean"]["help"])
+            and METRICS["teacher_mask_iou"].meaning in summary["teacher_mask_iou_mean"]["help"])
     assert (summary["achieved_ratio_std"]["label"] == "achieved ±"
             and "standard deviation" in summary["achieved_ratio_std"]["help"])
     summary.pop("_index", None)  # the hidden index
@@ -712,7 +713,7 @@ def test_wide_tables_have_short_headers_with_help(make_app):
     assert longest <= 12 < max(len(name) for name in summary)  # the raw names are longer than any header shown
     at.button(key="browse_run").click().run()
     browser = table_headers(browser_table(at))
-    assert browser["mask IoU"]["label"] == "IoU" and "overlap" in browser["mask IoU"]["help"]
+    assert browser["teacher_mask_iou"]["label"] == "IoU w/ T" and "overlap" in browser["teacher_mask_iou"]["help"]
 
 
 def test_jargon_is_explained_where_it_appears(make_app):
@@ -856,7 +857,7 @@ def test_live_evaluation_with_progress(make_app, tiny_checkpoints):
     assert_clean(at)
     progress = at.get("progress")
     assert progress and progress[-1].value == 100 and progress[-1].text.startswith("Done: 20 examples x 2 ratios")
-    frame = table_with(at, "mask_iou_with_teacher")
+    frame = table_with(at, "achieved_ratio")
     assert list(frame["model"]) == ["teacher", "student", "teacher", "student"]
     assert list(frame["ratio"]) == [0.1, 0.1, 0.5, 0.5]
     assert set(frame["n"]) == {20}
@@ -890,7 +891,7 @@ def test_live_evaluation_dataset_follows_the_task(make_app, tiny_checkpoints):
     at.button(key="eval_run").click().run()
     assert_clean(at)
     assert not at.error, values(at.error)
-    assert list(table_with(at, "mask_iou_with_teacher")["model"]) == ["teacher", "student"]
+    assert list(table_with(at, "achieved_ratio")["model"]) == ["teacher", "student"]
     at.sidebar.radio(key="task").set_value("text").run()  # and back: the text dataset again
     assert spec_field(at, "eval").value == f"csv:{tiny_checkpoints.text_data}"
 
@@ -907,8 +908,8 @@ def test_browser_ranks_bundled_examples_and_opens_a_row(make_app):
     table = browser_table(at).value
     assert len(table) == 3
     assert list(table.columns) == ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
-                                   "agree", "mask IoU"]
-    keys = list(zip(table["agree"], table["mask IoU"]))
+                                   "agree", "teacher_mask_iou"]
+    keys = list(zip(table["agree"], table["teacher_mask_iou"]))
     assert keys == sorted(keys, key=lambda k: (k[0], k[1]))  # disagreements first, then lowest IoU
     row_box(at).set_value(1).run()
     at.button(key="browser_open").click().run()
@@ -1261,9 +1262,9 @@ def test_human_highlight_marks_the_evidence_words_only():
 
 def test_sort_ranking_by_plausibility():
     frame = pd.DataFrame({"row": [0, 1, 2, 3], "disagreement": [0.9, 0.5, 0.1, 0.0],
-                          "teacher F1 (human)": [0.2, float("nan"), 0.8, 0.5],
-                          "student F1 (human)": [0.6, 0.3, 0.4, 0.5]})
-    frame["F1 gap (S-T)"] = frame["student F1 (human)"] - frame["teacher F1 (human)"]
+                          "teacher_plausibility_f1": [0.2, float("nan"), 0.8, 0.5],
+                          "student_plausibility_f1": [0.6, 0.3, 0.4, 0.5]})
+    frame["plausibility_f1_gap"] = frame["student_plausibility_f1"] - frame["teacher_plausibility_f1"]
     assert B.ranking_sorts(frame) == list(B.RANKING_SORTS)
     order = lambda sort: list(B.sort_ranking(frame, sort)["row"])  # noqa: E731
     assert order("disagreement") == [0, 1, 2, 3]
@@ -1319,16 +1320,16 @@ def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(ma
     at.button(key="browse_run").click().run()
     assert_clean(at)
     table = browser_table(at).value
-    assert len(table) == 8 and {"teacher F1 (human)", "student F1 (human)", "F1 gap (S-T)"} <= set(table.columns)
-    assert table["teacher F1 (human)"].isna().sum() == 1  # the review the annotators marked nothing in
-    gap = table["student F1 (human)"] - table["teacher F1 (human)"]
-    assert np.allclose(table["F1 gap (S-T)"], gap, equal_nan=True)
+    assert len(table) == 8 and set(B.PLAUSIBILITY_COLUMNS) <= set(table.columns)
+    assert table["teacher_plausibility_f1"].isna().sum() == 1  # the review the annotators marked nothing in
+    gap = table["student_plausibility_f1"] - table["teacher_plausibility_f1"]
+    assert np.allclose(table["plausibility_f1_gap"], gap, equal_nan=True)
     sort = only(at.selectbox, "browser_sort")
     assert sort.options == list(B.RANKING_SORTS)
     sort.set_value("student plausibility, highest first").run()
     assert_clean(at)
     table = browser_table(at).value
-    scores = table["student F1 (human)"]
+    scores = table["student_plausibility_f1"]
     assert scores.iloc[-1] != scores.iloc[-1]  # NaN last
     assert list(scores.iloc[:-1]) == sorted(scores.iloc[:-1], reverse=True)
     assert row_box(at).value == 0
@@ -1340,7 +1341,7 @@ def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(ma
     assert HUMAN_MARK in boxes[2] and HUMAN_MARK not in boxes[0] + boxes[1] + boxes[3]
     captions = [c.value for c in at.caption if "Against the human evidence" in c.value]
     assert len(captions) == 2
-    assert f"plausibility F1 {R.format_score(table.loc[0, 'student F1 (human)'])}" in captions[1]
+    assert f"plausibility F1 {R.format_score(table.loc[0, 'student_plausibility_f1'])}" in captions[1]
     assert any("marked as evidence by human annotators" in c.value for c in at.caption)
     assert R.GLOSSARY["plausibility"] in helps(at)
 

@@ -278,7 +278,7 @@ def test_datasets_outside_the_roots_are_refused_in_every_view(make_app, tiny_che
             at.button(key="eval_run").click().run()
             assert_clean(at)
             assert refusals(at) == [line], spec
-            assert not any("mask_iou_with_teacher" in d.value.columns for d in at.dataframe)
+            assert not any("teacher_mask_iou" in d.value.columns for d in at.dataframe)
         only(at.text_input, "browse_spec").set_value(typed[1])  # the dataset browser
         at.button(key="browse_run").click().run()
         assert refusals(at) == [line] and not any(str(d.key).startswith("browser_table") for d in at.dataframe)
@@ -294,7 +294,7 @@ def test_datasets_outside_the_roots_are_refused_in_every_view(make_app, tiny_che
     at.button(key="eval_run").click().run()
     assert_clean(at)
     assert not refusals(at)
-    assert any("mask_iou_with_teacher" in d.value.columns for d in at.dataframe)
+    assert any("teacher_mask_iou" in d.value.columns for d in at.dataframe)
 
 
 # ----------------------------------------------------------------------------------------------
