@@ -30,9 +30,9 @@ import streamlit as st  # noqa: E402
 
 from dashboard import backend as B  # noqa: E402
 from dashboard import render as R  # noqa: E402
+from rekd_core.compatibility import check_dataset_fits  # noqa: E402
 from rekd_core.config import DEFAULT_SEED  # noqa: E402
 from rekd_core.errors import RekdError  # noqa: E402
-from rekd_core.evaluation import check_dataset_fits  # noqa: E402
 from rekd_core.words import evidence_words  # noqa: E402
 
 TYPE_PATH = "__type_a_path__"

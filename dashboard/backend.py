@@ -26,6 +26,8 @@ from PIL import Image, ImageOps
 from dashboard.render import UNDEFINED, saw_no_features
 from rekd_core import results
 from rekd_core.checkpoint import load_checkpoint, read_config, read_metrics
+from rekd_core.compatibility import PairFit
+from rekd_core.compatibility import check_pair as fit_of
 from rekd_core.config import DEFAULT_SEED, load_config_file
 from rekd_core.errors import CheckpointError, ConfigError, DataError, RekdError, first_line
 from rekd_core.explain import Explanation, compare, explain
@@ -415,52 +417,37 @@ def warm_up(model) -> None:
 
 
 @dataclass
-class PairCheck:
-    """What of a teacher and a student can be shown together."""
+class PairCheck(PairFit):
+    """What of a teacher and a student the page can show together (``rekd_core.compatibility.PairFit``), and the
+    lines that say so: ``fatal`` when nothing can be compared, ``notes`` shown as warnings."""
 
-    fatal: str | None = None  # nothing can be compared (different tasks)
-    notes: list[str] = field(default_factory=list)  # shown as warnings
-    same_labels: bool = True  # their predictions can be compared
-    same_grid: bool = True  # they read the same features (one featurisation serves both)
-    both_select: bool = True  # neither is a CLS model (which reads everything: no rationale)
-
-    @property
-    def agreement(self) -> bool:
-        """Whether their rationales (masks) can be compared feature by feature."""
-        return self.same_labels and self.same_grid and self.both_select
+    fatal: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def check_pair(teacher, student, task: str | None = None) -> PairCheck:
     """Tasks must match (and match the task picked); different label sets or feature grids, or a CLS
     model, still show each model's own explanation, without (all of) the agreement view."""
-    check = PairCheck()
     for role, model in (("teacher", teacher), ("student", student)):
         if task is not None and model.task != task:
-            check.fatal = (f"The {role} is a {model.task} model ({TASKS[model.task].lower()}), but the task picked is "
-                           f"{TASKS[task].lower()}: pick a {task} checkpoint.")
-            return check
-    if teacher.task != student.task:
-        check.fatal = (f"The teacher is a {teacher.task} model but the student is a {student.task} model: "
-                       "pick two models of the same task.")
+            return PairCheck(fatal=f"The {role} is a {model.task} model ({TASKS[model.task].lower()}), but the task "
+                                   f"picked is {TASKS[task].lower()}: pick a {task} checkpoint.")
+    check = PairCheck(**vars(fit_of(teacher, student)))
+    if check.task:
+        check.fatal = f"{_capital(check.task)}: pick two models of the same task."
         return check
-    if [label.lower() for label in teacher.labels] != [label.lower() for label in student.labels]:
-        check.same_labels = False
-        check.notes.append(f"The teacher's labels ({', '.join(teacher.labels)}) differ from the student's "
-                           f"({', '.join(student.labels)}): each model's prediction is shown, "
-                           "but their agreement is not.")
-    t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
-    if t_grid != s_grid:
-        check.same_grid = False
-        diff = ", ".join(f"{k}: {t_grid.get(k)} vs {s_grid.get(k)}" for k in sorted(set(t_grid) | set(s_grid))
-                         if t_grid.get(k) != s_grid.get(k))
-        check.notes.append(f"The teacher and the student select over different feature grids ({diff}): "
-                           "their rationales cannot be compared feature by feature.")
-    for role, model in (("teacher", teacher), ("student", student)):
-        if model.generator is None:
-            check.both_select = False
-            check.notes.append(f"The {role} is a CLS model: it reads every feature, so it has no rationale to "
-                               "compare; only the predictions are compared.")
+    if check.labels:
+        check.notes.append(f"{_capital(check.labels)}: each model's prediction is shown, but their agreement is not.")
+    if check.grid:
+        check.notes.append(f"{_capital(check.grid)}: their rationales cannot be compared feature by feature.")
+    for role in check.cls_roles:
+        check.notes.append(f"The {role} is a CLS model: it reads every feature, so it has no rationale to "
+                           "compare; only the predictions are compared.")
     return check
+
+
+def _capital(line: str) -> str:
+    return line[:1].upper() + line[1:]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -242,8 +242,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .compatibility import check_dataset_fits
     from .data import DEFAULT_SEED, load_dataset_spec, pick_split
-    from .evaluation import check_dataset_fits, evaluate_split
+    from .evaluation import evaluate_split
     from .training import split_seed_of
 
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
@@ -316,14 +317,14 @@ def _load_models(path: str, teacher_path: str | None,
                  device: str) -> tuple["RationaleModel", "RationaleModel | None"]:
     """The checkpoint at ``path`` and its optional teacher, on ``device`` (see ``inputs.resolve_device``)."""
     from .checkpoint import load_checkpoint
-    from .factory import check_teacher_compatible
+    from .compatibility import require_distillable
     from .inputs import resolve_device
 
     torch_device = resolve_device(device)
     model = load_checkpoint(path, torch_device)
     teacher = load_checkpoint(teacher_path, torch_device) if teacher_path else None
     if teacher is not None:
-        check_teacher_compatible(teacher, model)
+        require_distillable(teacher, model)
     return model, teacher
 
 

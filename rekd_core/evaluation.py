@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .compatibility import check_dataset_fits  # noqa: F401 - rekd sweep imports it from here
 from .errors import ConfigError, DataError
 from .losses import argmax_mask, selection_cost
 from .metrics import (
@@ -135,19 +136,6 @@ def _write_teacher_cache(path: str | Path, acc: MetricAccumulator) -> None:
     partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial))
     os.replace(partial, path)
-
-
-def check_dataset_fits(bundle, model: RationaleModel) -> None:
-    """A dataset can only score a model of its task whose labels it shares (case-insensitive, same order)."""
-    if bundle.task != model.task:
-        raise DataError(f"{bundle.name} is a {bundle.task} dataset, but the models are {model.task} models")
-    if [label.lower() for label in bundle.labels] != [label.lower() for label in model.labels]:
-        raise DataError(f"the labels of {bundle.name} ({_short(bundle.labels)}) differ from the models' "
-                        f"({_short(model.labels)})")
-
-
-def _short(values, limit: int = 6) -> str:
-    return ", ".join(values[:limit]) + (", …" if len(values) > limit else "")
 
 
 def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwargs) -> dict:
