@@ -14,6 +14,7 @@ import torch
 
 from .backbones import feature_grid, resolve_backbone
 from .checkpoint import load_checkpoint
+from .compatibility import require_distillable
 from .config import TrainConfig
 from .data import RawSplit
 from .errors import ConfigError, first_line
@@ -141,22 +142,9 @@ def load_teacher(cfg: TrainConfig, device: torch.device | str | None) -> Rationa
 
 
 def check_teacher_compatible(teacher: RationaleModel, student: RationaleModel) -> None:
-    """REKD distils per feature and per class: the grids and the label sets must be identical
-    (``ConfigError`` naming the difference otherwise)."""
-    if teacher.task != student.task:
-        raise ConfigError(f"teacher is a {teacher.task} model but the student is {student.task}")
-    t_grid, s_grid = teacher.processor.grid(), student.processor.grid()
-    if t_grid != s_grid:
-        diff = {k: (t_grid.get(k), s_grid.get(k)) for k in set(t_grid) | set(s_grid) if t_grid.get(k) != s_grid.get(k)}
-        raise ConfigError(f"teacher and student select over different feature grids (teacher, student): {diff}")
-    if teacher.task == "vision" and (teacher.processor.mean, teacher.processor.std) != (
-            student.processor.mean, student.processor.std):
-        raise ConfigError("teacher and student normalise images differently (mean, std: "
-                          f"{teacher.processor.mean, teacher.processor.std} against "
-                          f"{student.processor.mean, student.processor.std}), "
-                          "but the teacher reads the student's inputs")
-    if [label.lower() for label in teacher.labels] != [label.lower() for label in student.labels]:
-        raise ConfigError(f"teacher labels {teacher.labels} differ from the dataset's {student.labels}")
+    """REKD distils per feature and per class: the grids, the image normalisation and the label sets must be
+    identical (``ConfigError`` naming the first difference otherwise; ``compatibility.require_distillable``)."""
+    require_distillable(teacher, student)
 
 
 def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
