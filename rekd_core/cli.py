@@ -272,9 +272,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     item = _read_input(args, model.task)
-    result = {"student" if teacher else "model": explain(model, [item], ratio=args.ratio)[0]}
+    result = {"student" if teacher else "model": explain(model, [item], ratio=args.ratio, faithfulness=True)[0]}
     if teacher is not None:
-        result["teacher"] = explain(teacher, [item], ratio=args.ratio)[0]
+        result["teacher"] = explain(teacher, [item], ratio=args.ratio, faithfulness=True)[0]
     text = item if isinstance(item, str) else None
     if args.json:
         payload = {name: exp.to_dict(text) for name, exp in result.items()}
@@ -292,12 +292,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
             _print_words(text, exp, model.processor.max_length)
         else:
             print(f"  patches ({exp.grid_side}x{exp.grid_side} grid, row-major): {exp.selected}")
+        if exp.faithfulness:
+            _print_faithfulness(exp.faithfulness)
     if teacher is not None:
         cmp = compare(result["teacher"], result["student"])
         overlap = ("undefined (neither selected anything)" if cmp["iou"] is None
                    else f"{cmp['iou']:.3f}, F1 {cmp['f1']:.3f}")
         print(f"[comparison] mask IoU {overlap}, predictions agree: {cmp['labels_agree']}")
     return 0
+
+
+def _print_faithfulness(faithful: dict) -> None:
+    """Sufficiency and comprehensiveness of one explanation, each with its better direction."""
+    from .metric_info import METRICS
+
+    suff, comp = METRICS["sufficiency"], METRICS["comprehensiveness"]
+    print(f"  faithfulness to {faithful['label']} (the whole input's class, p {faithful['p_full']:.3f}): "
+          f"sufficiency {faithful['sufficiency']:.3f} ({suff.direction}; rationale alone "
+          f"{faithful['p_rationale']:.3f}), comprehensiveness {faithful['comprehensiveness']:.3f} "
+          f"({comp.direction}; without the rationale {faithful['p_complement']:.3f})")
 
 
 def _print_words(text: str, exp, max_length: int) -> None:

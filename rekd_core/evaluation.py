@@ -70,12 +70,9 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
             record.update(mask=out.mask, feature_mask=fm, argmax_mask=argmax_mask(out.gen_logits, fm),
                           length=fm.sum(dim=1).float())
             if with_faithfulness:
-                full = model.predict(inputs).softmax(dim=-1)
-                full_preds = full.argmax(dim=-1, keepdim=True)
-                complement = model.predict(inputs, fm.to(out.mask.dtype) - out.mask).softmax(dim=-1)
-                record.update(p_full=full.gather(1, full_preds).squeeze(1),
-                              p_rationale=probs.gather(1, full_preds).squeeze(1),
-                              p_complement=complement.gather(1, full_preds).squeeze(1))
+                faithful = rationale_probabilities(model, inputs, out.logits, out.mask, fm)
+                record.update(p_full=faithful["p_full"], p_rationale=faithful["p_rationale"],
+                              p_complement=faithful["p_complement"])
             if "human_mask" in batch:
                 record.update(human_mask=batch["human_mask"],
                               random_mask=random_mask_like(fm.cpu(), ratio, random_gen).to(fm.device))
@@ -101,6 +98,20 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
                         f"not {offset}; delete the file")
     return _summarise(acc, model.labels, ratio, lambda_sel, sel_length, sel_cost, grid_length,
                       free_count=not trained_on_exact_counts(model.config))
+
+
+def rationale_probabilities(model: RationaleModel, inputs: dict[str, Tensor], logits: Tensor, mask: Tensor,
+                            feature_mask: Tensor) -> dict[str, Tensor]:
+    """What sufficiency and comprehensiveness are made of (METHOD.md), per example: with y' the class predicted
+    from the unmasked input, ``p_full`` p(y'|x), ``p_rationale`` p(y'|rationale) (from ``logits``, the prediction
+    from ``mask``) and ``p_complement`` p(y'|x without the rationale): the predictor reading every selectable
+    feature but the rationale, through the model's own masking (special tokens are always read); ``label`` y'."""
+    full = model.predict(inputs).float().softmax(dim=-1)
+    label = full.argmax(dim=-1, keepdim=True)
+    complement = model.predict(inputs, feature_mask.to(mask.dtype) - mask).float().softmax(dim=-1)
+    return {"p_full": full.gather(1, label).squeeze(1),
+            "p_rationale": logits.float().softmax(dim=-1).gather(1, label).squeeze(1),
+            "p_complement": complement.gather(1, label).squeeze(1), "label": label.squeeze(1)}
 
 
 def trained_on_exact_counts(config: dict) -> bool:

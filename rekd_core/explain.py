@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from .errors import ConfigError, DataError
+from .evaluation import rationale_probabilities
 from .losses import selection_scores
-from .metrics import mask_agreement
+from .metrics import faithfulness_per_example, mask_agreement
 from .model import RationaleModel
 from .words import Word, merge_word_pieces, selected_words, special_tokens
 
@@ -37,6 +38,10 @@ class Explanation:
     # how the predictor read the selection: zero (every feature, unselected as zero vectors) or drop (only the
     # selected ones); None for a CLS model, which reads everything
     masking: str | None = None
+    # ``explain(..., faithfulness=True)``, a selecting model: y' (``label``, the class predicted from the whole
+    # input), p(y'|x) ``p_full``, p(y'|rationale) ``p_rationale``, p(y'|x without the rationale) ``p_complement``,
+    # ``sufficiency`` (p_full - p_rationale) and ``comprehensiveness`` (p_full - p_complement); METHOD.md
+    faithfulness: dict | None = None
 
     def to_dict(self, text: str | None = None) -> dict:
         """The explanation as plain data; with the explained ``text``, also the whole words selected."""
@@ -50,11 +55,12 @@ class Explanation:
 
 @torch.no_grad()
 def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: float | None = None,
-            selection: str = "topk", batch_size: int = 32) -> list[Explanation]:
+            selection: str = "topk", batch_size: int = 32, faithfulness: bool = False) -> list[Explanation]:
     """Explain each input (texts for a text model, PIL images for a vision model).
 
     With ``ratio`` the generator's top-k features are re-selected at that ratio (inference-time
-    override); otherwise the model's training ratio is used.
+    override); otherwise the model's training ratio is used. ``faithfulness``: also each explanation's
+    sufficiency and comprehensiveness (``Explanation.faithfulness``; two more passes of the predictor).
     """
     if ratio is not None and not 0.0 < ratio <= 1.0:
         raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
@@ -69,6 +75,7 @@ def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: f
         mask = out.mask.cpu() if out.mask is not None else selectable.float()
         lengths = features["attention_mask"].sum(dim=1).tolist() if "attention_mask" in features else None
         scores = selection_scores(out.gen_logits).float().cpu() if out.gen_logits is not None else None
+        faithful = _faithfulness(model, features, out) if faithfulness and out.mask is not None else None
         for row, item in enumerate(chunk):
             n, read = int(selectable[row].sum()), int(lengths[row]) if lengths else mask.shape[1]
             index = int(probs[row].argmax())
@@ -78,10 +85,23 @@ def explain(model: RationaleModel, inputs: Sequence[str | Image.Image], ratio: f
                               selected=selected, num_features=n, ratio=len(selected) / max(n, 1),
                               scores=scores[row, :read].tolist() if scores is not None else [],
                               selectable=selectable[row, :read].nonzero().squeeze(1).tolist(), length=read,
-                              masking=model.masking if model.generator is not None else None)
+                              masking=model.masking if model.generator is not None else None,
+                              faithfulness=faithful[row] if faithful else None)
             _describe_features(model, item, exp)
             explanations.append(exp)
     return explanations
+
+
+def _faithfulness(model: RationaleModel, features: dict, out) -> list[dict]:
+    """Each example's ``Explanation.faithfulness``, by the definition ``evaluate`` averages over a split."""
+    found = rationale_probabilities(model, features, out.logits, out.mask, out.feature_mask)
+    sufficiency, comprehensiveness = faithfulness_per_example(found["p_full"], found["p_rationale"],
+                                                              found["p_complement"])
+    return [{"label": model.labels[int(label)], "p_full": float(full), "p_rationale": float(rationale),
+             "p_complement": float(complement), "sufficiency": float(suff), "comprehensiveness": float(comp)}
+            for label, full, rationale, complement, suff, comp in zip(
+                found["label"].tolist(), found["p_full"], found["p_rationale"], found["p_complement"], sufficiency,
+                comprehensiveness)]
 
 
 def compare(teacher: Explanation, student: Explanation) -> dict:

@@ -185,18 +185,24 @@ def random_mask_like(feature_mask: Tensor, ratio: float, generator: torch.Genera
 # faithfulness (ERASER)
 
 
-def faithfulness(p_full: Tensor, p_rationale: Tensor, p_complement: Tensor) -> dict[str, float]:
-    """ERASER sufficiency and comprehensiveness.
+def faithfulness_per_example(p_full: Tensor, p_rationale: Tensor, p_complement: Tensor) -> tuple[Tensor, Tensor]:
+    """ERASER sufficiency and comprehensiveness of each example, (B,) each.
 
-    Inputs (B,) are the probability of the class predicted on the full input, under the full
-    input, the rationale only, and the input without the rationale. ``sufficiency =
-    mean(p_full - p_rationale)`` (low: the rationale alone suffices); ``comprehensiveness =
-    mean(p_full - p_complement)`` (high: the rationale held what the prediction needed).
+    Inputs (B,) are the probability of the class y' predicted on the full input, under the full input, the
+    rationale only, and the input without the rationale: ``sufficiency = p_full - p_rationale`` (low: the
+    rationale alone suffices), ``comprehensiveness = p_full - p_complement`` (high: the rationale held what the
+    prediction needed).
     """
     full, rat, comp = (t.detach().reshape(-1).double() for t in (p_full, p_rationale, p_complement))
     if not full.shape == rat.shape == comp.shape:
         raise ValueError(f"probability sizes differ: {full.numel()}, {rat.numel()}, {comp.numel()}")
-    return {"sufficiency": _mean(full - rat), "comprehensiveness": _mean(full - comp)}
+    return full - rat, full - comp
+
+
+def faithfulness(p_full: Tensor, p_rationale: Tensor, p_complement: Tensor) -> dict[str, float]:
+    """ERASER sufficiency and comprehensiveness over a split: the means of ``faithfulness_per_example``."""
+    sufficiency, comprehensiveness = faithfulness_per_example(p_full, p_rationale, p_complement)
+    return {"sufficiency": _mean(sufficiency), "comprehensiveness": _mean(comprehensiveness)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +359,7 @@ __all__ = [
     "classification_metrics",
     "confusion_matrix",
     "faithfulness",
+    "faithfulness_per_example",
     "mask_agreement",
     "mask_to_spans",
     "plausibility",

@@ -193,6 +193,10 @@ def test_explain_json_with_teacher(cli_models, capsys):
         assert all(word in REVIEW for word in exp["selected_words"])
         assert exp["truncated"] is False
         assert exp["masking"] == "zero"  # what the checkpoint says (its default, the paper's)
+        faithful = exp["faithfulness"]  # this explanation's sufficiency and comprehensiveness (METHOD.md)
+        assert faithful["sufficiency"] == pytest.approx(faithful["p_full"] - faithful["p_rationale"])
+        assert faithful["comprehensiveness"] == pytest.approx(faithful["p_full"] - faithful["p_complement"])
+        assert faithful["p_rationale"] == pytest.approx(exp["probs"][faithful["label"]], abs=1e-6)
     comparison = payload["comparison"]
     assert set(comparison) >= {"both", "teacher_only", "student_only", "iou", "f1", "labels_agree"}
     assert sorted(comparison["both"] + comparison["student_only"]) == sorted(payload["student"]["selected"])
@@ -203,6 +207,7 @@ def test_explain_json_with_teacher(cli_models, capsys):
     assert rc == 0 and len(exp["selected"]) == round(0.5 * exp["num_features"])
     rc, out, err = cli(capsys, "explain", student, "--teacher", teacher, "--text", REVIEW)
     assert rc == 0 and "[student]" in out and "[teacher]" in out and "[comparison]" in out and "words:" in out
+    assert out.count("sufficiency") == 2 and "(lower is better; rationale alone" in out
 
 
 def test_explain_prints_whole_words_and_the_pieces_where_they_differ(capsys):

@@ -11,6 +11,7 @@ from rekd_core.metrics import (
     classification_metrics,
     confusion_matrix,
     faithfulness,
+    faithfulness_per_example,
     mask_agreement,
     mask_to_spans,
     plausibility,
@@ -18,6 +19,8 @@ from rekd_core.metrics import (
     random_mask_like,
     selection_ratio,
 )
+
+pytest_plugins = ["tests.core_fixtures"]
 
 T, F = True, False
 approx = pytest.approx
@@ -199,6 +202,39 @@ def test_faithfulness():
     assert out == approx({"sufficiency": 0.0, "comprehensiveness": 0.35}, abs=1e-7)
     with pytest.raises(ValueError):
         faithfulness(p_full, p_rationale, torch.tensor([0.1]))
+    sufficiency, comprehensiveness = faithfulness_per_example(p_full, p_rationale, p_complement)
+    assert sufficiency.tolist() == approx([0.1, -0.1]) and comprehensiveness.tolist() == approx([0.6, 0.1])
+
+
+@pytest.mark.parametrize("masking", ["zero", "drop"])
+def test_each_explanations_faithfulness_averages_to_the_splits(text_re_ckpt, text_task, masking):
+    """``explain(..., faithfulness=True)`` gives each input the sufficiency and comprehensiveness that ``evaluate``
+    averages over a split: one definition, read under the model's own masking."""
+    from rekd_core.checkpoint import load_checkpoint
+    from rekd_core.data import load_dataset_spec, pick_split
+    from rekd_core.evaluation import evaluate_split
+    from rekd_core.explain import explain
+
+    model = load_checkpoint(text_re_ckpt)
+    model.config["masking"] = masking
+    split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test", limit=12)
+    exps = explain(model, [split.inputs[i] for i in range(len(split))], ratio=0.3, faithfulness=True)
+    metrics = evaluate_split(model, split, ratio=0.3, with_faithfulness=True)
+    for name in ("sufficiency", "comprehensiveness"):
+        assert sum(e.faithfulness[name] for e in exps) / len(exps) == approx(metrics[name], abs=1e-5), name
+    for exp in exps:
+        found = exp.faithfulness
+        assert found["p_rationale"] == approx(exp.probs[found["label"]], abs=1e-6)
+        assert found["sufficiency"] == approx(found["p_full"] - found["p_rationale"])
+        assert found["comprehensiveness"] == approx(found["p_full"] - found["p_complement"])
+    assert explain(model, [split.inputs[0]])[0].faithfulness is None  # only when asked for
+    # Everything selected: the rationale is the whole input (sufficiency 0), and without it only [CLS] and [SEP]
+    # are read, the same for inputs of one length (the task's reviews all have 20 words).
+    whole = explain(model, [split.inputs[i] for i in range(3)], ratio=1.0, faithfulness=True)
+    assert all(e.faithfulness["sufficiency"] == approx(0.0, abs=1e-6) for e in whole)
+    empty = {round(e.faithfulness["p_full"] - e.faithfulness["comprehensiveness"], 5) for e in whole
+             if e.faithfulness["label"] == whole[0].faithfulness["label"]}
+    assert len(empty) == 1
 
 
 # ---------------------------------------------------------------------------------------------
