@@ -660,9 +660,8 @@ def live_evaluation(ctx, check):
         sample = B.sample_split(bundle, split, n, seed)
         bar = st.progress(0.0, text="Evaluating…")
         started = time.perf_counter()
-        frame = B.evaluate_pair(ctx["teacher"], ctx["student"], sample, ratios,
-                                agreement=check.same_grid and check.same_labels,
-                                progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+        frame = B.evaluate_pair(ctx["teacher"], ctx["student"], sample, ratios, check,
+                                progress=lambda f, text: bar.progress(min(f, 1.0), text=text)).frame
         bar.progress(1.0, text=f"Done: {len(sample)} examples x {len(ratios)} ratios "
                                f"in {time.perf_counter() - started:.1f} s")
         st.session_state["live_eval"] = {"frame": frame, "pair": ctx["pair_key"],

@@ -801,59 +801,53 @@ def _verdict(exp: Explanation) -> tuple[str, float]:
     return (UNDEFINED, float("nan")) if saw_no_features(exp) else (exp.label, exp.probs[exp.label])
 
 
-class _Tracked:
-    """A loader whose batches land on ``device`` and that reports each finished batch."""
+@dataclass
+class LiveEvaluation:
+    """The loaded pair evaluated at several ratios: one row per model and ratio (``frame``), and each model's
+    confusion matrix at each ratio (``confusion[(role, ratio)]``: rows the true class, columns the predicted one,
+    in the order of ``labels[role]``)."""
 
-    def __init__(self, loader, device, tick: Callable[[], None]):
-        self.loader, self.device, self.tick = loader, device, tick
-
-    def __iter__(self):
-        for batch in self.loader:
-            yield {k: v.to(self.device) for k, v in batch.items()}
-            self.tick()
-
-    def __len__(self) -> int:
-        return len(self.loader)
+    frame: pd.DataFrame
+    confusion: dict[tuple[str, float], list[list[int]]]
+    labels: dict[str, list[str]]
 
 
-def evaluate_pair(teacher, student, split, ratios: Sequence[float], agreement: bool = True,
-                  progress: ProgressFn | None = None, batch_size: int = 32) -> pd.DataFrame:
-    """Accuracy, F1 and achieved ratio of the teacher and the student on ``split`` (a ``RawSplit``) at
-    each rationale ratio, with the student's mask IoU and prediction agreement with the teacher.
-
-    ``agreement``: the two share labels and feature grid, so one featurisation serves both and the
-    student is scored against the teacher (mask IoU only where both select)."""
-    import torch
-
-    from rekd_core.evaluation import evaluate
-    from rekd_core.processing import FeatureDataset, collate
+def evaluate_pair(teacher, student, split, ratios: Sequence[float], fit: PairFit | None = None,
+                  progress: ProgressFn | None = None, batch_size: int = 32) -> LiveEvaluation:
+    """Accuracy, F1 and achieved ratio of the teacher and the student on ``split`` (a ``RawSplit``) at each
+    rationale ratio (``rekd_core.evaluation.evaluate_at_ratios``), with the student's mask IoU and prediction
+    agreement with the teacher when the two read the same features and share their labels (``fit``)."""
+    from rekd_core.evaluation import evaluate_at_ratios
 
     ratios = sorted({float(r) for r in ratios})
     if not ratios:
         raise ConfigError("pick at least one rationale ratio to evaluate")
-    datasets = {"student": FeatureDataset(split, student.processor, train=False)}
-    datasets["teacher"] = datasets["student"] if agreement else FeatureDataset(split, teacher.processor, train=False)
-    loaders = {role: torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=collate)
-               for role, ds in datasets.items()}
-    total = sum(len(loader) for loader in loaders.values()) * len(ratios)
-    done = [0]
-    rows = []
-    for ratio in ratios:
-        for role, model in (("teacher", teacher), ("student", student)):
-            def tick(role=role, ratio=ratio):
-                done[0] += 1
-                if progress:
-                    progress(done[0] / max(total, 1), f"{role} at ratio {ratio:.2f}: batch {done[0]}/{total}")
+    fit = fit or fit_of(teacher, student)
+    scored = fit.shared_features and fit.same_labels
 
-            loader = _Tracked(loaders[role], model.device, tick)
-            metrics = evaluate(model, loader, teacher=teacher if role == "student" and agreement else None, ratio=ratio)
+    def tick(role: str):
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress((done / total + (role == "student")) / 2, f"{role} at {len(ratios)} ratio(s): batch "
+                                                                   f"{done}/{total}")
+        return report
+
+    found = {"teacher": evaluate_at_ratios(teacher, split, ratios, batch_size=batch_size, on_batch=tick("teacher")),
+             "student": evaluate_at_ratios(student, split, ratios, teacher=teacher if scored else None,
+                                           batch_size=batch_size, on_batch=tick("student"))}
+    rows, confusion = [], {}
+    models = {"teacher": teacher, "student": student}
+    for ratio in ratios:
+        for role, model in models.items():
+            metrics = found[role][ratio]
+            confusion[(role, ratio)] = metrics["confusion_matrix"]
             rows.append({"model": role, "mode": MODES.get(model.config["mode"], model.config["mode"]),
                          "backbone": str(model.config["backbone"].get("source", "")), "ratio": ratio,
                          "accuracy": metrics["accuracy"], "f1": metrics.get("f1", float("nan")),
                          "achieved_ratio": metrics.get("ratio", 1.0),
                          "teacher_mask_iou": metrics.get("teacher_mask_iou", float("nan")),
                          "teacher_agreement": metrics.get("teacher_agreement", float("nan")), "n": metrics["n"]})
-    return pd.DataFrame(rows)
+    return LiveEvaluation(pd.DataFrame(rows), confusion, {role: list(m.labels) for role, m in models.items()})
 
 
 # ----------------------------------------------------------------------------------------------

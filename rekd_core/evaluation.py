@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from .losses import argmax_mask, selection_cost
 from .metrics import (
     MetricAccumulator,
     classification_metrics,
+    confusion_matrix,
     faithfulness,
     generator_warnings,
     mask_agreement,
@@ -158,33 +160,64 @@ def evaluate_split(model: RationaleModel, split, *, batch_size: int = 64, **kwar
 
 
 @torch.no_grad()
-def evaluate_at_ratios(model: RationaleModel, split, ratios: list[float], *, batch_size: int = 64) -> dict[float, dict]:
-    """``evaluate_split`` with top-k at each of ``ratios`` (one dict of metrics per ratio, no teacher), the
-    generator run once per batch: its logits do not depend on the ratio, only the top-k cut and the
-    predictor's pass do. A CLS model reads every feature, so it is evaluated once for all ratios."""
+def evaluate_at_ratios(model: RationaleModel, split, ratios: list[float], *, teacher: RationaleModel | None = None,
+                       batch_size: int = 64, on_batch: Callable[[int, int], None] | None = None) -> dict[float, dict]:
+    """``evaluate_split`` with top-k at each of ``ratios``: one dict of metrics per ratio, each with its
+    ``confusion_matrix`` (rows the true class, columns the predicted one). The generator runs once per batch: its
+    logits do not depend on the ratio, only the top-k cut and the predictor's pass do; a CLS model's predictor
+    reads every feature, once for all ratios.
+
+    ``teacher``: a model that reads the features ``model``'s processor makes (``compatibility.PairFit``'s
+    ``shared_features``); ``model`` is then scored against it, read at the same ratio: ``teacher_agreement``, and
+    ``teacher_mask_iou`` / ``_f1`` where both select. ``on_batch(done, total)`` is called after each batch."""
     dataset = FeatureDataset(split, model.processor, train=False)
     loader = _on_device(torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate), model.device)
-    if model.generator is None:
-        metrics = evaluate(model, loader)
-        return {ratio: metrics for ratio in ratios}
-    model.eval()
     accumulators = {ratio: MetricAccumulator() for ratio in ratios}
-    for batch in loader:
+    for done, batch in enumerate(loader, start=1):
         inputs, targets = model_inputs(batch), batch["label"]
-        features = model.feature_mask(inputs)
-        gen_logits = model.generator(inputs).float()
-        shared = {"targets": targets, "feature_mask": features, "argmax_mask": argmax_mask(gen_logits, features),
-                  "length": features.sum(dim=1).float()}
+        shared, readings = _read_at_ratios(model, inputs, ratios)
+        _, teacher_readings = _read_at_ratios(teacher, inputs, ratios) if teacher is not None else ({}, {})
         for ratio, acc in accumulators.items():
-            mask = model.select(gen_logits, features, "topk", ratio=ratio)
-            logits = model.predict(inputs, mask)
-            record = {**shared, "mask": mask, "preds": logits.argmax(dim=-1),
+            logits, mask = readings[ratio]
+            record = {"targets": targets, "preds": logits.argmax(dim=-1),
                       "ce": F.cross_entropy(logits, targets, reduction="none")}
+            if mask is not None:
+                record.update(shared, mask=mask)
+            if ratio in teacher_readings:
+                teacher_logits, teacher_mask = teacher_readings[ratio]
+                record["teacher_preds"] = teacher_logits.argmax(dim=-1)
+                if teacher_mask is not None and mask is not None:
+                    record["teacher_mask"] = teacher_mask
             acc.add(**{k: _pad_features(v, model.num_features).cpu() for k, v in record.items()})
+        if on_batch:
+            on_batch(done, len(loader))
     free_count = not trained_on_exact_counts(model.config)
-    return {ratio: _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features,
-                              free_count=free_count)
-            for ratio, acc in accumulators.items()}
+    results = {}
+    for ratio, acc in accumulators.items():
+        results[ratio] = _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features,
+                                    free_count=free_count)
+        results[ratio]["confusion_matrix"] = confusion_matrix(acc.cat("preds"), acc.cat("targets"),
+                                                              len(model.labels)).tolist()
+    return results
+
+
+def _read_at_ratios(model: RationaleModel, inputs: dict[str, Tensor], ratios: list[float]
+                    ) -> tuple[dict[str, Tensor], dict[float, tuple[Tensor, Tensor | None]]]:
+    """One batch read by ``model`` at each ratio: ratio -> (class logits, top-k mask or None for a CLS model), the
+    generator run once; and what the ratios share (the selectable features, the argmax mask, the lengths)."""
+    model.eval()
+    if model.generator is None:
+        logits = model.predict(inputs)
+        return {}, {ratio: (logits, None) for ratio in ratios}
+    features = model.feature_mask(inputs)
+    gen_logits = model.generator(inputs).float()
+    shared = {"feature_mask": features, "argmax_mask": argmax_mask(gen_logits, features),
+              "length": features.sum(dim=1).float()}
+    readings = {}
+    for ratio in ratios:
+        mask = model.select(gen_logits, features, "topk", ratio=ratio)
+        readings[ratio] = (model.predict(inputs, mask), mask)
+    return shared, readings
 
 
 def _summarise(acc: MetricAccumulator, labels: list[str], ratio: float, lambda_sel: float, sel_length: str,

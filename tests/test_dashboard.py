@@ -1191,9 +1191,22 @@ def test_rank_and_evaluate_pair_directly(tiny_checkpoints):
     assert list(frame["disagreement"]) == sorted(frame["disagreement"], reverse=True)
     split = B.sample_split(bundle, "dev", 16)
     assert len(split) == 16
-    result = B.evaluate_pair(teacher, student, split, [0.2], progress=lambda f, t: seen.append(f))
-    assert len(result) == 2 and seen[-1] == pytest.approx(1.0)
-    assert isinstance(result, pd.DataFrame)
+    seen.clear()
+    result = B.evaluate_pair(teacher, student, split, [0.2, 0.5], progress=lambda f, t: seen.append(f))
+    assert len(result.frame) == 4 and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    assert list(result.frame["model"]) == ["teacher", "student"] * 2
+    for role in ("teacher", "student"):
+        matrix = np.array(result.confusion[(role, 0.5)])
+        assert matrix.sum() == 16 and matrix.sum(axis=1).tolist() == [8, 8]  # stratified: 8 of each true class
+        row = result.frame[(result.frame["model"] == role) & (result.frame["ratio"] == 0.5)].iloc[0]
+        assert np.trace(matrix) / 16 == pytest.approx(row["accuracy"])
+    # the student's scores against the teacher are evaluate_split's, read one ratio at a time
+    from rekd_core.evaluation import evaluate_split
+
+    alone = evaluate_split(student, split, teacher=teacher, ratio=0.5)
+    row = result.frame.iloc[3]
+    for key in ("teacher_agreement", "teacher_mask_iou", "accuracy"):
+        assert row[key] == pytest.approx(alone[key]), key
 
 
 def test_browser_row_box_follows_a_new_ranking(make_app):

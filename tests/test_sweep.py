@@ -494,17 +494,25 @@ def test_a_run_kept_after_it_trained_is_shipped_not_retrained(text_task, tmp_pat
     assert (shipped / "results.csv").read_text() == saved
 
 
-def test_evaluating_at_many_ratios_matches_one_ratio_at_a_time(text_task, text_re_ckpt):
-    """The generator's logits computed once per batch give each ratio the metrics of its own evaluation."""
+def test_evaluating_at_many_ratios_matches_one_ratio_at_a_time(text_task, text_re_ckpt, text_rekd_ckpt):
+    """The generator's logits computed once per batch give each ratio the metrics of its own evaluation, and a
+    student the same scores against its teacher; each ratio's confusion matrix counts its predictions."""
     from rekd_core.evaluation import evaluate_at_ratios, evaluate_split
 
-    model = load_checkpoint(text_re_ckpt)
+    model, student = load_checkpoint(text_re_ckpt), load_checkpoint(text_rekd_ckpt)
     split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test")
     together = evaluate_at_ratios(model, split, [0.1, 0.5], batch_size=16)
+    scored = evaluate_at_ratios(student, split, [0.1, 0.5], teacher=model, batch_size=16)
     for ratio in (0.1, 0.5):
         alone = evaluate_split(model, split, batch_size=16, ratio=ratio)
         for key in ("accuracy", "f1", "ratio", "ratio_argmax", "loss", "n"):
             assert together[ratio][key] == pytest.approx(alone[key]), key
+        matrix = together[ratio]["confusion_matrix"]
+        assert sum(map(sum, matrix)) == alone["n"] and (matrix[0][0] + matrix[1][1]) / alone["n"] == pytest.approx(
+            alone["accuracy"])
+        student_alone = evaluate_split(student, split, batch_size=16, ratio=ratio, teacher=model)
+        for key in ("accuracy", "teacher_agreement", "teacher_mask_iou", "teacher_mask_f1"):
+            assert scored[ratio][key] == pytest.approx(student_alone[key]), key
 
 
 def _read_at_recipe(tmp_path: Path, dataset: str, read_at: list[float]) -> Path:
