@@ -2,6 +2,7 @@
 words they belong to) or patches, and the comparison of a teacher's explanation with a student's."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -42,6 +43,13 @@ class Explanation:
     # input), p(y'|x) ``p_full``, p(y'|rationale) ``p_rationale``, p(y'|x without the rationale) ``p_complement``,
     # ``sufficiency`` (p_full - p_rationale) and ``comprehensiveness`` (p_full - p_complement); METHOD.md
     faithfulness: dict | None = None
+
+    @property
+    def selection_probabilities(self) -> list[float]:
+        """The generator's probability of keeping each feature: the softmax of its two logits, which is the sigmoid
+        of ``scores`` (their margin); empty for a CLS model. Top-k keeps the ``k`` most probable, whatever their
+        probability."""
+        return [0.5 * (1.0 + math.tanh(score / 2)) for score in self.scores]
 
     def to_dict(self, text: str | None = None) -> dict:
         """The explanation as plain data; with the explained ``text``, also the whole words selected."""

@@ -2,6 +2,8 @@
 rationale's plausibility against human evidence over the words a model read; and ``explain`` filling them in."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from rekd_core.words import (
@@ -92,3 +94,7 @@ def test_explain_groups_its_pieces_into_words(text_re_ckpt):
     assert [exp.tokens[i] for i in exp.special_pieces] == ["[CLS]", "[SEP]", "[SEP]"]
     assert selected_words(text, exp) == ["fillerab", "splendid", "unknownword", "!"]
     assert exp.to_dict(text)["selected_words"] == selected_words(text, exp)
+    # the selection probabilities are the softmax of the generator's two logits: the sigmoid of their margin
+    probabilities = exp.selection_probabilities
+    assert len(probabilities) == len(exp.scores) and all(0.0 <= p <= 1.0 for p in probabilities)
+    assert probabilities == pytest.approx([1 / (1 + math.exp(-s)) for s in exp.scores])
