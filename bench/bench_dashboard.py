@@ -30,8 +30,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from dashboard import backend as B  # noqa: E402
-from dashboard import render as R  # noqa: E402
+from dashboard import analysis as A  # noqa: E402
+from dashboard import checkpoints as C  # noqa: E402
+from dashboard import environment as E  # noqa: E402
+from dashboard import inputs as I  # noqa: E402
+from dashboard.render import cards as K  # noqa: E402
+from dashboard.render import images as IMG  # noqa: E402
+from dashboard.render import style as S  # noqa: E402
+from dashboard.render import text as T  # noqa: E402
 
 
 def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, str]:
@@ -43,7 +49,7 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
     from rekd_core.factory import create_model
 
     if task == "text":
-        reviews = [item.value for item in B.load_examples("text")]
+        reviews = [item.value for item in I.load_examples("text")]
         split = RawSplit(reviews * 4, [0, 1] * (2 * len(reviews)))
         labels = ["neg", "pos"]
         extra = dict(max_length=256, vocab_size=2000, ratio=0.1)
@@ -67,62 +73,62 @@ def stand_in_pair(task: str, presets: list[str], workdir: Path) -> tuple[str, st
 def pick_pair(task: str, given: list[str] | None, presets: list[str], workdir: Path) -> tuple[str, str, str]:
     if given:
         return given[0], given[1], "given"
-    root = B.checkpoints_root()
-    infos = [i for i in B.discover_checkpoints(root)[0] if i.task == task]
-    t, s = B.default_pair(infos, B.recipe_headlines(root, "checkpoints"))
+    root = E.checkpoints_root()
+    infos = [i for i in C.discover_checkpoints(root)[0] if i.task == task]
+    t, s = C.default_pair(infos, E.recipe_headlines(root, "checkpoints"))
     if t is not None and s is not None and t != s:
         return infos[t].path, infos[s].path, f"shipped: {infos[t].name} / {infos[s].name}"
     return (*stand_in_pair(task, presets, workdir), f"untrained stand-ins ({' / '.join(presets)})")
 
 
-def long_review(tokenizer_model) -> B.InputItem:
+def long_review(tokenizer_model) -> I.InputItem:
     """The bundled long review, repeated if needed so that the model reads a full 256 word pieces."""
-    text = B.load_examples("text")[2].value
+    text = I.load_examples("text")[2].value
     while len(tokenizer_model.processor.tokenizer(text)["input_ids"]) < tokenizer_model.processor.max_length:
         text += " " + text
-    return B.prepare_review(text, "long review")
+    return I.prepare_review(text, "long review")
 
 
 def render_text(item, result, max_length):
-    R.probs_html(result.teacher, R.TEACHER)
-    R.probs_html(result.student, R.STUDENT)
-    R.word_counts(result.teacher)
-    R.word_counts(result.student)
-    R.highlight_html(item.value, result.teacher, R.TEACHER, max_length)
-    R.highlight_html(item.value, result.student, R.STUDENT, max_length)
+    K.probs_html(result.teacher, S.TEACHER)
+    K.probs_html(result.student, S.STUDENT)
+    T.word_counts(result.teacher)
+    T.word_counts(result.student)
+    T.highlight_html(item.value, result.teacher, S.TEACHER, max_length)
+    T.highlight_html(item.value, result.student, S.STUDENT, max_length)
     if result.comparison is not None:
-        R.agreement_html(item.value, result.teacher, result.comparison, max_length)
+        T.agreement_html(item.value, result.teacher, result.comparison, max_length)
 
 
 def render_image(item, result, teacher):
-    R.probs_html(result.teacher, R.TEACHER)
-    R.probs_html(result.student, R.STUDENT)
+    K.probs_html(result.teacher, S.TEACHER)
+    K.probs_html(result.student, S.STUDENT)
     view = teacher.processor.resized(item.value)
-    images = [R.display_image(item.value),
-              R.patch_overlay(view, result.teacher.selected, result.teacher.grid_side, R.TEACHER),
-              R.patch_overlay(view, result.student.selected, result.student.grid_side, R.STUDENT)]
+    images = [IMG.display_image(item.value),
+              IMG.patch_overlay(view, result.teacher.selected, result.teacher.grid_side, S.TEACHER),
+              IMG.patch_overlay(view, result.student.selected, result.student.grid_side, S.STUDENT)]
     if result.comparison is not None:
-        images.append(R.agreement_overlay(view, result.comparison, result.teacher.grid_side))
+        images.append(IMG.agreement_overlay(view, result.comparison, result.teacher.grid_side))
     for image in images:  # st.image sends each as a PNG
-        R.png_bytes(image)
+        IMG.png_bytes(image)
 
 
 def time_task(task: str, teacher_path: str, student_path: str, device, runs: int) -> dict:
     started = time.perf_counter()
-    teacher, student = B.load_model(teacher_path, device), B.load_model(student_path, device)
+    teacher, student = C.load_model(teacher_path, device), C.load_model(student_path, device)
     load_s = time.perf_counter() - started
-    check = B.check_pair(teacher, student, task)
+    check = C.check_pair(teacher, student, task)
     if check.fatal:
         raise SystemExit(f"{task}: {check.fatal}")
     if task == "text":
         item = long_review(teacher)
     else:
-        item = B.load_examples("vision")[0]  # a 32x32 CIFAR-10 image
+        item = I.load_examples("vision")[0]  # a 32x32 CIFAR-10 image
     ratio = student.ratio
     explain_times, render_times = [], []
     for run in range(runs + 2):
         t0 = time.perf_counter()
-        result = B.explain_pair(teacher, student, item, ratio, agreement=check.agreement)
+        result = A.explain_pair(teacher, student, item, ratio, agreement=check.agreement)
         t1 = time.perf_counter()
         if task == "text":
             render_text(item, result, teacher.processor.max_length)
@@ -185,8 +191,8 @@ def main(argv=None) -> int:
 
     if args.threads:
         os.environ["REKD_DASHBOARD_THREADS"] = str(args.threads)
-    B.configure_torch_threads()
-    device, warning = B.pick_device(args.device)
+    E.configure_torch_threads()
+    device, warning = E.pick_device(args.device)
     if warning:
         print(warning, file=sys.stderr)
     rows = []
@@ -198,9 +204,9 @@ def main(argv=None) -> int:
             row = time_task(task, teacher, student, device, args.runs)
             row["models"] = origin
             rows.append(row)
-        apptest = time_apptest(workdir if any("stand-in" in r["models"] for r in rows) else B.checkpoints_root(),
+        apptest = time_apptest(workdir if any("stand-in" in r["models"] for r in rows) else E.checkpoints_root(),
                                max(5, args.runs // 2)) if args.apptest else None
-    report = {"device": B.device_description(device), "torch_threads": torch.get_num_threads(), "results": rows,
+    report = {"device": E.device_description(device), "torch_threads": torch.get_num_threads(), "results": rows,
               "budget_s": 0.5}
     if apptest:
         report["apptest_reruns"] = apptest

@@ -20,7 +20,7 @@ Measured and printed:
   its unique size); median and 95th percentile (nearest rank) of reviews, images and all;
 - cross-talk: after each explanation, the page must show no other session's marker word or image size;
 - the server's resident memory: sampled every 0.2 s and its high-water mark (VmHWM), after the warm-up and at
-  the end; how many times each checkpoint was loaded (``dashboard.backend.load_model`` is wrapped in the server
+  the end; how many times each checkpoint was loaded (``dashboard.checkpoints.load_model`` is wrapped in the server
   process to log each load);
 - the files the server wrote or created while serving (a Python audit hook in the server logs them);
 - tracebacks in the server log and "unexpected error" on the pages.
@@ -61,9 +61,9 @@ IMAGE_SIZES = [(96, 72), (224, 160), (1280, 960)]
 SERVER_BOOT = r'''
 import os, sys, time
 sys.path.insert(0, os.getcwd())
-import dashboard.backend as B
+import dashboard.checkpoints as C
 
-_load = B.load_model
+_load = C.load_model
 
 def load_model(path, device="cpu"):
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def load_model(path, device="cpu"):
     print(f"[bench] model loaded: {path} in {time.perf_counter() - started:.1f} s", flush=True)
     return model
 
-B.load_model = load_model
+C.load_model = load_model
 WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 CREATING = {"os.mkdir", "os.rename", "os.link", "os.symlink", "os.truncate", "shutil.copyfile", "shutil.move",
             "tempfile.mkstemp", "tempfile.mkdtemp"}
@@ -116,7 +116,7 @@ def marker(session: int, number: int) -> str:
 
 def reviews_for(session: int, count: int) -> list[str]:
     """``count`` reviews of about 80 words, cut from the bundled reviews, each with its marker word inside."""
-    from dashboard.backend import load_examples
+    from dashboard.inputs import load_examples
 
     texts = [item.value.split() for item in load_examples("text")]
     out = []
@@ -139,7 +139,7 @@ def write_images(session: int, count: int, folder: Path) -> list[Path]:
     import numpy as np
     from PIL import Image
 
-    from dashboard.backend import load_examples
+    from dashboard.inputs import load_examples
 
     examples = [item.value for item in load_examples("vision")]
     rng = np.random.default_rng(session)
@@ -158,14 +158,16 @@ def write_images(session: int, count: int, folder: Path) -> list[Path]:
 def evaluation_spec(folder: Path) -> tuple[str, Path]:
     """The dataset of the live evaluation: the shipped text student's, where it is on this machine (what the
     page offers), else a CSV dataset written from the bundled reviews; and the folder REKD_ALLOWED_ROOTS needs."""
-    from dashboard import backend as B
+    from dashboard import checkpoints as C
+    from dashboard import environment as E
+    from dashboard import inputs as I
 
-    infos = [info for info in B.discover_checkpoints(B.checkpoints_root())[0] if info.task == "text"]
-    _, student = B.default_pair(infos, B.recipe_headlines(B.checkpoints_root(), "checkpoints"))
-    spec = B.local_dataset_spec(infos[student].dataset) if student is not None else ""
+    infos = [info for info in C.discover_checkpoints(E.checkpoints_root())[0] if info.task == "text"]
+    _, student = C.default_pair(infos, E.recipe_headlines(E.checkpoints_root(), "checkpoints"))
+    spec = E.local_dataset_spec(infos[student].dataset) if student is not None else ""
     if spec:
-        return spec, Path(B.dataset_spec_path(spec)).expanduser().resolve().parent
-    reviews = [(item.value, item.label) for item in B.load_examples("text")]
+        return spec, Path(E.dataset_spec_path(spec)).expanduser().resolve().parent
+    reviews = [(item.value, item.label) for item in I.load_examples("text")]
     data = folder / "reviews"
     data.mkdir()
     for split in ("train", "test"):

@@ -20,8 +20,18 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dashboard import backend as B
-from dashboard import render as R
+from dashboard import analysis as A
+from dashboard import checkpoints as C
+from dashboard import environment as E
+from dashboard import inputs as I
+from dashboard import results_file as F
+from dashboard.render import cards as K
+from dashboard.render import export as X
+from dashboard.render import glossary as G
+from dashboard.render import images as IMG
+from dashboard.render import plots as PL
+from dashboard.render import style as S
+from dashboard.render import text as T
 from rekd_core.errors import DataError
 from rekd_core.inputs import decode_text
 from rekd_core.metric_info import METRICS
@@ -36,9 +46,9 @@ from tests.dashboard_fixtures import assert_clean
 pytest_plugins = ["tests.dashboard_fixtures"]
 
 TEXT_BOX = "font-family:Georgia"
-TEACHER_MARK = f"border-bottom:2px solid {R.TEACHER}"
-STUDENT_MARK = f"border-bottom:2px solid {R.STUDENT}"
-BOTH_MARK = f"border-bottom:2px solid {R.BOTH}"
+TEACHER_MARK = f"border-bottom:2px solid {S.TEACHER}"
+STUDENT_MARK = f"border-bottom:2px solid {S.STUDENT}"
+BOTH_MARK = f"border-bottom:2px solid {S.BOTH}"
 REVIEW = "fillerab splendid fillerac fillerad unknownword! fillerae dreadful fillerba fillerbb."
 
 
@@ -150,7 +160,7 @@ def test_default_pair_cards_and_first_comparison(make_app, tiny_checkpoints):
     assert at.radio(key="source_text").value == "Bundled example"
     assert len(prob_blocks(at)) == 2 and len(text_boxes(at)) == 3
     assert set(metrics(at)) == {"Predictions", "Mask IoU", "Mask F1", "Both / teacher only / student only"}
-    assert [t.label for t in at.tabs] == ["Compare", "Ratios", "Dataset browser"]
+    assert [t.label for t in at.tabs] == ["Compare", "Summary", "Ratios", "Dataset browser"]
     assert any("In use: **cpu" in c.value for c in at.sidebar.caption)
 
 
@@ -199,7 +209,7 @@ def test_no_checkpoints_found_then_typed_paths(make_app, tiny_checkpoints, tmp_p
     assert any("No text checkpoints found" in i.value for i in at.sidebar.info)
     assert all(s.key != "teacher_text" for s in at.sidebar.selectbox)  # nothing to pick from: a path box instead
     assert any("No teacher picked" in i.value for i in at.info)
-    assert [t.label for t in at.tabs] == ["Compare", "Ratios", "Dataset browser"]  # the page still works
+    assert [t.label for t in at.tabs] == ["Compare", "Summary", "Ratios", "Dataset browser"]  # the page still works
     at.sidebar.text_input(key="teacher_text_path").set_value(str(tiny_checkpoints.text_teacher)).run()
     at.sidebar.text_input(key="student_text_path").set_value(str(tiny_checkpoints.text_student)).run()
     assert_clean(at)
@@ -250,8 +260,8 @@ def test_models_load_once_not_on_every_rerun(make_app, monkeypatch):
     import streamlit as st
 
     calls = []
-    original = B.load_model
-    monkeypatch.setattr(B, "load_model", lambda path, device="cpu": calls.append(path) or original(path, device))
+    original = C.load_model
+    monkeypatch.setattr(C, "load_model", lambda path, device="cpu": calls.append(path) or original(path, device))
     st.cache_resource.clear()
     at = make_app()
     for ratio in (0.2, 0.3, 0.4):
@@ -358,17 +368,17 @@ def test_a_trained_ratio_range_in_the_config_is_honoured(make_app, tiny_checkpoi
 
 
 def test_trained_range_and_out_of_range_rules():
-    assert B.trained_range({"mode": "re", "ratio": 0.1}) == (0.1, 0.1)
-    assert B.trained_range({"mode": "rekd", "ratio": 0.1, "ratio_range": [0.05, 0.3]}) == (0.05, 0.3)
-    assert B.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": [0.3, 0.05]}) == (0.1, 0.1)  # not a range
-    assert B.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": "wide"}) == (0.1, 0.1)
-    assert B.trained_range({"mode": "cls", "ratio": 1.0}) is None
-    assert not B.outside_trained_range(0.12, (0.125, 0.125))  # the slider cannot land on 0.125
-    assert not B.outside_trained_range(0.13, (0.125, 0.125))
-    assert B.outside_trained_range(0.14, (0.125, 0.125)) and B.outside_trained_range(0.01, (0.05, 0.3))
-    assert not B.outside_trained_range(0.9, None)  # a CLS model reads everything at any ratio
-    assert B.range_warning("student", 0.2, (0.05, 0.3)) is None
-    assert "fewer features" in B.range_warning("student", 0.02, (0.05, 0.3))
+    assert C.trained_range({"mode": "re", "ratio": 0.1}) == (0.1, 0.1)
+    assert C.trained_range({"mode": "rekd", "ratio": 0.1, "ratio_range": [0.05, 0.3]}) == (0.05, 0.3)
+    assert C.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": [0.3, 0.05]}) == (0.1, 0.1)  # not a range
+    assert C.trained_range({"mode": "re", "ratio": 0.1, "ratio_range": "wide"}) == (0.1, 0.1)
+    assert C.trained_range({"mode": "cls", "ratio": 1.0}) is None
+    assert not C.outside_trained_range(0.12, (0.125, 0.125))  # the slider cannot land on 0.125
+    assert not C.outside_trained_range(0.13, (0.125, 0.125))
+    assert C.outside_trained_range(0.14, (0.125, 0.125)) and C.outside_trained_range(0.01, (0.05, 0.3))
+    assert not C.outside_trained_range(0.9, None)  # a CLS model reads everything at any ratio
+    assert C.range_warning("student", 0.2, (0.05, 0.3)) is None
+    assert "fewer features" in C.range_warning("student", 0.02, (0.05, 0.3))
 
 
 def test_an_empty_selection_gives_no_prediction_and_no_iou(make_app):
@@ -380,32 +390,32 @@ def test_an_empty_selection_gives_no_prediction_and_no_iou(make_app):
         assert "No prediction" in block and "saw nothing" in block
         assert "p = " not in block and "true label" not in block  # no probability shown as a verdict
     shown = metrics(at)
-    assert shown["Mask IoU"] == shown["Mask F1"] == shown["Predictions"] == R.UNDEFINED
+    assert shown["Mask IoU"] == shown["Mask F1"] == shown["Predictions"] == S.UNDEFINED
     iou = next(m for m in at.metric if m.label == "Mask IoU")
     assert "Undefined" in iou.proto.help and "neither model picked a feature" in iou.proto.help
     assert len(range_warnings(at)) == 2
 
 
 def test_iou_of_two_empty_selections_is_undefined(tiny_checkpoints):
-    teacher = B.load_model(tiny_checkpoints.text_teacher)
-    student = B.load_model(tiny_checkpoints.text_student)
-    item = B.prepare_review(REVIEW)
-    result = B.explain_pair(teacher, student, item, 0.01)
+    teacher = C.load_model(tiny_checkpoints.text_teacher)
+    student = C.load_model(tiny_checkpoints.text_student)
+    item = I.prepare_review(REVIEW)
+    result = A.explain_pair(teacher, student, item, 0.01)
     assert result.teacher.selected == [] == result.student.selected
     assert result.comparison["iou"] is None and result.comparison["f1"] is None
-    assert "mask IoU —, F1 — (undefined: neither model picked a feature)" in R.agreement_summary(result.comparison)
+    assert "mask IoU —, F1 — (undefined: neither model picked a feature)" in X.agreement_summary(result.comparison)
     # At 0.05 a two-word review has round(0.05 x 4 pieces) = 0 to select, a long one (40 pieces) 2.
-    frame = B.rank_by_disagreement(teacher, student,
-                                   [B.prepare_review("fillerab splendid"), B.prepare_review(REVIEW * 3)], 0.05)
-    blind = frame[frame["row"] == 0].iloc[0]
-    assert np.isnan(blind["teacher_mask_iou"]) and blind["teacher"] == R.UNDEFINED and blind["agree"] is None
-    seen = frame[frame["row"] == 1].iloc[0]
+    frame = A.rank_by_disagreement(teacher, student,
+                                   [I.prepare_review("fillerab splendid"), I.prepare_review(REVIEW * 3)], 0.05)
+    blind = frame[frame["#"] == 1].iloc[0]
+    assert np.isnan(blind["teacher_mask_iou"]) and blind["teacher"] == S.UNDEFINED and blind["agree"] is None
+    seen = frame[frame["#"] == 2].iloc[0]
     assert seen["teacher"] in teacher.labels and not np.isnan(seen["teacher_mask_iou"])
-    view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.01,
-                            text=item.value)
-    page = R.comparison_html(view)
+    view = X.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison,
+                            A.per_model(0.01), text=item.value)
+    page = X.comparison_html(view)
     assert "No prediction" in page and "p = " not in page
-    assert Image.open(io.BytesIO(R.comparison_png(view))).width == 1400
+    assert Image.open(io.BytesIO(X.comparison_png(view))).width == 1400
 
 
 def test_enormous_review_is_truncated_with_notices(make_app, tiny_checkpoints):
@@ -581,8 +591,8 @@ def test_cells_map_back_onto_the_original_image(mode):
     """Each cell of the model's square, mapped back onto a 200x100 original, covers the pixels fit_image put in it."""
     ys, xs = np.mgrid[0:100, 0:200]
     original = Image.fromarray(np.stack([xs * 255 / 199, ys * 255 / 99, np.full_like(xs, 128)], -1).astype(np.uint8))
-    fitted = np.asarray(B.fit_image(original, 64, mode), dtype=float)
-    boxes = B.cell_boxes(200, 100, 4, mode)
+    fitted = np.asarray(I.fit_image(original, 64, mode), dtype=float)
+    boxes = I.cell_boxes(200, 100, 4, mode)
     source = np.asarray(original, dtype=float)
     empty = 0
     for index, (left, top, right, bottom) in enumerate(boxes):
@@ -601,24 +611,24 @@ def test_cells_map_back_onto_the_original_image(mode):
 
 def test_selected_cells_are_drawn_on_the_original():
     original = Image.new("RGB", (200, 100), (200, 200, 200))
-    overlay = np.asarray(R.original_overlay(original, B.cell_boxes(200, 100, 4, "squash"), [0], R.TEACHER))
+    overlay = np.asarray(IMG.original_overlay(original, I.cell_boxes(200, 100, 4, "squash"), [0], S.TEACHER))
     assert overlay.shape == (100, 200, 3)  # display_image keeps it (under 256 px, less than twice enlarged)
     assert overlay[12, 25].tolist() == [200, 200, 200]  # inside cell 0 (50 x 25 px)
     assert overlay[90, 180].max() < 100  # cell 15: dimmed
-    assert tuple(overlay[0, 25]) == R._rgb(R.TEACHER)  # outline of cell 0
+    assert tuple(overlay[0, 25]) == S.rgb(S.TEACHER)  # outline of cell 0
 
 
 def test_fitting_happens_before_the_model_and_is_what_the_overlay_shows(tiny_checkpoints):
     from rekd_core.explain import explain
 
-    teacher, student = B.load_model(tiny_checkpoints.vision_teacher), B.load_model(tiny_checkpoints.vision_student)
+    teacher, student = C.load_model(tiny_checkpoints.vision_teacher), C.load_model(tiny_checkpoints.vision_student)
     size = teacher.processor.image_size
     pixels = np.full((20, 40, 3), (20, 200, 20), dtype=np.uint8)
     pixels[:, :8] = (250, 0, 0)  # a red band on the left fifth of a wide image
-    item = B.InputItem("wide", "image", Image.fromarray(pixels))
+    item = I.InputItem("wide", "image", Image.fromarray(pixels))
     views = {}
-    for fit in B.FIT_MODES:
-        result = B.explain_pair(teacher, student, item, 0.25, fit=fit)
+    for fit in I.FIT_MODES:
+        result = A.explain_pair(teacher, student, item, 0.25, fit=fit)
         view = np.asarray(result.views["teacher"])
         assert view.shape == (size, size, 3)
         # The model read exactly the view the overlays are drawn on.
@@ -630,9 +640,9 @@ def test_fitting_happens_before_the_model_and_is_what_the_overlay_shows(tiny_che
     assert views["pad"][size // 2, 0, 0] > 200
     # Squashing gives the model what its own transform gives it: the dashboard's default changes nothing.
     plain = explain(teacher, [item.value], ratio=0.25)[0]
-    assert plain.probs == pytest.approx(B.explain_pair(teacher, student, item, 0.25).teacher.probs, abs=1e-5)
+    assert plain.probs == pytest.approx(A.explain_pair(teacher, student, item, 0.25).teacher.probs, abs=1e-5)
     with pytest.raises(Exception, match="unknown image fit"):
-        B.fit_image(item.value, size, "stretch")
+        I.fit_image(item.value, size, "stretch")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,11 +699,11 @@ def test_cls_reference_lines_of_teacher_and_student_look_different():
                  runs=3) for role, backbone, acc in (("teacher", "bert-4x256", 0.9), ("student", "bert-1x64", 0.8))]
     rows.append(dict(task="text", role="student", mode="rekd", backbone="bert-1x64", ratio=0.1, accuracy_mean=0.7,
                      accuracy_std=0.01, runs=3))
-    lines = {t.name: t for t in R.results_figure(pd.DataFrame(rows)).data}
+    lines = {t.name: t for t in PL.results_figure(pd.DataFrame(rows)).data}
     teacher, student = lines["teacher · CLS · bert-4x256"], lines["student · CLS · bert-1x64"]
     assert teacher.showlegend and student.showlegend
     assert teacher.line.color != student.line.color and teacher.line.dash != student.line.dash
-    assert R.MODE_COLOURS["rekd"] not in (teacher.line.color, student.line.color)
+    assert S.MODE_COLOURS["rekd"] not in (teacher.line.color, student.line.color)
 
 
 def table_headers(table) -> dict[str, dict]:
@@ -724,11 +734,11 @@ def test_jargon_is_explained_where_it_appears(make_app):
                  "**Mask IoU**", "**Prediction agreement**"):
         assert word in guide, word
     tips = helps(at)
-    for meaning in (R.GLOSSARY["ratio"], R.GLOSSARY["mask IoU"], R.GLOSSARY["mask F1"], R.GLOSSARY["agreement"],
-                    R.GLOSSARY["REKD"], R.GLOSSARY["word pieces"], R.GLOSSARY["achieved ratio"]):
+    for meaning in (G.GLOSSARY["ratio"], G.GLOSSARY["mask IoU"], G.GLOSSARY["mask F1"], G.GLOSSARY["agreement"],
+                    G.GLOSSARY["REKD"], G.GLOSSARY["word pieces"], G.GLOSSARY["achieved ratio"]):
         assert meaning in tips, meaning
     card = next(h.value for h in at.html if "feature grid" in h.value)
-    assert R.GLOSSARY["RE"].split(":")[0] in card  # the mode row of a model card says what RE is
+    assert G.GLOSSARY["RE"].split(":")[0] in card  # the mode row of a model card says what RE is
 
 
 def test_ratios_view_picks_the_variant_of_the_loaded_models(make_app, tiny_checkpoints, tmp_path):
@@ -817,23 +827,23 @@ def test_recipe_headlines_only_for_what_the_recipe_wrote(tmp_path, monkeypatch):
     root, results = tmp_path / "checkpoints", tmp_path / "results.csv"
     monkeypatch.setenv("REKD_RECIPE", str(write_headline_recipe(tmp_path / "recipe.yaml", root, results)))
     headline = {"vision": {"variant": "pconv", "unnamed": "linear"}}
-    assert B.recipe_headlines(results, "results") == headline == B.recipe_headlines(root, "checkpoints")
-    assert B.recipe_headlines(tmp_path / "other.csv", "results") == {} == B.recipe_headlines(results, "checkpoints")
+    assert E.recipe_headlines(results, "results") == headline == E.recipe_headlines(root, "checkpoints")
+    assert E.recipe_headlines(tmp_path / "other.csv", "results") == {} == E.recipe_headlines(results, "checkpoints")
     (tmp_path / "broken.yaml").write_text("headline: [unclosed\n")
     monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "broken.yaml"))
-    assert B.recipe_headlines(results, "results") == {}
+    assert E.recipe_headlines(results, "results") == {}
     (tmp_path / "flat.yaml").write_text(f"out_root: {root}\nheadline: {{vision: pconv}}\n")  # not group -> mapping
     monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "flat.yaml"))
-    assert B.recipe_headlines(root, "checkpoints") == {}
+    assert E.recipe_headlines(root, "checkpoints") == {}
     monkeypatch.setenv("REKD_RECIPE", str(tmp_path / "absent.yaml"))
-    assert B.recipe_headlines(results, "results") == {} and B.recipe_mtime() == 0.0
+    assert E.recipe_headlines(results, "results") == {} and E.recipe_mtime() == 0.0
 
 
 def test_the_shipped_recipe_names_the_shipped_headline():
     """The repository's recipe labels the repository's own checkpoints and results file (and no others)."""
-    headlines = B.recipe_headlines(B.REPO_ROOT / "checkpoints", "checkpoints")
+    headlines = E.recipe_headlines(E.REPO_ROOT / "checkpoints", "checkpoints")
     assert headlines["vision"]["variant"] == "dino-f8" and headlines["text"]["variant"] == "minilm-more"
-    assert B.recipe_headlines(B.REPO_ROOT / "checkpoints" / "results.csv", "results") == headlines
+    assert E.recipe_headlines(E.REPO_ROOT / "checkpoints" / "results.csv", "results") == headlines
 
 
 def test_ratios_view_without_or_with_a_bad_results_file(make_app, tmp_path):
@@ -907,16 +917,17 @@ def test_browser_ranks_bundled_examples_and_opens_a_row(make_app):
     assert_clean(at)
     table = browser_table(at).value
     assert len(table) == 3
-    assert list(table.columns) == ["row", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
+    assert list(table.columns) == ["#", "input", "true label", "teacher", "p(teacher)", "student", "p(student)",
                                    "agree", "teacher_mask_iou"]
     keys = list(zip(table["agree"], table["teacher_mask_iou"]))
     assert keys == sorted(keys, key=lambda k: (k[0], k[1]))  # disagreements first, then lowest IoU
-    row_box(at).set_value(1).run()
+    shown = int(table.loc[1, "#"]) - 1  # a row that is not the example Compare shows (the first)
+    row_box(at).set_value(1 if shown else 2).run()
+    opened = I.load_examples("text")[int(table.loc[1 if shown else 2, "#"]) - 1]
     at.button(key="browser_open").click().run()
     assert_clean(at)
     assert at.session_state["view"] == "Compare"
-    assert at.radio(key="source_text").value == "From the dataset browser"
-    opened = B.load_examples("text")[int(table.loc[1, "row"])]
+    assert at.radio(key="source_text").value == "From another tab"
     words = opened.value.split()[:3]
     assert all(w.strip(".,'\"") in text_boxes(at)[0] for w in words)
     assert f"true label: {opened.label}" in prob_blocks(at)[0]
@@ -934,7 +945,7 @@ def test_browser_on_a_local_dataset(make_app, tiny_checkpoints):
     assert len(table) == 12 and set(table["true label"]) == {"neg", "pos"}
     at.button(key="browser_open").click().run()
     assert_clean(at)
-    assert at.radio(key="source_vision").value == "From the dataset browser"
+    assert at.radio(key="source_vision").value == "From another tab"
     assert any("teacher's patches" in c for img in at.get("image") for c in img.captions)
 
 
@@ -959,7 +970,7 @@ def test_highlight_marks_whole_words_never_special_tokens():
                (26, 31), (0, 0)]
     specials = {"[CLS]", "[SEP]", "[PAD]", "[UNK]"}
     exp = fake_explanation(text, tokens, offsets, [0, 2, 8, 10, 11], specials)
-    html_text = R.highlight_html(text, exp, R.TEACHER)
+    html_text = T.highlight_html(text, exp, S.TEACHER)
     assert re.search(r'title="un ##believ ##able[^"]*">Unbelievable</span>', html_text)
     assert re.search(r'">great</span>', html_text)
     # Two words; [CLS], the closing [SEP] and a literal "[SEP]" typed in the review are selected but never shown
@@ -967,20 +978,22 @@ def test_highlight_marks_whole_words_never_special_tokens():
     assert html_text.count(TEACHER_MARK) == 2
     assert "[CLS]" not in html_text and html_text.count("[SEP]") == 1 and not re.search(r">\[SEP\]</span>", html_text)
     cmp = {"both": [8], "teacher_only": [2, 0], "student_only": [10, 11], "iou": 0.33, "f1": 0.5, "labels_agree": True}
-    agreement = R.agreement_html(text, fake_explanation(text, tokens, offsets, [2, 8], specials), cmp)
+    agreement = T.agreement_html(text, fake_explanation(text, tokens, offsets, [2, 8], specials), cmp)
     assert BOTH_MARK in agreement and TEACHER_MARK in agreement and STUDENT_MARK not in agreement
-    assert R.word_counts(exp) == (2, 7)
-    view = R.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, 0.5, text=text)
-    assert "[CLS]" not in R.comparison_html(view)
-    chunks, _ = R._text_atoms(text, exp, {i: R.TEACHER for i in exp.selected})
+    assert T.word_counts(exp) == (2, 7)
+    view = X.ComparisonView("typed", "text", "t", "s", exp, exp, cmp, A.per_model(0.5), text=text)
+    page = X.comparison_html(view)
+    assert not re.search(r">\[CLS\]</span>", page)  # never a highlighted word; named, not counted:
+    assert "Selected 2 of 9 word pieces (achieved ratio 0.222); it also picked [CLS], [SEP], [SEP], special" in page
+    chunks, _ = X._text_atoms(text, exp, X._word_styles(exp, S.TEACHER, "selection"))
     assert [s for chunk in chunks if chunk for s, colour in chunk if colour] == ["Unbelievable", "great"]
 
 
 def test_special_tokens_are_never_highlighted_on_the_page(make_app, monkeypatch):
     """Even when a model selects every piece, [CLS], [SEP] and a typed "[SEP]" are not shown as highlighted."""
-    original = B.explain
+    original = A.explain
     select_all = lambda exp: setattr(exp, "selected", list(range(exp.num_features))) or exp  # noqa: E731
-    monkeypatch.setattr(B, "explain",
+    monkeypatch.setattr(A, "explain",
                         lambda model, inputs, **kw: [select_all(e) for e in original(model, inputs, **kw)])
     at = use_text(make_app(), "fillerab splendid [SEP] dreadful")
     for box in text_boxes(at):
@@ -994,7 +1007,7 @@ def test_highlight_turns_br_tags_into_line_breaks_and_escapes_html():
     tokens = ["good", "<", "br", "/", ">", "<", "br", "/", ">", "film", "&", "<", "b", ">", "cast", "<", "/", "b", ">"]
     offsets = [(0, 4), (4, 5), (5, 7), (8, 9), (9, 10), (10, 11), (11, 13), (14, 15), (15, 16), (16, 20), (21, 22),
                (23, 24), (24, 25), (25, 26), (26, 30), (30, 31), (31, 32), (32, 33), (33, 34)]
-    html_text = R.highlight_html(text, fake_explanation(text, tokens, offsets, [0, 9]), R.TEACHER)
+    html_text = T.highlight_html(text, fake_explanation(text, tokens, offsets, [0, 9]), S.TEACHER)
     assert html_text.count("<br>") == 2 and "br /" not in html_text
     assert ">&amp;<" in html_text and ">&lt;<" in html_text and "<b>" not in html_text
 
@@ -1003,21 +1016,21 @@ def test_truncated_review_shows_the_unread_part_dimmed():
     text = "alpha beta gamma delta"
     exp = fake_explanation(text, ["[CLS]", "alpha", "beta", "[SEP]"], [(0, 0), (0, 5), (6, 10), (0, 0)], [1],
                            {"[CLS]", "[SEP]"}, truncated=True)
-    html_text = R.highlight_html(text, exp, R.STUDENT, max_length=4)
+    html_text = T.highlight_html(text, exp, S.STUDENT, max_length=4)
     assert "the model stops reading here (4 word pieces)" in html_text
     assert html_text.index("stops reading") < html_text.index("gamma delta")
 
 
 def test_patch_overlays_dim_unselected_patches_and_draw_the_grid():
     view = Image.new("RGB", (16, 16), (200, 200, 200))
-    overlay = R.patch_overlay(view, [0, 5], grid_side=4, colour=R.TEACHER, size=256)
+    overlay = IMG.patch_overlay(view, [0, 5], grid_side=4, colour=S.TEACHER, size=256)
     assert overlay.size == (256, 256)
     pixels = np.asarray(overlay)
     assert pixels[32, 32].tolist() == [200, 200, 200]  # inside selected patch 0
     assert pixels[32, 224].max() < 100  # patch 3: dimmed
-    assert tuple(pixels[0, 10]) == R._rgb(R.TEACHER)  # outline of patch 0
+    assert tuple(pixels[0, 10]) == S.rgb(S.TEACHER)  # outline of patch 0
     cmp = {"both": [0], "teacher_only": [1], "student_only": [2]}
-    agreement = np.asarray(R.agreement_overlay(view, cmp, grid_side=4, size=256))
+    agreement = np.asarray(IMG.agreement_overlay(view, cmp, grid_side=4, size=256))
     assert agreement[32, 32, 1] > agreement[32, 32, 0]  # both: green tint
     assert agreement[32, 96, 2] > agreement[32, 96, 0]  # teacher only: blue tint
     assert agreement[32, 160, 0] > agreement[32, 160, 2]  # student only: orange tint
@@ -1025,83 +1038,84 @@ def test_patch_overlays_dim_unselected_patches_and_draw_the_grid():
 
 
 def test_comparison_exports(tiny_checkpoints):
-    teacher = B.load_model(tiny_checkpoints.text_teacher)
-    student = B.load_model(tiny_checkpoints.text_student)
-    item = B.prepare_review(REVIEW + " <br /><br />" + REVIEW * 3, "typed")
-    result = B.explain_pair(teacher, student, item, 0.3)
-    view = R.ComparisonView(item.name, "text", "teacher", "student", result.teacher, result.student, result.comparison,
-                            0.3, text=item.value, true_label="pos", max_length=tiny_checkpoints.max_length)
-    page = R.comparison_html(view)
+    teacher = C.load_model(tiny_checkpoints.text_teacher)
+    student = C.load_model(tiny_checkpoints.text_student)
+    item = I.prepare_review(REVIEW + " <br /><br />" + REVIEW * 3, "typed")
+    result = A.explain_pair(teacher, student, item, 0.3)
+    view = X.ComparisonView(item.name, "text", "teacher", "student", result.teacher, result.student, result.comparison,
+                            A.per_model(0.3), text=item.value, true_label="pos",
+                            max_length=tiny_checkpoints.max_length)
+    page = X.comparison_html(view)
     assert page.startswith("<!DOCTYPE html>") and "Teacher: teacher" in page and "mask IoU" in page
     assert ">unknownword<" in page and "the model stops reading here" in page
-    png = Image.open(io.BytesIO(R.comparison_png(view)))
+    png = Image.open(io.BytesIO(X.comparison_png(view)))
     assert png.width == 1400 and png.height > 300
     assert len(np.unique(np.asarray(png.convert("L")))) > 20  # text and highlights, not a blank page
 
-    vt, vs = B.load_model(tiny_checkpoints.vision_teacher), B.load_model(tiny_checkpoints.vision_student)
-    item = B.load_examples("vision")[0]
-    result = B.explain_pair(vt, vs, item, 0.25)
+    vt, vs = C.load_model(tiny_checkpoints.vision_teacher), C.load_model(tiny_checkpoints.vision_student)
+    item = I.load_examples("vision")[0]
+    result = A.explain_pair(vt, vs, item, 0.25)
     view_image = vt.processor.resized(item.value)
-    view = R.ComparisonView(item.name, "image", "teacher", "student", result.teacher, result.student, result.comparison,
-                            0.25, original=R.display_image(item.value),
-                            teacher_overlay=R.patch_overlay(view_image, result.teacher.selected, 4),
-                            student_overlay=R.patch_overlay(view_image, result.student.selected, 4, R.STUDENT),
-                            agreement_image=R.agreement_overlay(view_image, result.comparison, 4))
-    assert page.count("<img") == 0 and R.comparison_html(view).count("<img") == 5
-    png = Image.open(io.BytesIO(R.comparison_png(view)))
+    view = X.ComparisonView(item.name, "image", "teacher", "student", result.teacher, result.student, result.comparison,
+                            A.per_model(0.25), original=IMG.display_image(item.value),
+                            teacher_overlay=IMG.patch_overlay(view_image, result.teacher.selected, 4),
+                            student_overlay=IMG.patch_overlay(view_image, result.student.selected, 4, S.STUDENT),
+                            agreement_image=IMG.agreement_overlay(view_image, result.comparison, 4))
+    assert page.count("<img") == 0 and X.comparison_html(view).count("<img") == 5
+    png = Image.open(io.BytesIO(X.comparison_png(view)))
     assert png.height > 256
 
 
 def test_text_upload_parsing():
-    assert B.parse_text_upload("a.txt", "\ufeffhello world".encode("utf-8"))[0].value == "hello world"
+    assert I.parse_text_upload("a.txt", "\ufeffhello world".encode("utf-8"))[0].value == "hello world"
     # UTF-8 is tried first (no notice); other text is decoded, and a tie between equally plausible legacy
     # encodings (short texts) goes to the most common one, so "très" does not come out as cp1250's "trčs".
-    utf8 = B.parse_text_upload("u.txt", "café très bien".encode("utf-8"))[0]
+    utf8 = I.parse_text_upload("u.txt", "café très bien".encode("utf-8"))[0]
     assert utf8.value == "café très bien" and utf8.notice is None
     assert decode_text("café très bien".encode("utf-8"), "u.txt") == ("café très bien", "utf-8")
     assert decode_text("caf\xe9 tr\xe8s bien".encode("latin-1"), "l.txt") == ("café très bien", "cp1252")
     with pytest.raises(DataError, match="not a text file"):
         decode_text(bytes(range(256)) * 8, "random.bin")
-    items = B.parse_text_upload("r.csv", b"Review,Sentiment\nnice film,pos\nbad film,neg\n")
+    items = I.parse_text_upload("r.csv", b"Review,Sentiment\nnice film,pos\nbad film,neg\n")
     assert [(i.value, i.label) for i in items] == [("nice film", "pos"), ("bad film", "neg")]
-    single = B.parse_text_upload("s.csv", b"comments\nfirst one\nsecond one\n")
+    single = I.parse_text_upload("s.csv", b"comments\nfirst one\nsecond one\n")
     assert [i.value for i in single] == ["first one", "second one"]
     with pytest.raises(DataError, match="not a readable CSV"):
-        B.parse_text_upload("bad.csv", b'text\n"unterminated\n')
+        I.parse_text_upload("bad.csv", b'text\n"unterminated\n')
     with pytest.raises(DataError, match="no review in the file"):
-        B.parse_text_upload("blank.csv", b"text,label\n,pos\n")
-    long = B.prepare_review("x" * (B.MAX_REVIEW_CHARS + 10))
-    assert len(long.value) == B.MAX_REVIEW_CHARS and "only its first" in long.notice
+        I.parse_text_upload("blank.csv", b"text,label\n,pos\n")
+    long = I.prepare_review("x" * (I.MAX_REVIEW_CHARS + 10))
+    assert len(long.value) == I.MAX_REVIEW_CHARS and "only its first" in long.notice
 
 
 def test_results_file_reading(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("Modality,role,MODE,ratio,seed,accuracy\nimdb,student,REKD,0.1,1,0.8\nimdb,student,REKD,0.1,2,0.9\n"
                     "imdb,student,REKD,0.1,3,oops\n")
-    frame = B.load_results(path)
+    frame = F.load_results(path)
     assert list(frame["task"]) == ["imdb", "imdb"] and set(frame["mode"]) == {"rekd"}
-    agg = B.aggregate_results(frame)
+    agg = F.aggregate_results(frame)
     assert agg.loc[0, "accuracy_mean"] == pytest.approx(0.85) and agg.loc[0, "runs"] == 2
-    assert B.results_task_for(["cifar10", "imdb"], "text") == "imdb"
-    assert B.results_task_for(["cifar10", "imdb"], "vision") == "cifar10"
+    assert F.results_task_for(["cifar10", "imdb"], "text") == "imdb"
+    assert F.results_task_for(["cifar10", "imdb"], "vision") == "cifar10"
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty"):
-        B.load_results(tmp_path / "empty.csv")
+        F.load_results(tmp_path / "empty.csv")
     with pytest.raises(DataError, match="no results file"):
-        B.load_results(tmp_path / "nope.csv")
-    figure = R.results_figure(agg)
+        F.load_results(tmp_path / "nope.csv")
+    figure = PL.results_figure(agg)
     assert figure.data[0].name == "student · REKD"
     # A recipe variant's runs (and its seeds) form their own series instead of joining the headline seeds.
     path.write_text("run,task,role,mode,ratio,seed,accuracy\ntext/student-re,text,student,re,0.1,1,0.8\n"
                     "text/variants/student-re-example-cost,text,student,re,0.1,1,0.9\n"
                     "text/variants/student-re-example-cost-s2,text,student,re,0.1,2,0.7\n")
-    frame = B.load_results(path)
+    frame = F.load_results(path)
     assert list(frame["series_family"]) == ["", "example-cost", "example-cost"]
-    assert B.base_role("student (example-cost)") == "student" == B.base_role("student")
-    agg = B.aggregate_results(frame).set_index("role")
+    assert F.base_role("student (example-cost)") == "student" == F.base_role("student")
+    agg = F.aggregate_results(frame).set_index("role")
     assert agg.loc["student", "runs"] == 1 and agg.loc["student (example-cost)", "runs"] == 2
     assert agg.loc["student (example-cost)", "accuracy_mean"] == pytest.approx(0.8)
-    markers = {trace.name: trace.marker.symbol for trace in R.results_figure(agg.reset_index()).data}
+    markers = {trace.name: trace.marker.symbol for trace in PL.results_figure(agg.reset_index()).data}
     assert markers == {"student · RE": "circle", "student (example-cost) · RE": "star"}
 
 
@@ -1116,14 +1130,14 @@ def test_models_read_at_many_ratios_for_the_ratios_tab(tmp_path):
                     "text/student-re,text,student,re,b,0.1,1,0.6,read_at,0.5,\n"
                     "text/range/student-re,text,student,re,b,0.1,1,0.79,training,0.1,0.05-0.5\n"
                     "text/range/student-re,text,student,re,b,0.1,1,0.81,read_at,0.5,0.05-0.5\n")
-    frame = B.load_results(path)
+    frame = F.load_results(path)
     assert list(frame.role) == ["student", "student", "student (ratio range 0.05-0.5)"]
-    assert list(B.load_results(path, readings=True).read_ratio) == [0.5, 0.5]
-    comparison = B.ratio_range_comparison(path, "text")
+    assert list(F.load_results(path, readings=True).read_ratio) == [0.5, 0.5]
+    comparison = F.ratio_range_comparison(path, "text")
     assert {(r.series, r.ratio): r.accuracy for r in comparison.itertuples()} == {
         ("range model", 0.5): pytest.approx(0.81), ("fixed, at its own ratio", 0.1): pytest.approx(0.8),
         ("fixed, at its own ratio", 0.5): pytest.approx(0.82), ("fixed, read away", 0.5): pytest.approx(0.6)}
-    assert B.ratio_range_comparison(path, "vision").empty
+    assert F.ratio_range_comparison(path, "vision").empty
 
 
 def test_ratios_tab_shows_models_read_at_many_ratios(make_app, tmp_path):
@@ -1142,57 +1156,57 @@ def test_ratios_tab_shows_models_read_at_many_ratios(make_app, tmp_path):
 
 
 def test_default_pair_prefers_named_teacher_and_rekd_student():
-    info = lambda name, mode, params: B.CheckpointInfo(path=name, name=name, task="text", mode=mode,  # noqa: E731
+    info = lambda name, mode, params: C.CheckpointInfo(path=name, name=name, task="text", mode=mode,  # noqa: E731
                                                        ratio=0.1, labels=["neg", "pos"], backbone="b",
                                                        parameters=params)
     infos = [info("cls-big", "cls", 900), info("re-small", "re", 10), info("re-big", "re", 500), info("kd", "rekd", 20)]
-    assert B.default_pair(infos) == (2, 3)
+    assert C.default_pair(infos) == (2, 3)
     infos.append(info("my-teacher", "re", 100))
-    assert B.default_pair(infos)[0] == 4
+    assert C.default_pair(infos)[0] == 4
     infos.append(info("teacher-cls", "cls", 1000))  # a CLS baseline is no teacher of rationales
     infos.append(info("student-rekd", "rekd", 30))
-    assert B.default_pair(infos) == (4, 6)
+    assert C.default_pair(infos) == (4, 6)
     # ... and, before those, a student of that teacher, which may name it by the root it trained under
-    infos.append(B.CheckpointInfo(path="/ckpt/vision/kd-p", name="vision/kd-p", task="text", mode="rekd", ratio=0.1,
+    infos.append(C.CheckpointInfo(path="/ckpt/vision/kd-p", name="vision/kd-p", task="text", mode="rekd", ratio=0.1,
                                   labels=["neg", "pos"], backbone="b", parameters=40, teacher="runs/my-teacher"))
-    assert B.default_pair(infos) == (4, 7)
+    assert C.default_pair(infos) == (4, 7)
     # among equal teachers, one trained over a range of ratios, wherever it is listed
-    ranged = [B.CheckpointInfo(path="range/my-teacher", name="range/my-teacher", task="text", mode="re", ratio=0.1,
+    ranged = [C.CheckpointInfo(path="range/my-teacher", name="range/my-teacher", task="text", mode="re", ratio=0.1,
                                labels=["neg", "pos"], backbone="b", parameters=100, ratio_range=(0.05, 0.5))]
-    assert B.default_pair(ranged + infos)[0] == 0 and B.default_pair(infos + ranged)[0] == len(infos)
-    assert B.default_pair([]) == (None, None)
-    assert B.teacher_note(infos[7], infos) == "my-teacher (found here)"
-    assert B.teacher_note(infos[7], infos[:4]) == "runs/my-teacher (not among these checkpoints)"
-    assert B.teacher_note(infos[6], infos) is None
-    assert "compared with" in R.model_card_html(B.CheckpointInfo(path="p", name="re", task="text", mode="re", ratio=0.1,
+    assert C.default_pair(ranged + infos)[0] == 0 and C.default_pair(infos + ranged)[0] == len(infos)
+    assert C.default_pair([]) == (None, None)
+    assert C.teacher_note(infos[7], infos) == "my-teacher (found here)"
+    assert C.teacher_note(infos[7], infos[:4]) == "runs/my-teacher (not among these checkpoints)"
+    assert C.teacher_note(infos[6], infos) is None
+    assert "compared with" in K.model_card_html(C.CheckpointInfo(path="p", name="re", task="text", mode="re", ratio=0.1,
                                                                  labels=["a"], backbone="b", teacher="t"), "S", "#000")
 
 
 def test_discovery_skips_hidden_and_reports_broken(tiny_checkpoints, tmp_path):
-    infos, problems = B.discover_checkpoints(tiny_checkpoints.root)
+    infos, problems = C.discover_checkpoints(tiny_checkpoints.root)
     assert {i.name for i in infos} == {"text/teacher", "text/student", "text/cls", "vision/teacher", "vision/student"}
     assert problems == []
     student = next(i for i in infos if i.name == "text/student")
     assert student.mode_name == "REKD" and student.teacher == str(tiny_checkpoints.text_teacher)
     assert student.parameters and student.test_accuracy is not None
-    infos, problems = B.discover_checkpoints(tiny_checkpoints.broken)
+    infos, problems = C.discover_checkpoints(tiny_checkpoints.broken)
     assert len(infos) == 2 and len(problems) == 1 and "bad_config" in problems[0]
-    assert B.discover_checkpoints(tmp_path / "nothing") == ([], [])
+    assert C.discover_checkpoints(tmp_path / "nothing") == ([], [])
 
 
 def test_rank_and_evaluate_pair_directly(tiny_checkpoints):
-    teacher = B.load_model(tiny_checkpoints.text_teacher)
-    student = B.load_model(tiny_checkpoints.text_student)
-    bundle = B.load_dataset(f"csv:{tiny_checkpoints.text_data}")
-    items = B.dataset_items(bundle, "test", 10)
+    teacher = C.load_model(tiny_checkpoints.text_teacher)
+    student = C.load_model(tiny_checkpoints.text_student)
+    bundle = I.load_dataset(f"csv:{tiny_checkpoints.text_data}")
+    items = I.dataset_items(bundle, "test", 10)
     seen = []
-    frame = B.rank_by_disagreement(teacher, student, items, 0.2, progress=lambda f, t: seen.append(f))
+    frame = A.rank_by_disagreement(teacher, student, items, 0.2, progress=lambda f, t: seen.append(f))
     assert len(frame) == 10 and seen[-1] == pytest.approx(1.0)
     assert list(frame["disagreement"]) == sorted(frame["disagreement"], reverse=True)
-    split = B.sample_split(bundle, "dev", 16)
+    split = I.sample_split(bundle, "dev", 16)
     assert len(split) == 16
     seen.clear()
-    result = B.evaluate_pair(teacher, student, split, [0.2, 0.5], progress=lambda f, t: seen.append(f))
+    result = A.evaluate_pair(teacher, student, split, [0.2, 0.5], progress=lambda f, t: seen.append(f))
     assert len(result.frame) == 4 and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
     assert list(result.frame["model"]) == ["teacher", "student"] * 2
     for role in ("teacher", "student"):
@@ -1222,8 +1236,8 @@ def test_browser_row_box_follows_a_new_ranking(make_app):
     assert_clean(at)
     box, table = row_box(at), browser_table(at).value
     assert box.value == 0
-    items = B.load_examples("text")
-    opened = items[int(table.loc[box.value, "row"])]
+    items = I.load_examples("text")
+    opened = items[int(table.loc[box.value, "#"]) - 1]
     assert opened.preview(70) in box.options[box.index]  # what the box says ...
     at.button(key="browser_open").click().run()
     assert_clean(at)
@@ -1243,13 +1257,13 @@ def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generato
     warning = "on its own (argmax) the generator selects 0.000 of the features against the target 0.100"
     (tmp_path / CONFIG_FILE).write_text(json.dumps(config))
     (tmp_path / METRICS_FILE).write_text(json.dumps({"test": {"accuracy": 0.9, "warnings": [warning]}}))
-    info = B.describe_checkpoint(tmp_path)
+    info = C.describe_checkpoint(tmp_path)
     assert info.generator_embeddings == "trained" and info.warnings == [warning]
-    card = R.model_card_html(info, "Student", "#000")
+    card = K.model_card_html(info, "Student", "#000")
     assert "trained (learned from scratch)" in card and "selects 0.000 of the features" in card
     assert "every feature, the unselected as zeros (zero masking)" in card  # no masking recorded: the paper's
     (tmp_path / CONFIG_FILE).write_text(json.dumps({**config, "masking": "drop"}))
-    assert "only the selected features (drop masking)" in R.model_card_html(B.describe_checkpoint(tmp_path),
+    assert "only the selected features (drop masking)" in K.model_card_html(C.describe_checkpoint(tmp_path),
                                                                              "Student", "#000")
 
 
@@ -1257,68 +1271,69 @@ def test_the_model_card_shows_the_generator_embeddings_and_a_degenerate_generato
 # Human rationales (ERASER): plausibility, the human highlight, sorting the browser by it
 # ----------------------------------------------------------------------------------------------
 
-HUMAN_MARK = f"border-bottom:2px dotted {R.HUMAN}"
+HUMAN_MARK = f"border-bottom:2px dotted {S.HUMAN}"
 PIECES_TEXT = "Unbelievable , truly great film ."
 
 
 def test_human_highlight_marks_the_evidence_words_only():
-    page = R.human_html(PIECES_TEXT, [(0, 1), (3, 4)])
+    page = T.human_html(PIECES_TEXT, [(0, 1), (3, 4)])
     assert page.count(HUMAN_MARK) == 2
     assert re.search(rf'{re.escape(HUMAN_MARK)}[^>]*title="Unbelievable · human evidence">Unbelievable</span>', page)
     assert re.search(r'<span title="truly">truly</span>', page)  # not evidence: plain
-    assert R.HUMAN not in (R.TEACHER, R.STUDENT, R.BOTH)
-    cut = R.human_html(PIECES_TEXT, [(0, 1), (3, 4)], read_upto=20)  # the models stopped after "truly"
+    assert S.HUMAN not in (S.TEACHER, S.STUDENT, S.BOTH)
+    cut = T.human_html(PIECES_TEXT, [(0, 1), (3, 4)], read_upto=20)  # the models stopped after "truly"
     assert cut.count(HUMAN_MARK) == 1 and "the model stops reading here" in cut
     assert cut.index("stops reading") < cut.index("great")
     assert evidence_words([(0, 2), (5, 99)], 6) == {0, 1, 5}
 
 
 def test_sort_ranking_by_plausibility():
-    frame = pd.DataFrame({"row": [0, 1, 2, 3], "disagreement": [0.9, 0.5, 0.1, 0.0],
+    frame = pd.DataFrame({"#": [1, 2, 3, 4], "disagreement": [0.9, 0.5, 0.1, 0.0],
                           "teacher_plausibility_f1": [0.2, float("nan"), 0.8, 0.5],
                           "student_plausibility_f1": [0.6, 0.3, 0.4, 0.5]})
     frame["plausibility_f1_gap"] = frame["student_plausibility_f1"] - frame["teacher_plausibility_f1"]
-    assert B.ranking_sorts(frame) == list(B.RANKING_SORTS)
-    order = lambda sort: list(B.sort_ranking(frame, sort)["row"])  # noqa: E731
+    assert A.ranking_sorts(frame) == list(A.RANKING_SORTS)
+    order = lambda sort: [n - 1 for n in A.sort_ranking(frame, sort)["#"]]  # noqa: E731
     assert order("disagreement") == [0, 1, 2, 3]
     assert order("teacher plausibility, highest first") == [2, 3, 0, 1]  # no score: last
     assert order("teacher plausibility, lowest first") == [0, 3, 2, 1]
     assert order("student plausibility, lowest first") == [1, 2, 3, 0]
     assert order("student minus teacher plausibility, highest first") == [0, 3, 2, 1]
-    plain = frame[["row", "disagreement"]]
-    assert B.ranking_sorts(plain) == ["disagreement"]
+    plain = frame[["#", "disagreement"]]
+    assert A.ranking_sorts(plain) == ["disagreement"]
     with pytest.raises(DataError, match="no human evidence"):
-        B.sort_ranking(plain, "teacher plausibility, lowest first")
+        A.sort_ranking(plain, "teacher plausibility, lowest first")
     with pytest.raises(DataError, match="unknown order"):
-        B.sort_ranking(frame, "by colour")
+        A.sort_ranking(frame, "by colour")
 
 
 def test_explain_pair_scores_both_models_against_human_evidence(tiny_checkpoints, tmp_path):
     from tests.dashboard_fixtures import write_tiny_eraser
 
-    teacher = B.load_model(tiny_checkpoints.text_teacher)
-    student = B.load_model(tiny_checkpoints.text_student)
-    bundle = B.load_dataset(f"eraser-movies:{write_tiny_eraser(tmp_path / 'eraser')}")
-    items = B.dataset_items(bundle, "test", 8)
+    teacher = C.load_model(tiny_checkpoints.text_teacher)
+    student = C.load_model(tiny_checkpoints.text_student)
+    bundle = I.load_dataset(f"eraser-movies:{write_tiny_eraser(tmp_path / 'eraser')}")
+    items = I.dataset_items(bundle, "test", 8)
     assert all(item.evidence is not None for item in items) and any(item.evidence for item in items)
     item = next(item for item in items if len(item.evidence) == 2)
-    result = B.explain_pair(teacher, student, item, 0.3)
+    result = A.explain_pair(teacher, student, item, 0.3)
     for role, exp in (("teacher", result.teacher), ("student", result.student)):
         expected = word_plausibility(item.value, exp, item.evidence)
         assert result.plausibility[role] == expected and 0.0 <= expected["f1"] <= 1.0
-    assert B.explain_pair(teacher, student, B.prepare_review(item.value), 0.3).plausibility == {}
-    view = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
-                            text=item.value, evidence=item.evidence, plausibility=result.plausibility)
-    page = R.comparison_html(view)
+    assert A.explain_pair(teacher, student, I.prepare_review(item.value), 0.3).plausibility == {}
+    view = X.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison,
+                            A.per_model(0.3), text=item.value, evidence=item.evidence,
+                            plausibility=result.plausibility)
+    page = X.comparison_html(view)
     assert "Human evidence" in page and HUMAN_MARK in page
     assert page.count("plausibility F1 ") == 2
     marked = len(evidence_words(item.evidence, len(item.value.split())))
     assert page.count(HUMAN_MARK) == marked
-    plain = R.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison, 0.3,
-                             text=item.value)
-    with_scores, without = (Image.open(io.BytesIO(R.comparison_png(v))) for v in (view, plain))
-    assert with_scores.height == without.height + 48  # two lines of plausibility
-    assert "Human evidence" not in R.comparison_html(plain)
+    plain = X.ComparisonView(item.name, "text", "t", "s", result.teacher, result.student, result.comparison,
+                             A.per_model(0.3), text=item.value)
+    with_scores, without = (Image.open(io.BytesIO(X.comparison_png(v))) for v in (view, plain))
+    assert with_scores.height == without.height + 22  # one more line under each prediction: its plausibility
+    assert "Human evidence" not in X.comparison_html(plain)
 
 
 def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(make_app, tmp_path):
@@ -1333,12 +1348,12 @@ def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(ma
     at.button(key="browse_run").click().run()
     assert_clean(at)
     table = browser_table(at).value
-    assert len(table) == 8 and set(B.PLAUSIBILITY_COLUMNS) <= set(table.columns)
+    assert len(table) == 8 and set(A.PLAUSIBILITY_COLUMNS) <= set(table.columns)
     assert table["teacher_plausibility_f1"].isna().sum() == 1  # the review the annotators marked nothing in
     gap = table["student_plausibility_f1"] - table["teacher_plausibility_f1"]
     assert np.allclose(table["plausibility_f1_gap"], gap, equal_nan=True)
     sort = only(at.selectbox, "browser_sort")
-    assert sort.options == list(B.RANKING_SORTS)
+    assert sort.options == list(A.RANKING_SORTS)
     sort.set_value("student plausibility, highest first").run()
     assert_clean(at)
     table = browser_table(at).value
@@ -1348,15 +1363,15 @@ def test_browser_shows_and_sorts_by_plausibility_and_opens_the_human_evidence(ma
     assert row_box(at).value == 0
     at.button(key="browser_open").click().run()  # the most plausible student row
     assert_clean(at)
-    assert at.radio(key="source_text").value == "From the dataset browser"
+    assert at.radio(key="source_text").value == "From another tab"
     boxes = text_boxes(at)
     assert len(boxes) == 4  # teacher, student, human evidence, agreement
     assert HUMAN_MARK in boxes[2] and HUMAN_MARK not in boxes[0] + boxes[1] + boxes[3]
     captions = [c.value for c in at.caption if "Against the human evidence" in c.value]
     assert len(captions) == 2
-    assert f"plausibility F1 {R.format_score(table.loc[0, 'student_plausibility_f1'])}" in captions[1]
+    assert f"plausibility F1 {S.format_score(table.loc[0, 'student_plausibility_f1'])}" in captions[1]
     assert any("marked as evidence by human annotators" in c.value for c in at.caption)
-    assert R.GLOSSARY["plausibility"] in helps(at)
+    assert G.GLOSSARY["plausibility"] in helps(at)
 
 
 def test_compare_reads_a_dataset_sample_with_its_human_evidence(make_app, tmp_path):
@@ -1375,7 +1390,7 @@ def test_compare_reads_a_dataset_sample_with_its_human_evidence(make_app, tmp_pa
     at.number_input(key="compare_n").set_value(4).run()
     assert_clean(at)
     assert len(at.selectbox(key="pick_text").options) == 4
-    sample = B.dataset_items(B.load_dataset(spec), "test", 4, 2026)  # what the page sampled (the default seed)
+    sample = I.dataset_items(I.load_dataset(spec), "test", 4, 2026)  # what the page sampled (the default seed)
     at.selectbox(key="pick_text").set_value(next(i for i, item in enumerate(sample) if item.evidence)).run()
     assert_clean(at)
     boxes = text_boxes(at)

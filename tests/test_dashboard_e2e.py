@@ -267,7 +267,7 @@ def test_two_sessions_at_once_see_their_own_inputs(server, tiny_checkpoints, tmp
     """Two browser sessions on one server type different reviews and upload different images at the same time
     (each action sent before either result is awaited); each sees only its own input, and the explanation of
     its own review (its count of word pieces: the reviews differ in length)."""
-    from dashboard.backend import load_model
+    from dashboard.checkpoints import load_model
     from rekd_core.explain import explain
 
     words = {"a": "alphamarkerword", "b": "betamarkerword"}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dashboard import backend as B
+from dashboard import environment as E
 from rekd_core.errors import ConfigError
 
 pytest.importorskip("streamlit")
@@ -163,35 +163,35 @@ def test_allowed_roots_resolve_symlinks_and_dotdot(tmp_path, monkeypatch):
     (root / "loop").symlink_to(root / "loop")
 
     monkeypatch.delenv("REKD_ALLOWED_ROOTS", raising=False)
-    assert B.allowed_roots() is None and B.is_allowed_path("/etc/passwd")  # unset: one user, any path
+    assert E.allowed_roots() is None and E.is_allowed_path("/etc/passwd")  # unset: one user, any path
     monkeypatch.setenv("REKD_ALLOWED_ROOTS", f" {os.pathsep} ")
-    assert B.allowed_roots() is None  # names no folder: as unset
+    assert E.allowed_roots() is None  # names no folder: as unset
 
     monkeypatch.setenv("REKD_ALLOWED_ROOTS", f"{tmp_path / 'elsewhere'}{os.pathsep}{os.pathsep}{root}")
-    assert B.allowed_roots() == [(tmp_path / "elsewhere").resolve(), root.resolve()]
+    assert E.allowed_roots() == [(tmp_path / "elsewhere").resolve(), root.resolve()]
     for allowed in (root, root / "data.csv", root / "not-yet" / "x.csv", outside / "in" / "data.csv",
                     f"{root}/sub/../data.csv"):
-        assert B.is_allowed_path(allowed), allowed
+        assert E.is_allowed_path(allowed), allowed
     for refused in (outside, "/etc/passwd", sibling, root / "out", root / "out" / "x", f"{root}/../secret",
                     f"{root}/sub/../../secret", root / "loop", f"{root}/a\0b", "~"):
-        assert not B.is_allowed_path(refused), refused
+        assert not E.is_allowed_path(refused), refused
 
     with pytest.raises(ConfigError) as error:
-        B.check_allowed_path(root / "out", "This results file")
+        E.check_allowed_path(root / "out", "This results file")
     message = str(error.value)
     assert message.startswith(f"This results file {REFUSED}{(tmp_path / 'elsewhere').resolve()}, {root.resolve()})")
     assert "\n" not in message and str(root / "out") not in message and str(outside) not in message
-    B.check_allowed_path("", "An empty field")  # names nothing: nothing to refuse
-    B.check_allowed_path(root / "data.csv", "This results file")
+    E.check_allowed_path("", "An empty field")  # names nothing: nothing to refuse
+    E.check_allowed_path(root / "data.csv", "This results file")
 
-    assert [B.dataset_spec_path(s) for s in ("csv:/a/b", " eraser-movies: ~/x ", "imdb", "cifar10", "", None)] == \
+    assert [E.dataset_spec_path(s) for s in ("csv:/a/b", " eraser-movies: ~/x ", "imdb", "cifar10", "", None)] == \
         ["/a/b", "~/x", "", "", "", ""]
-    B.check_dataset_allowed(f"csv:{root}")
-    B.check_dataset_allowed("cifar10")  # no path: the hub, not this machine's files
+    E.check_dataset_allowed(f"csv:{root}")
+    E.check_dataset_allowed("cifar10")  # no path: the hub, not this machine's files
     with pytest.raises(ConfigError, match="This dataset's path is outside"):
-        B.check_dataset_allowed(f"aclimdb:{root}/out")
-    assert B.local_dataset_spec(f"csv:{root}") == f"csv:{root}"
-    assert B.local_dataset_spec(f"csv:{outside}") == ""  # not offered as a default either
+        E.check_dataset_allowed(f"aclimdb:{root}/out")
+    assert E.local_dataset_spec(f"csv:{root}") == f"csv:{root}"
+    assert E.local_dataset_spec(f"csv:{outside}") == ""  # not offered as a default either
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_checkpoints_outside_the_roots_are_refused_and_those_inside_load(make_ap
 def test_the_shipped_checkpoints_inside_the_roots_load(make_app):
     """The repository's own checkpoints, served with the roots a lab would set for them: the text pair the page
     opens on loads and explains, and the ratios view reads checkpoints/results.csv."""
-    shipped = B.REPO_ROOT / "checkpoints"
+    shipped = E.REPO_ROOT / "checkpoints"
     if not (shipped / "text" / "variants" / "teacher-re-minilm-more" / "model.safetensors").is_file():
         pytest.skip("the shipped checkpoints are not in this checkout")
     at = make_app(REKD_CHECKPOINTS=shipped, REKD_ALLOWED_ROOTS=shipped)
