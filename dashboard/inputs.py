@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,7 @@ FIT_MODES = {"squash": "squash: resized to the square, its aspect ratio changed"
              "pad": "pad: black borders added to make it square, nothing cut"}
 TEXT_COLUMNS = ("text", "review", "content", "sentence", "body")
 LABEL_COLUMNS = ("label", "sentiment", "polarity", "class")
+LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)  # the HTML line breaks IMDB reviews hold
 
 
 @dataclass
@@ -61,7 +63,7 @@ class InputItem:
     def preview(self, width: int = 90) -> str:
         if self.kind != "text":
             return f"{self.name} ({self.value.width}x{self.value.height})"
-        text = " ".join(str(self.value).split())
+        text = " ".join(LINE_BREAK.sub(" ", str(self.value)).split())
         return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -7,11 +7,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
+import pandas as pd
 import pytest
+
+from dashboard.render.style import BOTH, STUDENT, TEACHER
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -74,6 +82,29 @@ def write_tiny_eraser(root: Path, n_test: int = 8) -> Path:
             splits[split].append({"annotation_id": docid, "classification": label, "docids": [docid],
                                   "evidences": evidences})
     for split, rows in splits.items():
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root
+
+
+def write_long_eraser(root: Path) -> Path:
+    """An ERASER movies layout of four test reviews of 70 words, longer than the tiny models' 40 word pieces:
+    review 1's evidence lies wholly past that window, review 2's partly, reviews 3 and 4's inside it."""
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    fillers = [f"filler{chr(97 + i)}{chr(97 + j)}" for i in range(3) for j in range(4)]
+    spans = {0: [(60, 63)], 1: [(1, 2), (60, 62)], 2: [(3, 4)], 3: [(5, 6)]}
+    rows = []
+    for i, evidence in spans.items():
+        words = [fillers[(i + k) % len(fillers)] for k in range(70)]
+        label = ("NEG", "POS")[i % 2]
+        for start, _ in evidence:
+            words[start] = "splendid" if label == "POS" else "dreadful"
+        docid = f"test_{i:03d}.txt"
+        (docs / docid).write_text(" ".join(words) + "\n", encoding="utf-8")
+        rows.append({"annotation_id": docid, "classification": label, "docids": [docid],
+                     "evidences": [[{"docid": docid, "start_token": s, "end_token": e, "start_sentence": -1,
+                                     "end_sentence": -1, "text": "..."}] for s, e in evidence]})
+    for split in ("train", "val", "test"):
         (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return root
 
@@ -152,3 +183,91 @@ def assert_clean(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
     unexpected = [e.value for e in at.error if "unexpected error" in e.value]
     assert not unexpected, unexpected
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the page (AppTest)
+# ----------------------------------------------------------------------------------------------
+
+TEXT_BOX = "font-family:Georgia"
+TEACHER_MARK = f"border-bottom:2px solid {TEACHER}"
+STUDENT_MARK = f"border-bottom:2px solid {STUDENT}"
+BOTH_MARK = f"border-bottom:2px solid {BOTH}"
+REVIEW = "fillerab splendid fillerac fillerad unknownword! fillerae dreadful fillerba fillerbb."
+
+
+def values(elements) -> list:
+    return [e.value for e in elements]
+
+
+def text_boxes(at: AppTest) -> list[str]:
+    """The highlighted reviews, in page order: teacher, student, agreement."""
+    return [h.value for h in at.html if TEXT_BOX in h.value]
+
+
+def prob_blocks(at: AppTest) -> list[str]:
+    return [h.value for h in at.html if "font-size:20px;font-weight:600" in h.value]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def use_text(at: AppTest, text: str) -> AppTest:
+    at.radio(key="source_text").set_value("Type or paste").run()
+    at.text_area(key="review_text").set_value(text).run()
+    assert_clean(at)
+    return at
+
+
+def upload(at: AppTest, key: str, files: list[tuple[str, bytes, str]]) -> AppTest:
+    at.file_uploader(key=key).set_value(files).run()
+    assert_clean(at)
+    return at
+
+
+def selected_pieces(at: AppTest) -> list[int]:
+    """'Selected k of N ...' captions of the two models, as k."""
+    return [int(m.group(1)) for c in at.caption if (m := re.match(r"Selected (\d+) of (\d+)", c.value))]
+
+
+def table_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The (last) table shown that has ``column``."""
+    tables = [d.value for d in at.dataframe if column in d.value.columns]
+    assert tables, f"no table with a {column!r} column"
+    return tables[-1]
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def only(elements, prefix: str):
+    """The one element whose key starts with ``prefix`` (keys that carry a task or a ranking number)."""
+    found = [e for e in elements if str(e.key).startswith(prefix)]
+    assert len(found) == 1, [e.key for e in elements]
+    return found[0]
+
+
+def spec_field(at: AppTest, prefix: str):
+    """The dataset spec box of the live evaluation ("eval") or the browser ("browse")."""
+    return only(at.text_input, f"{prefix}_spec")
+
+
+def browser_table(at: AppTest):
+    return only(at.dataframe, "browser_table")
+
+
+def row_box(at: AppTest):
+    return only(at.selectbox, "browser_row")
+
+
+def helps(at: AppTest) -> str:
+    """Every tooltip (help=) of the page's widgets, metrics and captions, joined."""
+    found = []
+    for kind in ("slider", "selectbox", "multiselect", "radio", "metric", "caption", "text_input"):
+        for element in at.get(kind):
+            text = getattr(element.proto, "help", "")
+            if text:
+                found.append(text)
+    return " | ".join(found)

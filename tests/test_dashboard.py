@@ -41,100 +41,29 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from tests.core_fixtures import fake_explanation, image_bytes, png_claiming
-from tests.dashboard_fixtures import assert_clean
+from tests.dashboard_fixtures import (
+    BOTH_MARK,
+    REVIEW,
+    STUDENT_MARK,
+    TEACHER_MARK,
+    assert_clean,
+    browser_table,
+    helps,
+    metrics,
+    only,
+    plotly_specs,
+    prob_blocks,
+    row_box,
+    selected_pieces,
+    spec_field,
+    table_with,
+    text_boxes,
+    upload,
+    use_text,
+    values,
+)
 
 pytest_plugins = ["tests.dashboard_fixtures"]
-
-TEXT_BOX = "font-family:Georgia"
-TEACHER_MARK = f"border-bottom:2px solid {S.TEACHER}"
-STUDENT_MARK = f"border-bottom:2px solid {S.STUDENT}"
-BOTH_MARK = f"border-bottom:2px solid {S.BOTH}"
-REVIEW = "fillerab splendid fillerac fillerad unknownword! fillerae dreadful fillerba fillerbb."
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-
-
-def values(elements) -> list:
-    return [e.value for e in elements]
-
-
-def text_boxes(at: AppTest) -> list[str]:
-    """The highlighted reviews, in page order: teacher, student, agreement."""
-    return [h.value for h in at.html if TEXT_BOX in h.value]
-
-
-def prob_blocks(at: AppTest) -> list[str]:
-    return [h.value for h in at.html if "font-size:20px;font-weight:600" in h.value]
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def use_text(at: AppTest, text: str) -> AppTest:
-    at.radio(key="source_text").set_value("Type or paste").run()
-    at.text_area(key="review_text").set_value(text).run()
-    assert_clean(at)
-    return at
-
-
-def upload(at: AppTest, key: str, files: list[tuple[str, bytes, str]]) -> AppTest:
-    at.file_uploader(key=key).set_value(files).run()
-    assert_clean(at)
-    return at
-
-
-def selected_pieces(at: AppTest) -> list[int]:
-    """'Selected k of N ...' captions of the two models, as k."""
-    return [int(m.group(1)) for c in at.caption if (m := re.match(r"Selected (\d+) of (\d+)", c.value))]
-
-
-
-
-def table_with(at: AppTest, column: str) -> pd.DataFrame:
-    """The (last) table shown that has ``column``."""
-    tables = [d.value for d in at.dataframe if column in d.value.columns]
-    assert tables, f"no table with a {column!r} column"
-    return tables[-1]
-
-
-def plotly_specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def only(elements, prefix: str):
-    """The one element whose key starts with ``prefix`` (keys that carry a task or a ranking number)."""
-    found = [e for e in elements if str(e.key).startswith(prefix)]
-    assert len(found) == 1, [e.key for e in elements]
-    return found[0]
-
-
-def spec_field(at: AppTest, prefix: str):
-    """The dataset spec box of the live evaluation ("eval") or the browser ("browse")."""
-    return only(at.text_input, f"{prefix}_spec")
-
-
-def browser_table(at: AppTest):
-    return only(at.dataframe, "browser_table")
-
-
-def row_box(at: AppTest):
-    return only(at.selectbox, "browser_row")
-
-
-def helps(at: AppTest) -> str:
-    """Every tooltip (help=) of the page's widgets, metrics and captions, joined."""
-    found = []
-    for kind in ("slider", "selectbox", "multiselect", "radio", "metric", "caption", "text_input"):
-        for element in at.get(kind):
-            text = getattr(element.proto, "help", "")
-            if text:
-                found.append(text)
-    return " | ".join(found)
-
 
 # ----------------------------------------------------------------------------------------------
 # Models: discovery, cards, device, typed paths, broken and mismatched checkpoints

@@ -174,7 +174,8 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str], tit
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     fig = go.Figure(go.Heatmap(
-        z=shares, x=list(labels), y=list(labels), text=counts.astype(int), texttemplate="%{text}", zmin=0, zmax=1,
+        z=shares.tolist(), x=list(labels), y=list(labels), text=counts.astype(int).tolist(), texttemplate="%{text}",
+        zmin=0, zmax=1,
         colorscale=[[0, "#ffffff"], [1, colour]], showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{text} (%{z:.0%} of the true %{y})<extra></extra>"))
     side = min(560, 120 + 36 * len(labels))

@@ -4,16 +4,15 @@ agreement of the two rationales, and the human evidence of ERASER reviews with e
 from __future__ import annotations
 
 import html
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from dashboard.inputs import LINE_BREAK as BR
 from dashboard.render.style import BOTH, HUMAN, STUDENT, TEACHER, UNDEFINED, format_score, tint
 from rekd_core.words import Word, evidence_words, read_limit, word_spans
 
 MAX_UNREAD_CHARS = 2_000  # of the part of a review the model did not read, this much is shown
-BR = re.compile(r"<br\s*/?>", re.IGNORECASE)  # the HTML line breaks IMDB reviews hold
 GAP, BR_START, BR_REST = -1, -2, -3
 
 

@@ -44,6 +44,9 @@ def draw(ctx: PageContext, is_open: bool) -> None:
         return
     shading = st.radio("Show", list(SHADINGS), format_func=SHADINGS.get, horizontal=True,
                        key=kept("shading", "selection"), help=GLOSSARY["selection probability"])
+    if shading == "probability":
+        st.caption("Each model's colour is the stronger, the likelier its generator was to keep a word or patch "
+                   "(its selection probability); outlined: the top k it kept at its ratio.")
     result = caching.explain_cached(ctx, item, fit)
     max_length = ctx.teacher.model.processor.max_length if ctx.task == "text" else None
     if ctx.task == "text" and (result.teacher.truncated or result.student.truncated):

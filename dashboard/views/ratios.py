@@ -110,7 +110,7 @@ def results_section(ctx: PageContext, frame, loaded: set[str]) -> None:
                           ("teacher_mask_iou", "students: rationale (mask) IoU with the teacher")):
         if f"{metric}_mean" in agg and students[f"{metric}_mean"].notna().any():
             st.plotly_chart(plots.results_figure(students, metric, title), key=f"results_{metric}")
-    table(agg, "results_table")
+    table(agg, "results_table", widths={c: "small" for c in agg.columns if c not in ("role", "backbone")})
     left, right, _ = st.columns([1, 1, 3])
     left.download_button("Download summary (CSV)", csv_bytes(agg), "results_summary.csv", "text/csv",
                          key="download_results_summary", on_click="ignore")
@@ -131,10 +131,11 @@ def range_section(ctx: PageContext, comparison, headlines: dict) -> None:
         return
     mine = [family for family in families if family in loaded]
     if not mine:
-        st.caption(f"The loaded pair's family ({', '.join(sorted(loaded))}) has not been read at several ratios. "
+        st.caption(f"The loaded pair's family ({', '.join(sorted(f or 'runs without a variant' for f in loaded))}) "
+                   "has not been read at several ratios. "
                    "Other families of this task have: pick one to see them.")
-    picked = st.multiselect("Families read at many ratios", families, default=mine,
-                            key=f"range_families_{ctx.task}")
+    picked = st.multiselect("Families read at many ratios", families, default=mine, key=f"range_families_{ctx.task}",
+                            format_func=lambda family: family or "runs without a variant")
     part = part[part["family"].astype(str).isin(picked)]
     if part.empty:
         return
