@@ -75,6 +75,13 @@ class PageContext:
         return {slot.role: slot.model for slot in self.slots}
 
 
+def ratios_phrase(ratios: dict[str, float]) -> str:
+    """"ratio 0.1" when both models are read at one ratio, else "ratios 0.6 (teacher) and 0.1 (student)"."""
+    if ratios["teacher"] == ratios["student"]:
+        return f"ratio {ratios['teacher']:g}"
+    return f"ratios {ratios['teacher']:g} (teacher) and {ratios['student']:g} (student)"
+
+
 @dataclass(frozen=True)
 class View:
     """One tab of the page: its label, and the function that draws it (given the context, and whether its tab is

@@ -54,6 +54,13 @@ def keep_widget_values() -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def progress_bar(text: str):
+    """A progress bar that starts at 0 with ``text``, and the ``progress(fraction, text)`` callback that moves it
+    (what the long steps of ``dashboard.analysis`` report to)."""
+    bar = st.progress(0.0, text=text)
+    return bar, lambda fraction, line: bar.progress(min(fraction, 1.0), text=line)
+
+
 def table(frame, key: str, widths: dict[str, str] | None = None, images: tuple[str, ...] = (), **options):
     """``st.dataframe`` of ``frame`` with short headers and their meaning as tooltips (wide tables cut long
     headers), numbers to three decimals, "—" in empty cells; ``widths``: column -> "small" / "medium" / "large";

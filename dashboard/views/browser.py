@@ -6,11 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import analysis as A
-from dashboard.context import PageContext, View
+from dashboard.context import PageContext, View, ratios_phrase
 from dashboard.render.glossary import GLOSSARY
 from dashboard.render.images import thumbnail_uri
 from dashboard.render.style import csv_bytes
-from dashboard.widgets import BUNDLED, LOCAL_DATASET, open_in_compare, sample_source, table
+from dashboard.widgets import BUNDLED, LOCAL_DATASET, open_in_compare, progress_bar, sample_source, table
 
 STATE = "browser"  # task -> the last ranking of that task
 NARROW = ("#", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree", "teacher_mask_iou",
@@ -23,10 +23,9 @@ def draw(ctx: PageContext, is_open: bool) -> None:
     rankings = st.session_state.setdefault(STATE, {})
     if st.button("Rank by disagreement", key="browse_run", disabled=not ctx.ready, type="primary"):
         items, what = read()
-        bar = st.progress(0.0, text="Explaining…")
+        bar, progress = progress_bar("Explaining…")
         frame = A.rank_by_disagreement(ctx.teacher.model, ctx.student.model, items, ctx.ratios,
-                                       agreement=ctx.check.agreement,
-                                       progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+                                       agreement=ctx.check.agreement, progress=progress)
         bar.empty()
         number = 1 + max((state["ranking"] for state in rankings.values()), default=0)
         rankings[ctx.task] = {"items": items, "frame": frame, "pair": ctx.pair_key, "ratios": ctx.ratios,
@@ -50,10 +49,7 @@ def show_ranking(ctx: PageContext, state: dict) -> None:
         frame = A.sort_ranking(frame, sort)
     order = ("rows where the predictions differ first, then by lowest mask IoU; rows where a model picked no "
              "feature last." if sort == "disagreement" else f"sorted by {sort} (rows without a score last).")
-    ratios = state["ratios"]
-    at = (f"ratio {ratios['teacher']:g}" if ratios["teacher"] == ratios["student"]
-          else f"ratios {ratios['teacher']:g} (teacher) and {ratios['student']:g} (student)")
-    st.markdown(f"**{len(frame)} inputs** from {state['what']}, at {at}: {order}")
+    st.markdown(f"**{len(frame)} inputs** from {state['what']}, at {ratios_phrase(state['ratios'])}: {order}")
     if len(sorts) > 1:
         st.caption("This sample has human evidence: each model's plausibility F1 against it is in the table.",
                    help=GLOSSARY["plausibility"])
@@ -81,7 +77,7 @@ def show_ranking(ctx: PageContext, state: dict) -> None:
     rank = left.selectbox("Row to open", range(len(frame)), key=row_key,
                           format_func=lambda k: f"#{frame.loc[k, '#']}: {frame.loc[k, 'input']} (teacher "
                                                 f"{frame.loc[k, 'teacher']}, student {frame.loc[k, 'student']})")
-    right.button("Open in comparison", key="browser_open", on_click=open_in_compare,
+    right.button("Open in Compare", key="browser_open", on_click=open_in_compare,
                  args=(ctx, items[int(frame.loc[rank or 0, "#"]) - 1]))
     st.download_button("Download table (CSV)", csv_bytes(frame), "disagreement.csv", "text/csv",
                        key="download_browser", on_click="ignore")

@@ -18,7 +18,7 @@ from dashboard.inputs import sample_split
 from dashboard.render import plots
 from dashboard.render.style import ROLE_COLOURS, csv_bytes
 from dashboard.sidebar import MODES_HELP
-from dashboard.widgets import dataset_inputs, guard, kept, table
+from dashboard.widgets import dataset_inputs, guard, kept, progress_bar, table
 from rekd_core.compatibility import check_dataset_fits
 from rekd_core.errors import RekdError
 
@@ -154,10 +154,9 @@ def live_evaluation(ctx: PageContext) -> None:
         bundle = caching.read_dataset(spec)
         check_dataset_fits(bundle, ctx.student.model)
         sample = sample_split(bundle, split, n, seed)
-        bar = st.progress(0.0, text="Evaluating…")
+        bar, progress = progress_bar("Evaluating…")
         started = time.perf_counter()
-        found = evaluate_pair(ctx.teacher.model, ctx.student.model, sample, ratios, ctx.check,
-                              progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+        found = evaluate_pair(ctx.teacher.model, ctx.student.model, sample, ratios, ctx.check, progress=progress)
         bar.progress(1.0, text=f"Done: {len(sample)} examples x {len(ratios)} ratios "
                                f"in {time.perf_counter() - started:.1f} s")
         results[ctx.task] = {"result": found, "pair": ctx.pair_key, "what": f"{spec} ({split}, n={len(sample)})"}

@@ -3,14 +3,23 @@ models: each model's accuracy where labels exist, their prediction agreement and
 matrix for each model, and the inputs where they disagree most, each one click from Compare."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import analysis as A
-from dashboard.context import PageContext, View
+from dashboard.context import PageContext, View, ratios_phrase
 from dashboard.render import plots
 from dashboard.render.glossary import GLOSSARY
 from dashboard.render.style import ROLE_COLOURS, csv_bytes, format_score
-from dashboard.widgets import BUNDLED, COMPARE_INPUTS, LOCAL_DATASET, open_in_compare, sample_source, table
+from dashboard.widgets import (
+    BUNDLED,
+    COMPARE_INPUTS,
+    LOCAL_DATASET,
+    open_in_compare,
+    progress_bar,
+    sample_source,
+    table,
+)
 from rekd_core.errors import DataError
 from rekd_core.metric_info import METRICS
 
@@ -29,9 +38,9 @@ def draw(ctx: PageContext, is_open: bool) -> None:
         if not items:
             raise DataError("Compare has read no input yet: give some there (an upload, a dataset sample), or pick "
                             "a dataset here.")
-        bar = st.progress(0.0, text="Explaining…")
+        bar, progress = progress_bar("Explaining…")
         found = A.summarise_batch(ctx.teacher.model, ctx.student.model, items, ctx.ratios, ctx.check,
-                                  progress=lambda f, text: bar.progress(min(f, 1.0), text=text))
+                                  progress=progress)
         bar.empty()
         summaries[ctx.task] = {"summary": found, "items": items, "what": what, "pair": ctx.pair_key,
                                "ratios": ctx.ratios}
@@ -46,10 +55,7 @@ def show_summary(ctx: PageContext, state: dict) -> None:
     found: A.BatchSummary = state["summary"]
     if state["pair"] != ctx.pair_key or state["ratios"] != ctx.ratios:
         st.caption("Summarised with another pair or ratio: summarise again to refresh.")
-    ratios = state["ratios"]
-    at = (f"ratio {ratios['teacher']:g}" if ratios["teacher"] == ratios["student"]
-          else f"ratios {ratios['teacher']:g} (teacher) and {ratios['student']:g} (student)")
-    st.markdown(f"**{found.n} inputs** from {state['what']}, at {at}")
+    st.markdown(f"**{found.n} inputs** from {state['what']}, at {ratios_phrase(state['ratios'])}")
     columns = st.columns(4)
     for column, role in zip(columns, ("teacher", "student")):
         column.metric(f"{role.title()} accuracy", format_score(found.accuracy[role]),
@@ -82,8 +88,7 @@ def most_disagreeing(ctx: PageContext, state: dict) -> None:
     st.markdown("**Where they disagree most**" if len(rows) else "**No input to rank by disagreement**")
     for _, row in rows.iterrows():
         left, right = st.columns([5, 1], vertical_alignment="center")
-        iou = f", mask IoU {format_score(row['teacher_mask_iou'])}" if row["teacher_mask_iou"] == row[
-            "teacher_mask_iou"] else ""
+        iou = "" if pd.isna(row["teacher_mask_iou"]) else f", mask IoU {format_score(row['teacher_mask_iou'])}"
         true = f" (true: {row['true label']})" if row["true label"] else ""
         left.markdown(f"**#{row['#']}** {row['input']}{true} — teacher **{row['teacher']}** "
                       f"({format_score(row['p(teacher)'])}), student **{row['student']}** "
