@@ -143,8 +143,8 @@ def test_compare_shows_each_models_faithfulness(make_app, tiny_checkpoints):
     assert len(shown) == 2
     for line, path in zip(shown, (tiny_checkpoints.text_teacher, tiny_checkpoints.text_student)):
         found = explain(C.load_model(path), [REVIEW], ratio=0.1, faithfulness=True)[0].faithfulness
-        assert f"sufficiency {found['sufficiency']:.3f} (lower is better)" in line
-        assert f"comprehensiveness {found['comprehensiveness']:.3f} (higher is better)" in line
+        assert f"sufficiency {S.format_score(found['sufficiency'])} (lower is better)" in line
+        assert f"comprehensiveness {S.format_score(found['comprehensiveness'])} (higher is better)" in line
     tip = next(c for c in at.caption if c.value.startswith("Faithfulness here:")).proto.help
     assert METRICS["sufficiency"].meaning in tip and METRICS["comprehensiveness"].meaning in tip
     at.sidebar.selectbox(key="student_text").set_value(str(tiny_checkpoints.text_cls)).run()
@@ -309,6 +309,9 @@ def test_evidence_past_the_window_is_counted_apart(make_app, tmp_path):
     assert len(lines) == 2 and all("no evidence word among those it read; 3 evidence words past where it stopped "
                                    "reading, not counted" in line for line in lines)
     assert captions(at, "3 of 70 words marked as evidence by human annotators. 3 of them past where the models stop")
+    human = text_boxes(at)[2]  # teacher, student, human evidence: the evidence past the window is still marked
+    assert human.count('title="human evidence, not read by the models"') == 3
+    assert human.index("the model stops reading here") < human.index("human evidence, not read by the models")
 
 
 def test_rows_with_nothing_read_rank_last(tiny_checkpoints, tmp_path):
@@ -391,6 +394,11 @@ def test_tables_show_a_dash_where_a_value_is_missing(make_app, tiny_checkpoints)
     assert table.value["teacher_mask_iou"].isna().all() and table.proto.placeholder == S.UNDEFINED
     assert all(d.proto.placeholder == S.UNDEFINED for d in at.dataframe)
     assert json.loads(table.proto.columns)["p(teacher)"]["width"] == "small"
+
+
+def test_a_tiny_negative_score_shows_without_its_sign():
+    assert S.format_score(-0.0002) == "0.000" and S.format_score(-0.0006) == "-0.001"
+    assert S.format_score(float("nan")) == S.format_score(None) == S.UNDEFINED
 
 
 def test_each_dataset_row_downloads_under_its_own_name(tiny_checkpoints):

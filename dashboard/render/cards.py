@@ -6,7 +6,7 @@ import html
 from typing import Sequence
 
 from dashboard.render.glossary import GLOSSARY
-from dashboard.render.style import TEACHER, saw_no_features
+from dashboard.render.style import TEACHER, format_score, saw_no_features
 from rekd_core.metric_info import METRICS
 from rekd_core.words import selection_counts
 
@@ -142,7 +142,7 @@ def faithfulness_line(exp) -> str | None:
     found = exp.faithfulness
     if not found:
         return None
-    scores = " · ".join(f"{name} {found[name]:.3f} ({METRICS[name].direction})"
+    scores = " · ".join(f"{name} {format_score(found[name])} ({METRICS[name].direction})"
                         for name in ("sufficiency", "comprehensiveness"))
     return (f"{scores}, for {found['label']}, the class predicted from the whole input (p {found['p_full']:.3f}; "
             f"from the rationale alone {found['p_rationale']:.3f}, without it {found['p_complement']:.3f})")

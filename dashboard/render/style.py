@@ -33,7 +33,10 @@ def rgb(colour: str) -> tuple[int, int, int]:
 
 def format_score(value: float | None) -> str:
     """A score with three decimals, or "—" when it is undefined (None or NaN)."""
-    return UNDEFINED if value is None or value != value else f"{value:.3f}"
+    if value is None or value != value:
+        return UNDEFINED
+    shown = f"{value:.3f}"
+    return "0.000" if shown == "-0.000" else shown  # a tiny negative value is not worth a sign
 
 
 def saw_no_features(exp) -> bool:

@@ -49,9 +49,11 @@ _TEXT_BOX = ("font-family:Georgia,'DejaVu Serif',serif;font-size:15px;line-heigh
 
 
 def _text_html(text: str, words: Sequence[Word], tokens: Sequence[str], limit: int, styles: dict[int, str],
-               notes: dict[int, str] | None = None, max_length: int | None = None) -> str:
+               notes: dict[int, str] | None = None, max_length: int | None = None,
+               unread_marks: Sequence[tuple[int, int]] = (), unread_style: str = "") -> str:
     """The review read up to character ``limit``, each word ``styles`` names drawn in its CSS (``styles``: word index
-    -> style); special pieces are in no word, so they never are. The rest is shown greyed, as unread."""
+    -> style); special pieces are in no word, so they never are. The rest is shown greyed, as unread, its character
+    spans ``unread_marks`` drawn in ``unread_style``."""
     out = []
     for owner, start, end in segments(text, words, limit):
         if owner == BR_START:
@@ -74,9 +76,25 @@ def _text_html(text: str, words: Sequence[Word], tokens: Sequence[str], limit: i
         out.append('<span style="display:inline-block;margin:4px 0;padding:0 6px;font-family:sans-serif;font-size:12px;'
                    f'background:#fdecea;color:#8a1c1c;border-radius:4px">✂ the model stops reading here{pieces}: '
                    'the rest is unread</span>')
-        out.append(f'<span style="color:#999" title="not read by the model">{html.escape(BR.sub(chr(10), shown))}'
-                   f'{html.escape(more)}</span>')
+        unread = _unread_html(shown, limit, unread_marks, unread_style)
+        out.append(f'<span style="color:#999" title="not read by the model">{unread}{html.escape(more)}</span>')
     return f'<div style="{_TEXT_BOX}">{"".join(out)}</div>'
+
+
+def _unread_html(shown: str, offset: int, marks: Sequence[tuple[int, int]], style: str) -> str:
+    """``shown`` (the unread text from character ``offset``) as HTML, the character spans ``marks`` (of the whole
+    text) in ``style``."""
+    out, at = [], 0
+    for start, end in sorted(marks):
+        start, end = max(start - offset, at), min(end - offset, len(shown))
+        if start >= end:
+            continue
+        out.append(html.escape(BR.sub("\n", shown[at:start])))
+        out.append(f'<span style="{style}" title="human evidence, not read by the models">'
+                   f'{html.escape(shown[start:end])}</span>')
+        at = end
+    out.append(html.escape(BR.sub("\n", shown[at:])))
+    return "".join(out)
 
 
 def mark_style(colour: str, underline: str = "solid") -> str:
@@ -165,15 +183,18 @@ def human_html(text: str, evidence: Iterable[tuple[int, int]], read_upto: int | 
                max_length: int | None = None) -> str:
     """The review with the words of the human evidence highlighted (reddish purple, dotted underline);
     past ``read_upto`` (the character where the models stop reading, None: they read it all) dimmed as in the
-    models' views, since plausibility counts only the words the models read."""
+    models' views, since plausibility counts only the words the models read: the evidence there keeps its
+    underline, its words greyed like the rest."""
     spans = word_spans(text)
     human = evidence_words(evidence, len(spans))
     words = [Word(start, end, [index]) for index, (start, end) in enumerate(spans)]
     limit = len(text) if read_upto is None else read_upto
     shown = [word for word in words if word.end <= limit]
+    unread = [spans[i] for i in sorted(human) if i >= len(shown)]
     return _text_html(text, shown, [text[start:end] for start, end in spans], limit,
                       {i: mark_style(HUMAN, "dotted") for i in human if i < len(shown)},
-                      {i: " · human evidence" for i in human}, max_length)
+                      {i: " · human evidence" for i in human}, max_length, unread,
+                      f"border-bottom:2px dotted {HUMAN};background:{tint(HUMAN, 0.15)}")
 
 
 def legend_html(teacher_name: str = "teacher", student_name: str = "student") -> str:
