@@ -4,7 +4,9 @@ Types a review, uploads an image, and saves a screenshot of each; checks that th
 that the page shows the comparison, and that the browser made no request beyond the local server.
 Then moves the ratio slider away from the trained ratio (out-of-range warning) and to its lowest
 value (an empty selection: no prediction, mask IoU undefined), uploads a latin-1 review (decoded,
-its encoding named), and switches the task with the Ratios tab's dataset field in view.
+its encoding named), and switches the task with the Ratios tab's dataset field in view. Then walks
+through the analysis views (shading, a ratio for each model, the summary, long reviews, thumbnails,
+the live evaluation's confusion matrices), a screenshot of each.
 Needs Debian's ``chromium`` (``apt-get install -y chromium``) and the ``playwright`` Python package
 (driven with that Chromium: no browser download); skipped when either is missing. Set
 ``REKD_E2E_SCREENSHOTS=DIR`` to keep the screenshots.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,6 +29,7 @@ import pytest
 from PIL import Image
 
 pytest_plugins = ["tests.dashboard_fixtures"]
+VISIBLE_DATASET_FIELD = "input[aria-label^='Dataset (csv:DIR']:visible"  # the open tab's (hidden tabs have theirs)
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,4 +314,117 @@ def test_two_sessions_at_once_see_their_own_inputs(server, tiny_checkpoints, tmp
             body = page.inner_text("body")
             other = sizes["b" if name == "a" else "a"]
             assert f"({other[0]}x{other[1]})" not in body and words["a"] not in body and words["b"] not in body, name
+    assert_stayed_local(requests, server)
+
+
+def test_analysis_views_in_headless_chromium(server, tiny_checkpoints, tmp_path):
+    """What the analysis views show in a browser, a screenshot of each: scores as shading (words, then patches),
+    each model at its own ratio, faithfulness and the input check, the summary of an uploaded batch (confusion
+    matrices, one click to Compare), a long review's unread part and its evidence outside the window (counted
+    apart, still marked), the labels an image model knows, a new upload shown at once, image thumbnails in the
+    browser with its one numbering, the live evaluation's confusion matrices; and a task switch that brings each
+    task's own state back."""
+    from tests.dashboard_fixtures import write_long_eraser
+
+    out = Path(os.environ.get("REKD_E2E_SCREENSHOTS", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = (tiny_checkpoints.text_data / "test.csv").read_text().splitlines()[1:9]
+    batch = tmp_path / "batch.csv"
+    batch.write_text("text,label\n" + "".join(",".join(row.split(",")[:2]) + "\n" for row in rows))
+    eraser = write_long_eraser(tmp_path / "eraser")
+    images = [tmp_path / "wide.png", tmp_path / "tall.png"]
+    Image.new("RGB", (40, 24), (200, 30, 30)).save(images[0])
+    Image.new("RGB", (24, 40), (30, 200, 30)).save(images[1])
+    requests: list[str] = []
+    with dashboard_page(server, requests) as page:
+        body = lambda: page.inner_text("body")  # noqa: E731
+        assert body().count("Faithfulness here: sufficiency") == 2 and "Input check unavailable" in body()
+        # Scores, not only on/off: every word shaded, the top k outlined.
+        page.locator("label").filter(has_text="Selection probability").first.click()
+        page.get_by_text("Each model's colour is the stronger").first.wait_for()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "views_probability.png"), full_page=True)
+        outlined = page.evaluate("() => [...document.querySelectorAll('span')].filter(s => s.style.outlineStyle "
+                                 "=== 'solid' && s.style.outlineColor === 'rgb(0, 114, 178)').length")
+        assert outlined >= 1  # the teacher's top-k words, outlined in its colour
+
+        # A ratio for each model.
+        page.get_by_text("One ratio for both models").first.click()
+        teacher_slider = page.get_by_test_id("stSlider").first.locator("input[type=range]")
+        teacher_slider.wait_for()
+        teacher_slider.focus()
+        teacher_slider.press("End")
+        page.get_by_text("The two models are read at different ratios (teacher 1, student").first.wait_for()
+        page.screenshot(path=str(out / "views_two_ratios.png"), full_page=True)
+        page.get_by_text("One ratio for both models").first.click()
+
+        # The summary of an uploaded batch, one click from Compare.
+        page.get_by_text("Upload .txt / .csv files", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(batch))
+        page.get_by_text("Show input (8 read)").first.wait_for()
+        page.get_by_role("tab", name="Summary").click()
+        page.get_by_role("button", name="Summarise").click()
+        page.get_by_text("Where they disagree most").first.wait_for()
+        page.get_by_text("teacher: 8 labelled inputs").first.wait_for()  # the confusion matrices
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "views_summary.png"), full_page=True)
+        assert "Teacher accuracy" in body() and "Mean mask IoU" in body()
+        page.get_by_role("button", name="Open in Compare").first.click()
+        page.get_by_text("Both explanations took").first.wait_for()
+        assert page.get_by_role("tab", name="Compare").get_attribute("aria-selected") == "true"
+
+        # A long review: its unread part and its evidence past the window.
+        page.get_by_text("Dataset sample", exact=True).click()
+        field = page.locator(VISIBLE_DATASET_FIELD).first
+        field.fill(f"eraser-movies:{eraser}")
+        field.press("Enter")
+        page.get_by_text("marked as evidence by human annotators").first.wait_for()
+        page.get_by_text("the rest is unread").first.wait_for()
+        # The review whose evidence lies wholly past the window (it starts "filleraa fillerab").
+        page.get_by_test_id("stSelectbox").filter(has_text="Show input").locator("input").first.click()
+        page.get_by_role("option").filter(has_text="filleraa fillerab fillerac").first.click()
+        page.get_by_text("3 of them past where the models stop reading").first.wait_for()
+        assert body().count("3 evidence words past where it stopped reading, not counted") == 2
+        assert page.locator("span[title='human evidence, not read by the models']").count() == 3  # still marked
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "views_long_review.png"), full_page=True)
+
+        # Images: the labels a model knows, patches shaded by selection probability (the choice is kept).
+        page.get_by_text("Images (vision)", exact=True).click()
+        page.get_by_text("It knows 2 classes: neg, pos").first.wait_for()
+        page.get_by_text("shaded by selection probability, top-k outlined").first.wait_for()
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "views_image_probability.png"), full_page=True)
+        # A new upload shows itself at once, not the first image again.
+        page.get_by_text("Upload images", exact=True).click()
+        page.locator("input[type=file]").first.set_input_files(str(images[0]))
+        page.get_by_text("teacher's patches on the original (40x24)").first.wait_for()
+        page.locator("input[type=file]").first.set_input_files(str(images[1]))
+        page.get_by_text("teacher's patches on the original (24x40)").first.wait_for()
+        assert "Show input (2 read)" in body()
+        page.get_by_role("tab", name="Dataset browser").click()
+        page.get_by_role("button", name="Rank by disagreement").click()
+        page.get_by_text("Row to open").first.wait_for()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "views_browser_images.png"), full_page=True)
+        shown = page.evaluate("() => [...document.querySelectorAll('input')].map(i => i.value).join('|') + '|' + "
+                              "document.body.innerText")
+        assert re.search(r"#[1-4]: CIFAR-10 test image", shown)  # the row box numbers rows as the table does
+
+        # The live evaluation: each model's confusion matrix.
+        page.get_by_role("tab", name="Ratios").click()
+        page.get_by_role("button", name="Evaluate").click()
+        page.get_by_text("Done:").first.wait_for()
+        page.get_by_text("Confusion matrices at ratio").first.wait_for()
+        page.wait_for_timeout(2000)
+        page.get_by_text("Confusion matrices at ratio").first.scroll_into_view_if_needed()  # the page scrolls inside
+        page.screenshot(path=str(out / "views_live_evaluation.png"))
+        assert page.locator(".stPlotlyChart").filter(has_text="teacher at ratio").count() == 1
+
+        # Back to reviews: Compare's input is still the dataset sample, with its field as typed.
+        page.get_by_text("Movie reviews (text)", exact=True).click()
+        page.get_by_role("tab", name="Compare").click()
+        page.get_by_text("marked as evidence by human annotators").first.wait_for()
+        assert page.locator(VISIBLE_DATASET_FIELD).first.input_value() == f"eraser-movies:{eraser}"
+    check_not_blank(out / "views_summary.png")
     assert_stayed_local(requests, server)
