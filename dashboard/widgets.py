@@ -61,10 +61,18 @@ def progress_bar(text: str):
     return bar, lambda fraction, line: bar.progress(min(fraction, 1.0), text=line)
 
 
-def table(frame, key: str, widths: dict[str, str] | None = None, images: tuple[str, ...] = (), **options):
+# Pixel widths of a ranking's columns (the browser's table, the summary's): with the human evidence's three
+# plausibility columns they add up to about 980 px, so the whole table fits the page's main column beside the
+# sidebar at 1,500 px; left to size themselves, the inputs' previews pushed the last columns out of view.
+RANKING_WIDTHS = {"#": 50, "image": 60, "input": 200, "true label": 65, "teacher": 70, "p(teacher)": 60,
+                  "student": 70, "p(student)": 60, "agree": 55, "teacher_mask_iou": 70,
+                  "teacher_plausibility_f1": 85, "student_plausibility_f1": 85, "plausibility_f1_gap": 85}
+
+
+def table(frame, key: str, widths: dict[str, str | int] | None = None, images: tuple[str, ...] = (), **options):
     """``st.dataframe`` of ``frame`` with short headers and their meaning as tooltips (wide tables cut long
-    headers), numbers to three decimals, "—" in empty cells; ``widths``: column -> "small" / "medium" / "large";
-    ``images``: columns of image URIs; ``options`` go to ``st.dataframe``."""
+    headers), numbers to three decimals, "—" in empty cells; ``widths``: column -> "small" / "medium" / "large" or
+    pixels; ``images``: columns of image URIs; ``options`` go to ``st.dataframe``."""
     config = {}
     for column, (label, meaning) in column_labels(frame.columns).items():
         width = (widths or {}).get(column)

@@ -393,7 +393,21 @@ def test_tables_show_a_dash_where_a_value_is_missing(make_app, tiny_checkpoints)
     table = browser_table(at)
     assert table.value["teacher_mask_iou"].isna().all() and table.proto.placeholder == S.UNDEFINED
     assert all(d.proto.placeholder == S.UNDEFINED for d in at.dataframe)
-    assert json.loads(table.proto.columns)["p(teacher)"]["width"] == "small"
+
+
+def test_the_browser_table_fits_the_page_with_human_evidence(make_app, tmp_path):
+    """Every column of a ranking with the three plausibility columns has a width, and together they fit the main
+    column beside the sidebar at 1,500 px (about 1,040 px): the last column is not cut."""
+    at = make_app()
+    at.radio(key="browse_source").set_value("A local dataset").run()
+    spec_field(at, "browse").set_value(f"eraser-movies:{write_long_eraser(tmp_path / 'eraser')}").run()
+    at.button(key="browse_run").click().run()
+    assert_clean(at)
+    table = browser_table(at)
+    widths = {column: found["width"] for column, found in json.loads(table.proto.columns).items()
+              if "width" in found}
+    assert set(table.value.columns) <= set(widths) and "plausibility_f1_gap" in widths
+    assert sum(widths.values()) + 40 <= 1_000  # and the row's checkbox
 
 
 def test_a_tiny_negative_score_shows_without_its_sign():

@@ -10,11 +10,17 @@ from dashboard.context import PageContext, View, ratios_phrase
 from dashboard.render.glossary import GLOSSARY
 from dashboard.render.images import thumbnail_uri
 from dashboard.render.style import csv_bytes
-from dashboard.widgets import BUNDLED, LOCAL_DATASET, open_in_compare, progress_bar, sample_source, table
+from dashboard.widgets import (
+    BUNDLED,
+    LOCAL_DATASET,
+    RANKING_WIDTHS,
+    open_in_compare,
+    progress_bar,
+    sample_source,
+    table,
+)
 
 STATE = "browser"  # task -> the last ranking of that task
-NARROW = ("#", "true label", "teacher", "p(teacher)", "student", "p(student)", "agree", "teacher_mask_iou",
-          *A.PLAUSIBILITY_COLUMNS)
 
 
 def draw(ctx: PageContext, is_open: bool) -> None:
@@ -71,7 +77,7 @@ def show_ranking(ctx: PageContext, state: dict) -> None:
     thumbnails = bool(items) and items[0].kind == "image"
     if thumbnails:
         shown.insert(1, "image", [thumbnail_uri(items[number - 1].value) for number in shown["#"]])
-    table(shown, table_key, widths={column: "small" for column in NARROW}, images=("image",),
+    table(shown, table_key, widths=RANKING_WIDTHS, images=("image",),
           on_select=table_clicked, selection_mode="single-row", row_height=60 if thumbnails else None)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     rank = left.selectbox("Row to open", range(len(frame)), key=row_key,

@@ -143,7 +143,7 @@ def show_check(check: InputCheck | None) -> None:
         st.caption("Input check unavailable: this checkpoint has no reference statistics to compare with "
                    "(scripts/input_reference.py computes them from its test set).", help=GLOSSARY["input check"])
     elif check.unusual:
-        st.warning("Unlike its test data? " + " ".join(check.notes), icon="🔎")
+        st.warning("Unlike its test data? " + " ".join(check.notes), icon=":material/search:")
     else:
         st.caption("Input check: " + " ".join(check.notes), help=GLOSSARY["input check"])
 

@@ -15,6 +15,7 @@ from dashboard.widgets import (
     BUNDLED,
     COMPARE_INPUTS,
     LOCAL_DATASET,
+    RANKING_WIDTHS,
     open_in_compare,
     progress_bar,
     sample_source,
@@ -76,7 +77,7 @@ def show_summary(ctx: PageContext, state: dict) -> None:
                                                        ROLE_COLOURS[role]), key=f"summary_confusion_{role}")
     most_disagreeing(ctx, state)
     with st.expander(f"All {found.n} inputs, most disagreeing first"):
-        table(found.ranking.drop(columns=["disagreement"]), "summary_table", widths={"#": "small"})
+        table(found.ranking.drop(columns=["disagreement"]), "summary_table", widths=RANKING_WIDTHS)
         st.download_button("Download the summary's table (CSV)", csv_bytes(found.ranking), "summary.csv",
                            "text/csv", key="download_summary", on_click="ignore")
 
