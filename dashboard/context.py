@@ -60,6 +60,14 @@ class PageContext:
         """The paths of the pair: what results computed for another pair are told apart by."""
         return self.teacher.path, self.student.path
 
+    def stamp(self) -> dict:
+        """What a stored result records of the page it was computed on: the pair and the ratios."""
+        return {"pair": self.pair_key, "ratios": self.ratios}
+
+    def made_for(self, state: dict) -> bool:
+        """Whether a result stored with its ``stamp`` was computed for the pair and ratios the page has now."""
+        return state["pair"] == self.pair_key and state["ratios"] == self.ratios
+
     @property
     def ratios(self) -> dict[str, float]:
         """role -> the ratio the page reads that model at."""

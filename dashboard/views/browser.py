@@ -34,8 +34,7 @@ def draw(ctx: PageContext, is_open: bool) -> None:
                                        agreement=ctx.check.agreement, progress=progress)
         bar.empty()
         number = 1 + max((state["ranking"] for state in rankings.values()), default=0)
-        rankings[ctx.task] = {"items": items, "frame": frame, "pair": ctx.pair_key, "ratios": ctx.ratios,
-                              "what": what, "ranking": number}
+        rankings[ctx.task] = {"items": items, "frame": frame, "what": what, "ranking": number, **ctx.stamp()}
     if not ctx.ready:
         st.caption("Load a compatible teacher and student to rank a sample.")
     state = rankings.get(ctx.task)
@@ -45,7 +44,7 @@ def draw(ctx: PageContext, is_open: bool) -> None:
 
 def show_ranking(ctx: PageContext, state: dict) -> None:
     """The ranked table of ``state`` (one ranking), its order, the row to open, and its download."""
-    if state["pair"] != ctx.pair_key or state["ratios"] != ctx.ratios:
+    if not ctx.made_for(state):
         st.caption("Ranked with another pair or ratio: rank again to refresh.")
     frame, items = state["frame"], state["items"]
     sorts = A.ranking_sorts(frame)

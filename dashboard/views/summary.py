@@ -43,8 +43,7 @@ def draw(ctx: PageContext, is_open: bool) -> None:
         found = A.summarise_batch(ctx.teacher.model, ctx.student.model, items, ctx.ratios, ctx.check,
                                   progress=progress)
         bar.empty()
-        summaries[ctx.task] = {"summary": found, "items": items, "what": what, "pair": ctx.pair_key,
-                               "ratios": ctx.ratios}
+        summaries[ctx.task] = {"summary": found, "items": items, "what": what, **ctx.stamp()}
     if not ctx.ready:
         st.caption("Load a compatible teacher and student to summarise a batch.")
     state = summaries.get(ctx.task)
@@ -54,7 +53,7 @@ def draw(ctx: PageContext, is_open: bool) -> None:
 
 def show_summary(ctx: PageContext, state: dict) -> None:
     found: A.BatchSummary = state["summary"]
-    if state["pair"] != ctx.pair_key or state["ratios"] != ctx.ratios:
+    if not ctx.made_for(state):
         st.caption("Summarised with another pair or ratio: summarise again to refresh.")
     st.markdown(f"**{found.n} inputs** from {state['what']}, at {ratios_phrase(state['ratios'])}")
     columns = st.columns(4)
