@@ -335,10 +335,16 @@ def test_analysis_views_in_headless_chromium(server, tiny_checkpoints, tmp_path)
     images = [tmp_path / "wide.png", tmp_path / "tall.png"]
     Image.new("RGB", (40, 24), (200, 30, 30)).save(images[0])
     Image.new("RGB", (24, 40), (30, 200, 30)).save(images[1])
+    images.append(tmp_path / "photo.jpg")
+    Image.new("RGB", (6000, 4000), (90, 140, 200)).save(images[2], quality=60)
     requests: list[str] = []
     with dashboard_page(server, requests) as page:
         body = lambda: page.inner_text("body")  # noqa: E731
         assert body().count("Faithfulness here: sufficiency") == 2 and "Input check unavailable" in body()
+        page.get_by_text("How to read this").first.click()  # the three modes by name, no claim of one ratio each
+        page.get_by_text("CLS: A plain classifier").first.wait_for()
+        assert "REKD: RE with knowledge distillation" in body() and "Each model was trained at one ratio" not in body()
+        page.get_by_text("How to read this").first.click()
         # Scores, not only on/off: every word shaded, the top k outlined.
         page.locator("label").filter(has_text="Selection probability").first.click()
         page.get_by_text("Each model's colour is the stronger").first.wait_for()
@@ -402,6 +408,9 @@ def test_analysis_views_in_headless_chromium(server, tiny_checkpoints, tmp_path)
         page.locator("input[type=file]").first.set_input_files(str(images[1]))
         page.get_by_text("teacher's patches on the original (24x40)").first.wait_for()
         assert "Show input (2 read)" in body()
+        page.locator("input[type=file]").first.set_input_files(str(images[2]))  # shrunk when read, and said so
+        page.get_by_text("photo.jpg: 6000x4000 pixels, shrunk to 2048x1365 when read").first.wait_for()
+        page.get_by_text("teacher's patches on the original (2048x1365)").first.wait_for()
         page.get_by_role("tab", name="Dataset browser").click()
         page.get_by_role("button", name="Rank by disagreement").click()
         page.get_by_text("Row to open").first.wait_for()
