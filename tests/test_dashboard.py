@@ -1211,8 +1211,10 @@ def test_human_highlight_marks_the_evidence_words_only():
     assert re.search(r'<span title="truly">truly</span>', page)  # not evidence: plain
     assert S.HUMAN not in (S.TEACHER, S.STUDENT, S.BOTH)
     cut = T.human_html(PIECES_TEXT, [(0, 1), (3, 4)], read_upto=20)  # the models stopped after "truly"
-    assert cut.count(HUMAN_MARK) == 1 and "the model stops reading here" in cut
-    assert cut.index("stops reading") < cut.index("great")
+    assert "the model stops reading here" in cut and cut.index("stops reading") < cut.index("great")
+    # "great", past where the models stop, keeps its underline among the greyed unread words, said unread
+    assert cut.count(HUMAN_MARK) == 2 and 'title="human evidence, not read by the models">great</span>' in cut
+    assert "Unbelievable · human evidence" in cut
     assert evidence_words([(0, 2), (5, 99)], 6) == {0, 1, 5}
 
 
