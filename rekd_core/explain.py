@@ -143,6 +143,7 @@ def _describe_features(model: RationaleModel, item, exp: Explanation) -> None:
         exp.tokens, exp.offsets = processor.tokens_with_offsets(item)
         exp.words, exp.special_pieces = merge_word_pieces(item, exp.offsets, exp.tokens,
                                                           special_tokens(processor.tokenizer))
-        exp.truncated = len(processor.tokenizer(item, truncation=False)["input_ids"]) > processor.max_length
+        pieces = processor.tokenizer(item, truncation=False, verbose=False)["input_ids"]  # no "longer than" warning
+        exp.truncated = len(pieces) > processor.max_length
     else:
         exp.grid_side, exp.patch_size = processor.grid_side, processor.patch_size
