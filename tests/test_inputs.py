@@ -64,8 +64,14 @@ def one_line_error(rc: int, err: str) -> str:
 
 @pytest.fixture
 def B():
-    """The dashboard's backend (it needs the dashboard extra: pandas)."""
-    return pytest.importorskip("dashboard.backend")
+    """The dashboard's readers of uploads and its device choice (dashboard/inputs.py, environment.py). Imported, not
+    skipped when absent: a renamed module must fail here, not silently skip the dashboard's half of each test."""
+    from types import SimpleNamespace
+
+    from dashboard.environment import pick_device
+    from dashboard.inputs import parse_image_upload, parse_text_upload
+    return SimpleNamespace(parse_image_upload=parse_image_upload, parse_text_upload=parse_text_upload,
+                           pick_device=pick_device)
 
 
 @pytest.fixture
