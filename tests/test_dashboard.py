@@ -888,7 +888,7 @@ def test_downloads_are_offered(make_app):
 
 
 # ----------------------------------------------------------------------------------------------
-# render.py and backend.py on their own
+# the page's modules without Streamlit (render/, inputs, checkpoints, analysis) on their own
 # ----------------------------------------------------------------------------------------------
 
 
