@@ -10,15 +10,16 @@ A transformer backbone whose first blocks are frozen (``freeze_layers``) splits 
 in two: ``lower_states`` (embeddings and frozen blocks, a function of the input alone, which a cache can
 keep per training example) and the rest, from those states (``feature_states(inputs, lower)``).
 
-Backbone configurations are plain dicts stored in checkpoints, so a model is rebuilt from its
-checkpoint without any download:
+A backbone is built from its ``BackboneConfig`` (model_config.py), stored in checkpoints, so a model is
+rebuilt from its checkpoint without any download. By ``type``:
 
-- ``{"type": "hf_text", "hf_config": {...}}``: any Hugging Face encoder that accepts ``inputs_embeds``
-- ``{"type": "hf_vision", "hf_config": {...}}``: a Hugging Face ViT (ViT, DeiT, DINOv2); its ``image_size`` is the
-  run's, the pretrained position embeddings resampled to that grid once, when the weights are loaded
-- ``{"type": "timm", "name": NAME, "kwargs": {...}}``: a timm Vision Transformer, optionally with
-  ``"conv_stem": [widths]`` and ``"conv_stem_kernel"``, a convolutional stem in place of the linear patch
-  embedding
+- ``hf_text`` (``hf_config``): any Hugging Face encoder that accepts ``inputs_embeds``
+- ``hf_vision`` (``hf_config``): a Hugging Face ViT (ViT, DeiT, DINOv2); its ``image_size`` is the run's, the
+  pretrained position embeddings resampled to that grid once, when the weights are loaded
+- ``timm`` (``name``, ``kwargs``): a timm Vision Transformer, optionally with ``conv_stem`` widths and
+  ``conv_stem_kernel``, a convolutional stem in place of the linear patch embedding
+- ``timm_cnn`` (``name``, ``feature_index``, ``image_size``, ``cell_size``): a timm CNN whose feature map's cells
+  are the features
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .errors import ConfigError, first_line
+from .model_config import BackboneConfig
 from .presets import PRESETS, TIMM_BASE, pretrained_directory
 
 HF_VISION_TYPES = {"vit", "deit", "dinov2"}
@@ -415,7 +417,7 @@ def _freeze(embeddings: nn.Module | list, layers: nn.ModuleList, count: int) -> 
 
 
 def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
-                     image_size: int | None = None, patch_size: int | None = None) -> tuple[dict, str | None]:
+                     image_size: int | None = None, patch_size: int | None = None) -> tuple[BackboneConfig, str | None]:
     """Turn a backbone SPEC into ``(backbone config, pretrained source or None)``.
 
     SPEC is a preset name, ``timm:NAME`` or a Hugging Face hub id / local directory. The config
@@ -426,31 +428,31 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
         _check_task(spec, preset.task, task)
         if preset.cnn:
             size = image_size or preset.image_size
-            return {"type": "timm_cnn", "source": spec, "name": preset.cnn, "feature_index": preset.feature_index,
-                    "image_size": size, "cell_size": patch_size or preset.patch_size}, spec
+            return BackboneConfig("timm_cnn", spec, name=preset.cnn, feature_index=preset.feature_index,
+                                  image_size=size, cell_size=patch_size or preset.patch_size), spec
         if preset.packaged:
             directory = str(pretrained_directory(preset))
             hf_config = _load_hf_config(directory).to_dict() | preset.overrides
             if task == "vision":
                 hf_config = _at_image_size(spec, hf_config, image_size or preset.image_size,
                                            patch_size or preset.patch_size)
-            return {"type": f"hf_{task}", "source": spec, "hf_config": hf_config}, directory
+            return BackboneConfig(f"hf_{task}", spec, hf_config=hf_config), directory
         if task == "text":
             if vocab_size is None:
                 raise ConfigError(f"text preset {spec!r} needs a tokenizer vocabulary size")
             from transformers import BertConfig
 
             hf_config = BertConfig(vocab_size=vocab_size, **preset.arch).to_dict()
-            return {"type": "hf_text", "source": spec, "hf_config": hf_config}, None
+            return BackboneConfig("hf_text", spec, hf_config=hf_config), None
         kwargs = dict(preset.arch, img_size=image_size or preset.image_size, patch_size=patch_size or preset.patch_size)
-        config = {"type": "timm", "source": spec, "name": TIMM_BASE, "kwargs": kwargs}
-        if preset.conv_stem:
-            config.update(conv_stem=list(preset.conv_stem), conv_stem_kernel=preset.conv_stem_kernel)
-        return config, None
+        if not preset.conv_stem:
+            return BackboneConfig("timm", spec, name=TIMM_BASE, kwargs=kwargs), None
+        return BackboneConfig("timm", spec, name=TIMM_BASE, kwargs=kwargs, conv_stem=list(preset.conv_stem),
+                              conv_stem_kernel=preset.conv_stem_kernel), None
     if spec.startswith("timm:"):
         _check_task(spec, "vision", task)
         kwargs = {k: v for k, v in (("img_size", image_size), ("patch_size", patch_size)) if v}
-        return {"type": "timm", "source": spec, "name": spec[len("timm:"):], "kwargs": kwargs}, spec
+        return BackboneConfig("timm", spec, name=spec[len("timm:"):], kwargs=kwargs), spec
     hf_config = _load_hf_config(spec)
     kind = "hf_vision" if hf_config.model_type in HF_VISION_TYPES else "hf_text"
     _check_task(spec, "vision" if kind == "hf_vision" else "text", task)
@@ -459,25 +461,25 @@ def resolve_backbone(spec: str, task: str, *, vocab_size: int | None = None,
     hf_config = hf_config.to_dict()
     if kind == "hf_vision":
         hf_config = _at_image_size(spec, hf_config, image_size, patch_size)
-    return {"type": kind, "source": spec, "hf_config": hf_config}, None if from_scratch else spec
+    return BackboneConfig(kind, spec, hf_config=hf_config), None if from_scratch else spec
 
 
-def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
+def create_backbone(config: BackboneConfig, pretrained: str | None = None) -> Backbone:
     """Build the backbone described by ``config``; load weights from ``pretrained`` when given."""
-    kind = config["type"]
+    kind = config.type
     if kind == "timm_cnn":
         return _cnn_backbone(config, pretrained)
     if kind == "timm":
         import timm
 
-        kwargs = dict(config["kwargs"])
-        stem, kernel = config.get("conv_stem"), config.get("conv_stem_kernel", 3)  # runs saved before the kernel: 3
+        kwargs = dict(config.kwargs)
+        stem, kernel = config.conv_stem, config.conv_stem_kernel
         if stem:
             kwargs.update(patch_size=1, embed_layer=_conv_stem_embedding(stem, kernel, kwargs.get("patch_size")))
         try:
-            model = timm.create_model(config["name"], pretrained=bool(pretrained), num_classes=0, **kwargs)
+            model = timm.create_model(config.name, pretrained=bool(pretrained), num_classes=0, **kwargs)
         except Exception as exc:  # unknown name, unreachable hub, bad kwargs
-            raise ConfigError(f"cannot create timm model {config['name']!r}: {first_line(exc)}") from exc
+            raise ConfigError(f"cannot create timm model {config.name!r}: {first_line(exc)}") from exc
         return TimmViTBackbone(model, mixes_patches=bool(stem) and kernel > 2)
     from transformers import AutoModel
 
@@ -491,39 +493,39 @@ def create_backbone(config: dict, pretrained: str | None = None) -> Backbone:
         except Exception as exc:
             raise ConfigError(f"cannot load pretrained backbone {pretrained!r}: {first_line(exc)}") from exc
         if kind == "hf_vision":
-            resample_positions(model, config["hf_config"]["image_size"])
+            resample_positions(model, config.hf_config["image_size"])
     else:
         model = AutoModel.from_config(_hf_config(config), attn_implementation="sdpa", **_no_pooler(config))
     return HFViTBackbone(model) if kind == "hf_vision" else TextBackbone(model)
 
 
-def packaged_weights(config: dict) -> str | None:
+def packaged_weights(config: BackboneConfig) -> str | None:
     """What ``create_backbone(config, ...)`` loads a packaged preset's pretrained weights from (its installed
     package's directory, its sha256 checked, or the preset's name for a CNN); None for any other backbone."""
-    preset = PRESETS.get(config.get("source", ""))
+    preset = PRESETS.get(config.source)
     if preset is None or preset.packaged is None:
         return None
     return preset.name if preset.cnn else str(pretrained_directory(preset))
 
 
-def _cnn_backbone(config: dict, pretrained: str | None) -> TimmCNNBackbone:
+def _cnn_backbone(config: BackboneConfig, pretrained: str | None) -> TimmCNNBackbone:
     """A packaged pretrained CNN preset (its weights from vision_weights), or the same network from scratch."""
     import timm
 
     from .vision_weights import efficientnet_lite0_pretrained
 
     loaders = {"tf_efficientnet_lite0": efficientnet_lite0_pretrained}
-    if pretrained and config["name"] not in loaders:
-        raise ConfigError(f"no packaged weights for the CNN {config['name']!r}")
-    model = (loaders[config["name"]](num_classes=0) if pretrained
-             else timm.create_model(config["name"], pretrained=False, num_classes=0))
-    size, cell = config["image_size"], config["cell_size"]
-    reduction = model.feature_info[config["feature_index"]]["reduction"]
+    if pretrained and config.name not in loaders:
+        raise ConfigError(f"no packaged weights for the CNN {config.name!r}")
+    model = (loaders[config.name](num_classes=0) if pretrained
+             else timm.create_model(config.name, pretrained=False, num_classes=0))
+    size, cell = config.image_size, config.cell_size
+    reduction = model.feature_info[config.feature_index]["reduction"]
     if cell != reduction or size % cell:
-        raise ConfigError(f"{config['source']}: its feature map {config['feature_index']} has cells of {reduction} "
+        raise ConfigError(f"{config.source}: its feature map {config.feature_index} has cells of {reduction} "
                           f"pixels, so --patch-size must be {reduction} and --image-size a multiple of it "
                           f"(got {cell} and {size})")
-    return TimmCNNBackbone(model, config["feature_index"], size, cell)
+    return TimmCNNBackbone(model, config.feature_index, size, cell)
 
 
 def resample_positions(model: nn.Module, image_size: int) -> None:
@@ -585,8 +587,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _no_pooler(config: dict) -> dict:
-    model_type = config.get("hf_config", {}).get("model_type")
+def _no_pooler(config: BackboneConfig) -> dict:
+    model_type = (config.hf_config or {}).get("model_type")
     # the pooler is unused (the predictor reads the [CLS] state) and would get no gradient
     return {"add_pooling_layer": False} if model_type in {"bert", "roberta", "vit"} else {}
 
@@ -602,11 +604,11 @@ def _load_hf_config(spec: str):
                           f"Hugging Face {where}: {first_line(exc)}") from exc
 
 
-def _hf_config(config: dict):
-    """The Hugging Face config object of a backbone config (the dict stored in checkpoints)."""
+def _hf_config(config: BackboneConfig):
+    """The Hugging Face config object of a backbone config."""
     from transformers import AutoConfig
 
-    hf_config = dict(config["hf_config"])
+    hf_config = dict(config.hf_config)
     return AutoConfig.for_model(hf_config.pop("model_type"), **hf_config)
 
 

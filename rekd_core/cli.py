@@ -242,6 +242,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import read_config
     from .compatibility import check_dataset_fits
     from .data import DEFAULT_SEED, load_dataset_spec, pick_split
     from .evaluation import evaluate_split
@@ -250,8 +251,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
     check_dataset_fits(bundle, model)
-    training = model.config.get("training", {})
-    seed = args.seed if args.seed is not None else split_seed_of(model.config)
+    config = read_config(args.checkpoint)
+    training = config.get("training", {})
+    seed = args.seed if args.seed is not None else split_seed_of(config)
     split = pick_split(bundle, args.split, DEFAULT_SEED if seed is None else seed, args.limit,
                        training.get("dev_fraction", 0.2), training.get("train_limit"))
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from .backbones import ATTENTION_KERNELS, starts_pretrained
-from .checkpoint import STORED_DTYPES
 from .data import DEFAULT_SEED
 from .errors import ConfigError
 from .inputs import DEVICES
-from .model import Masking, Selection
+from .model_config import Masking, Selection, WeightsDtype
 from .presets import PRESETS
 
 __all__ = ["CHOICES", "DEFAULT_SEED", "PAPER_LR", "SCRATCH_LR", "TASK_DEFAULTS", "TrainConfig", "check_choice",
@@ -127,8 +126,8 @@ class TrainConfig:
     attention: Literal["sdpa", "eager"] = "sdpa"
     # bf16: autocast, about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs
     precision: Literal["fp32", "bf16"] = "fp32"
-    # how the checkpoint stores its weights (the keys of checkpoint.STORED_DTYPES); float16: half the size
-    weights_dtype: Literal["float32", "float16"] = "float32"
+    # how the checkpoint stores its weights (checkpoint.STORED_DTYPES); float16: half the size
+    weights_dtype: WeightsDtype = "float32"
     trim_padding: bool = True
     cache_teacher: bool = True  # compute the teacher generator's logits once per example
     faithfulness: bool = True  # sufficiency / comprehensiveness in the final test evaluation
@@ -234,9 +233,8 @@ FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(TrainConfig).i
 
 def _check_owned_choices() -> None:
     """The options whose names another module owns must list the same names (one list each, checked once)."""
-    for name, owner, names in (("weights_dtype", "checkpoint.STORED_DTYPES", tuple(STORED_DTYPES)),
-                               ("device", "inputs.DEVICES", DEVICES), ("attention", "backbones.ATTENTION_KERNELS",
-                                                                       ATTENTION_KERNELS)):
+    for name, owner, names in (("device", "inputs.DEVICES", DEVICES),
+                               ("attention", "backbones.ATTENTION_KERNELS", ATTENTION_KERNELS)):
         if set(CHOICES[name]) != set(names):
             raise ImportError(f"TrainConfig.{name} {CHOICES[name]} and {owner} {names} disagree")
 

@@ -120,8 +120,8 @@ def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleM
                                   "predictor": count_parameters(model.predictor)}}
     if teacher is not None:  # "teacher": distilled from; "compared_with": only in the test metrics
         description["teacher" if cfg.mode == "rekd" else "compared_with"] = {
-            "path": str(cfg.teacher), "backbone": teacher.config["backbone"].get("source"),
-            "mode": teacher.config["mode"], "ratio": teacher.ratio, "parameters": count_parameters(teacher)}
+            "path": str(cfg.teacher), "backbone": teacher.config.backbone.source,
+            "mode": teacher.config.mode, "ratio": teacher.ratio, "parameters": count_parameters(teacher)}
     return description
 
 

@@ -357,7 +357,7 @@ def frozen_state_cache(cfg: TrainConfig, model: RationaleModel, train_set: Featu
     ``cfg.cache_dir`` or beside the checkpoint, named by what the states depend on."""
     backbone = (model.generator or model.predictor).backbone
     tokens = cfg.max_length if cfg.task == "text" else backbone.num_prefix + backbone.num_patches
-    key = {"backbone": model.config["backbone"], "frozen_blocks": backbone.frozen_blocks,
+    key = {"backbone": model.config.backbone.to_dict(), "frozen_blocks": backbone.frozen_blocks,
            "weights": frozen_weights_digest(backbone), "dataset": cfg.dataset, "split_seed": _split_seed(cfg),
            "train_limit": cfg.train_limit, "dev_fraction": cfg.dev_fraction, "grid": model.processor.grid(),
            "examples": len(train_set), "variants": train_set.variants}

@@ -4,6 +4,7 @@ import cycle."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
@@ -41,3 +42,24 @@ def test_a_module_only_imports_the_ones_above_it():
     upward = {module: {name for name in _imports(module) if name in order and order.index(name) > order.index(module)}
               for module in order}
     assert {module: names for module, names in upward.items() if names} == {}
+
+
+def test_the_model_config_is_read_and_written_below_the_model_and_the_checkpoint():
+    """``ModelConfig`` depends on nothing of the package but its errors, and ``TrainConfig``'s module on neither the
+    model nor the checkpoint module: both configs come before what is built from them."""
+    assert _imports("model_config") <= {"errors"}
+    assert not _imports("config") & {"model", "checkpoint", "factory"}
+    order = _documented_order()
+    assert order.index("config") < order.index("model") < order.index("checkpoint")
+
+
+def test_only_model_config_reads_the_model_part_of_a_config_by_key():
+    """No module reads the model's settings out of a dict by key (``config["mode"]``, ``.get("masking", ...)``)
+    with defaults of its own: they are ``ModelConfig``'s attributes, its defaults in ``from_dict``."""
+    from rekd_core.model_config import ModelConfig
+
+    fields = "|".join(f.name for f in dataclasses.fields(ModelConfig))
+    by_key = re.compile(rf"""\.config(?:\[|\.get\()["']({fields})["']""")
+    readers = {path.relative_to(ROOT).as_posix(): by_key.findall(path.read_text(encoding="utf-8"))
+               for folder in ("rekd_core", "dashboard", "scripts", "bench") for path in (ROOT / folder).rglob("*.py")}
+    assert {path: keys for path, keys in readers.items() if keys} == {}

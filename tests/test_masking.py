@@ -7,6 +7,7 @@ Cache: the frozen blocks' output kept per training example gives the logits of t
 cut run, and spills to a memory-mapped file past its budget."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -47,7 +48,7 @@ def vision_model(request, image_task, hf_dinov2_dir):
 
 def _zero_copy(model):
     """The same model reading its selections with zero masking."""
-    model.config = {**model.config, "masking": "zero"}
+    model.config = dataclasses.replace(model.config, masking="zero")
     return model
 
 

@@ -533,7 +533,7 @@ def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, t
     predictor; special_tokens="select" keeps the reference code's behaviour (every token is a feature)."""
     model = load_checkpoint(text_re_ckpt)
     inputs = model.processor(["fillerab splendid fillerac"])
-    ids = model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"])
+    ids = model.processor.tokenizer.convert_ids_to_tokens(model.config.unselectable_token_ids)
     assert {"[CLS]", "[SEP]", "[PAD]"} <= set(ids) and "[UNK]" not in ids
     assert model.feature_mask(inputs)[0].tolist()[:6] == [False, True, True, True, False, False]
     out = model(inputs, ratio=1.0)
@@ -545,7 +545,7 @@ def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, t
 
     legacy = trainer(f"csv:{text_task}", tmp_path / "select", special_tokens="select")
     old = load_checkpoint(legacy)
-    assert "unselectable_token_ids" not in old.config and old.structural_mask(inputs) is None
+    assert "unselectable_token_ids" not in read_config(legacy) and old.structural_mask(inputs) is None
     assert old.feature_mask(inputs)[0].tolist()[:6] == [True] * 5 + [False]
     [exp] = explain(old, ["fillerab splendid fillerac"], ratio=1.0)
     assert exp.selected == list(range(5)) and exp.num_features == 5
@@ -594,7 +594,7 @@ def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_ta
     assert 0.05 <= min(ratios) and max(ratios) <= 0.5 and max(ratios) - min(ratios) > 0.2
     assert all(counts == [round(r * 20)] * len(counts) for r, counts in seen)  # 20 selectable pieces a review
     model = load_checkpoint(out)
-    assert model.config["ratio_range"] == [0.05, 0.5] and model.ratio == 0.1
+    assert model.config.ratio_range == [0.05, 0.5] and model.ratio == 0.1
     with pytest.raises(ConfigError, match="ratio_range"):
         trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.3, 0.2])
     with pytest.raises(ConfigError, match="outside"):
