@@ -137,6 +137,12 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
 
     @property
+    def data_split_seed(self) -> int:
+        """The seed of the train/dev split and the limits' subsets: ``split_seed`` (settled by the run: its own, or
+        that of --init-from and --teacher), else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
     def frozen_blocks_cached(self) -> bool:
         """Whether the run reads the output of frozen blocks from a cache: blocks are frozen in the part that reads
         the whole input (the generator; a CLS model's predictor, frozen with --freeze-parts all), and the cache is

@@ -63,3 +63,18 @@ def test_only_model_config_reads_the_model_part_of_a_config_by_key():
     readers = {path.relative_to(ROOT).as_posix(): by_key.findall(path.read_text(encoding="utf-8"))
                for folder in ("rekd_core", "dashboard", "scripts", "bench") for path in (ROOT / folder).rglob("*.py")}
     assert {path: keys for path, keys in readers.items() if keys} == {}
+
+
+def test_one_loop_steps_every_objective_and_the_benchmarks_time_that_step():
+    """Only fit.py runs backward passes and optimizer steps, for CLS, RE, REKD and MLM alike; the training benchmarks
+    time its ``train_step`` and import nothing private of the package (a copy of the step would drift from it)."""
+    paths = [*PACKAGE.glob("*.py"), *(ROOT / "bench").glob("*.py")]
+    sources = {path: path.read_text(encoding="utf-8") for path in paths}
+    stepping = {path.relative_to(ROOT).as_posix() for path, text in sources.items()
+                if re.search(r"\.backward\(|optimizer\.step\(\)", text)}
+    assert stepping == {"rekd_core/fit.py"}
+    bench = sources[ROOT / "bench" / "bench_train.py"]
+    assert "from rekd_core.fit import train_step" in bench and "train_step(self.objective" in bench
+    private = {path.name: re.findall(r"from rekd_core\.\w+ import \(?[^)]*?\b(_\w+)", text)
+               for path, text in sources.items() if path.parent.name == "bench"}
+    assert {name: names for name, names in private.items() if names} == {}

@@ -20,8 +20,8 @@ from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
 from rekd_core.factory import create_model
 from rekd_core.frozen_cache import FrozenStateCache
+from rekd_core.objectives import precision_context
 from rekd_core.processing import FeatureDataset, collate, model_inputs
-from rekd_core.training import precision_context
 from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH
 
 pytest_plugins = ["tests.core_fixtures"]

@@ -24,8 +24,8 @@ from rekd_core.evaluation import evaluate_split
 from rekd_core.explain import explain
 from rekd_core.factory import create_model
 from rekd_core.losses import rationale_kd
+from rekd_core.objectives import DistillationObjective
 from rekd_core.processing import model_inputs
-from rekd_core.training import training_loss
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -151,18 +151,23 @@ def test_the_topk_teacher_rationale_and_a_fixed_rationale_kd_temperature(text_re
     batch = dict(model.processor(["a good film", "bad and dull, a waste of time"]), label=torch.tensor([1, 0]))
     cfg = TrainConfig(task="text", dataset="x", out="y", mode="rekd", teacher="t", ratio=0.3, alpha=0.0, lambda_r=1.0,
                       distil="rationale").resolved()
-    grid = model.num_features
-    assert training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"] == pytest.approx(0.0, abs=1e-6)
+
+    def training_kd_r(tau: float) -> float:
+        objective = DistillationObjective(model, cfg, torch.device("cpu"), teacher=model)
+        objective.tau = tau
+        return objective.batch_loss(batch, None)[1]["kd_r"]
+
+    assert training_kd_r(1.0) == pytest.approx(0.0, abs=1e-6)
     cfg.teacher_rationale = "topk"
-    kd_r = training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"]
+    kd_r = training_kd_r(1.0)
     out = model(model_inputs(batch), ratio=0.3)
     expected = rationale_kd(out.gen_logits, out.gen_logits, 1.0, out.feature_mask, teacher_mask=out.mask)
     assert kd_r == pytest.approx(expected.item(), rel=1e-5) and kd_r > 0.1
     # at the annealed tau 0.25, or at a fixed temperature 1 (rationale_kd_tau) whatever tau is
     at_quarter = rationale_kd(out.gen_logits, out.gen_logits, 0.25, out.feature_mask, teacher_mask=out.mask).item()
-    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(at_quarter, rel=1e-5)
+    assert training_kd_r(0.25) == pytest.approx(at_quarter, rel=1e-5)
     cfg.rationale_kd_tau = 1.0
-    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(kd_r, rel=1e-5)
+    assert training_kd_r(0.25) == pytest.approx(kd_r, rel=1e-5)
     assert abs(at_quarter - kd_r) > 0.01
     with pytest.raises(ConfigError, match="teacher_rationale"):
         TrainConfig(task="text", dataset="x", out="y", teacher_rationale="hard").resolved()
@@ -579,16 +584,16 @@ def test_float16_weights_halve_the_checkpoint_and_are_what_the_test_metrics_meas
 
 
 def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_task, trainer, tmp_path, monkeypatch):
-    import rekd_core.training as training
+    import rekd_core.objectives as objectives
 
     seen = []
-    original = training.selection_cost
+    original = objectives.selection_cost
 
     def spy(mask, ratio, length, per_example=False):
         seen.append((ratio, mask.detach().sum(dim=1).tolist()))
         return original(mask, ratio, length, per_example)
 
-    monkeypatch.setattr(training, "selection_cost", spy)
+    monkeypatch.setattr(objectives, "selection_cost", spy)
     out = trainer(f"csv:{text_task}", tmp_path / "range", ratio_range=[0.05, 0.5], ratio=0.1)
     ratios = [r for r, _ in seen]
     assert 0.05 <= min(ratios) and max(ratios) <= 0.5 and max(ratios) - min(ratios) > 0.2
@@ -620,16 +625,16 @@ def test_numbers_written_as_yaml_reads_them_are_numbers():
 
 
 def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_task, trainer, tmp_path, monkeypatch):
-    import rekd_core.training as training
+    import rekd_core.objectives as objectives
 
     counts = []
-    original = training.selection_cost
+    original = objectives.selection_cost
 
     def spy(mask, ratio, length, per_example=False):
         counts.extend(mask.detach().sum(dim=1).tolist())
         return original(mask, ratio, length, per_example)
 
-    monkeypatch.setattr(training, "selection_cost", spy)
+    monkeypatch.setattr(objectives, "selection_cost", spy)
     out = trainer(f"csv:{text_task}", tmp_path / "exact", ratio=0.1, train_selection="gumbel_topk")
     assert counts and set(counts) == {2.0}  # round(0.1 x 20 selectable pieces) in every training mask
     assert read_metrics(out)["test"]["warnings"] == []  # its argmax is no choice it was trained to make

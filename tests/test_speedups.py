@@ -6,8 +6,8 @@ import torch
 
 from rekd_core.config import TrainConfig
 from rekd_core.factory import create_model
+from rekd_core.objectives import TeacherCache
 from rekd_core.processing import FeatureDataset, collate, model_inputs
-from rekd_core.training import TeacherCache
 
 pytest_plugins = ["tests.core_fixtures"]
 
