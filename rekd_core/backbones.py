@@ -27,7 +27,7 @@ import contextlib
 import os
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +41,8 @@ HF_VISION_TYPES = {"vit", "deit", "dinov2"}
 # How attention is computed: PyTorch's fused scaled-dot-product kernel, or matmul, softmax, matmul. On a CPU in
 # bfloat16 the second trains faster (its backward is two batched matmuls, which AMX runs; the fused kernel's
 # backward is not): bench/README.md.
-ATTENTION_KERNELS = ("sdpa", "eager")
+AttentionKernel = Literal["sdpa", "eager"]
+ATTENTION_KERNELS: tuple[str, ...] = get_args(AttentionKernel)
 
 
 def gather_tokens(hidden: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -363,8 +364,8 @@ class TimmCNNBackbone(VisionBackbone):
     stride-16 map, so 8x8 cells of 16 pixels at 128 px), whose states the generator scores; the predictor
     pools the network's last map. Convolutions see across cell borders, so the predictor zeroes the pixels
     of unselected cells (the normalised mean colour): nothing of them reaches it. Its batch norms keep
-    their pretrained statistics while training (re-estimating them on small batches of upsampled images
-    took a brief CIFAR-10 fine-tune of EfficientNet-Lite0 from 0.75 to 0.51 test accuracy)."""
+    their pretrained statistics while training: re-estimated on small batches of upsampled images, they cost a
+    brief CIFAR-10 fine-tune of EfficientNet-Lite0 a quarter of its test accuracy (0.51 against 0.75)."""
 
     mixes_patches = True
 

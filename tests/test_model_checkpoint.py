@@ -144,6 +144,27 @@ def test_rekd_with_the_tau2_rationale_kd_trains_and_is_recorded(text_task, text_
         TrainConfig(task="text", dataset="x", out="y", rationale_kd_scale="tau").resolved()
 
 
+def test_hard_teacher_labels_distil_the_teachers_argmax(text_re_ckpt):
+    """--teacher-labels hard: KD_Y's target is the teacher's argmax label, not its distribution. Self-distilled,
+    with the student's mask, soft KD_Y is 0 and hard KD_Y is the cross-entropy on the model's own argmax."""
+    model = load_checkpoint(text_re_ckpt, "cpu").eval()
+    batch = dict(model.processor(["a good film", "bad and dull, a waste of time"]), label=torch.tensor([1, 0]))
+    cfg = TrainConfig(task="text", dataset="x", out="y", mode="rekd", teacher="t", distil="prediction").resolved()
+
+    def kd_y(teacher_labels: str) -> float:
+        objective = DistillationObjective(model, dataclasses.replace(cfg, teacher_labels=teacher_labels),
+                                          torch.device("cpu"), teacher=model)
+        objective.tau = 1.0
+        torch.manual_seed(0)
+        return objective.batch_loss(batch, None)[1]["kd_y"]
+
+    torch.manual_seed(0)
+    logits = model(model_inputs(batch), selection="gumbel", tau=1.0).logits
+    own_argmax = torch.nn.functional.cross_entropy(logits, logits.argmax(dim=-1)).item()
+    assert kd_y("soft") == pytest.approx(0.0, abs=1e-6)
+    assert kd_y("hard") == pytest.approx(own_argmax, rel=1e-5) and own_argmax > 1e-3
+
+
 def test_the_topk_teacher_rationale_and_a_fixed_rationale_kd_temperature(text_re_ckpt):
     # Self-distillation, no dropout: the paper's KD_R of a model against itself is exactly 0; with
     # teacher_rationale="topk" it is the model's cross-entropy on its own top-k choice at --ratio.
