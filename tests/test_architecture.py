@@ -78,3 +78,17 @@ def test_one_loop_steps_every_objective_and_the_benchmarks_time_that_step():
     private = {path.name: re.findall(r"from rekd_core\.\w+ import \(?[^)]*?\b(_\w+)", text)
                for path, text in sources.items() if path.parent.name == "bench"}
     assert {name: names for name, names in private.items() if names} == {}
+
+
+def test_a_backbone_kind_is_one_module_and_one_registration():
+    """Each kind module is imported by the registry (backbones.py) alone, every kind is registered under the
+    ``BackboneConfig.type`` it builds, and every preset names a registered kind."""
+    from rekd_core.backbones import KINDS
+    from rekd_core.presets import PRESETS
+
+    kinds = {p.stem for p in PACKAGE.glob("backbone_*.py")} - {"backbone_base"}
+    assert kinds == {"backbone_hf", "backbone_timm", "backbone_cnn"}
+    importers = {module: {kind for kind in kinds if kind in _imports(module)} for module in _documented_order()}
+    assert {module: found for module, found in importers.items() if found} == {"backbones": kinds}
+    assert all(name == kind.name for name, kind in KINDS.items())
+    assert {preset.kind for preset in PRESETS.values()} <= set(KINDS)

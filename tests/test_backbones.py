@@ -302,3 +302,15 @@ def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_on
     with pytest.raises(ConfigError, match="--patch-size must be 16"):
         create_model(TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
                                 patch_size=8).resolved(), labels, RawSplit([], []))
+
+
+def test_every_preset_from_scratch_builds_the_kind_it_names():
+    """A preset's kind (backbones.KINDS) gives its config and its backbone (the packaged ones: test_vision_weights.py
+    and the presets listing of test_cli.py)."""
+    from rekd_core.backbones import count_parameters, create_backbone, resolve_backbone
+    from rekd_core.presets import list_presets
+
+    for preset in (p for p in list_presets() if not p.packaged):
+        config, pretrained = resolve_backbone(preset.name, preset.task, vocab_size=preset.vocab_size)
+        assert (config.type, config.source, pretrained) == (preset.kind, preset.name, None)
+        assert count_parameters(create_backbone(config)) > 0
