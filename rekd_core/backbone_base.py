@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal, get_args
+from typing import Iterator, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -20,9 +20,6 @@ from torch.nn import functional as F
 
 from .errors import ConfigError
 from .model_config import BackboneConfig
-
-if TYPE_CHECKING:
-    pass
 
 # How attention is computed: PyTorch's fused scaled-dot-product kernel, or matmul, softmax, matmul. On a CPU in
 # bfloat16 the second trains faster (its backward is two batched matmuls, which AMX runs; the fused kernel's
