@@ -92,3 +92,15 @@ def test_a_backbone_kind_is_one_module_and_one_registration():
     assert {module: found for module, found in importers.items() if found} == {"backbones": kinds}
     assert all(name == kind.name for name, kind in KINDS.items())
     assert {preset.kind for preset in PRESETS.values()} <= set(KINDS)
+
+
+def test_each_data_source_is_a_module_of_its_own_behind_the_loaders():
+    """Every spec prefix of ``data._LOADERS`` is loaded by a function of a ``data_*`` source module, and data.py
+    itself reads no source: it parses specs, registers the sources and draws the splits."""
+    from rekd_core import data
+
+    modules = {getattr(loader, "func", loader).__module__ for _, loader in data._LOADERS.values()}
+    sources = {f"rekd_core.{p.stem}" for p in PACKAGE.glob("data_*.py")} - {"rekd_core.data_types"}
+    assert modules == sources
+    assert {name for name in _imports("data") if name.startswith("data_")} == {m.split(".")[1] for m in sources} | {
+        "data_types"}
