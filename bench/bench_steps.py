@@ -4,13 +4,14 @@ modes, side by side in one run: zero against drop masking, frozen blocks cached 
 
 Each loop is ``SIZE:VARIANT`` (bench_train.py's variant names: ``zero`` or ``drop``, optionally ``-fN`` frozen
 blocks and ``-cache``, then ``@fp32`` or ``@bf16``), e.g. ``224:drop-f8-cache@bf16``. The loops are bench_train.py's
-``ProjectLoop``: the body of ``training.train``'s batch loop (``training_loss``, backward, AdamW and schedule steps)
-on models from ``factory.create_model``, every loop's from the same seed, on the same CIFAR-10 training images
-collated up front. A ``-cache`` loop reads the frozen blocks' states from a ``FrozenStateCache`` filled before
-timing (as from the second epoch on; the script prints what filling cost per image, which the first epoch pays),
-and, as training does with the cache, flips its images instead of cropping them. With --student the step is REKD
-of the student (dinov2-s-l2 unless told) distilling a dinov2-s RE teacher of the loop's size (random heads: the
-speed of a step does not depend on the weights), whose generator logits come from a filled ``TeacherCache``.
+``ProjectLoop``: the step of ``fit.fit``'s loop (``fit.train_step``: the objective's loss, backward, AdamW and
+schedule steps) on models from ``factory.create_model``, every loop's from the same seed, on the same CIFAR-10
+training images collated up front. A ``-cache`` loop reads the frozen blocks' states from a ``FrozenStateCache``
+filled before timing (as from the second epoch on; the script prints what filling cost per image, which the first
+epoch pays), and, as training does with the cache, flips its images instead of cropping them. With --student the
+step is REKD of the student (dinov2-s-l2 unless told) distilling a dinov2-s RE teacher of the loop's size (random
+heads: the speed of a step does not depend on the weights), whose generator logits come from a filled
+``TeacherCache``.
 
 The schedule, the FLOP counting (torch's FlopCounterMode: matrix multiplies and attention, not element-wise work or
 the optimizer) and the matmul peak (best of large float32 / bfloat16 matmuls before, during and after the loops)

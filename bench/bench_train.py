@@ -17,8 +17,8 @@ does not depend on the weights).
 The project's loop (one loop per --precision) is what ``rekd train`` runs: models from
 ``factory.create_model`` (the REKD teacher saved with ``save_checkpoint`` and reloaded with
 ``load_teacher``, as training loads it), batches from ``factory.data_loader`` (padding trimmed to
-the longest review of the batch), the body of ``training.train``'s batch loop (autocast at the
-precision, ``training_loss``, backward, AdamW step, learning-rate schedule step), and for REKD the
+the longest review of the batch), the step of ``fit.fit``'s loop (``fit.train_step``: the objective's
+loss under autocast at the precision, backward, AdamW step, learning-rate schedule step), and for REKD the
 teacher generator's logits from a filled ``TeacherCache``: the timings are those of epochs 2 and
 later. In the first epoch the teacher generator also runs, once per example; the script fills the
 cache before timing and prints what that cost per sample.
@@ -105,17 +105,11 @@ from rekd_core.checkpoint import save_checkpoint  # noqa: E402
 from rekd_core.config import TrainConfig  # noqa: E402
 from rekd_core.data import RawSplit, load_dataset_spec, stratified_subset  # noqa: E402
 from rekd_core.factory import check_teacher_compatible, create_model, data_loader, load_teacher  # noqa: E402
+from rekd_core.fit import train_step  # noqa: E402
 from rekd_core.model import RationaleModel  # noqa: E402
+from rekd_core.objectives import objective_for  # noqa: E402
 from rekd_core.presets import PRESETS, pretrained_directory  # noqa: E402
 from rekd_core.processing import FeatureDataset, collate, model_inputs  # noqa: E402
-from rekd_core.training import (  # noqa: E402
-    TeacherCache,
-    _cacheable,
-    frozen_state_cache,
-    frozen_states,
-    precision_context,
-    training_loss,
-)
 
 # The sizes the project now trains (issue: MiniLM-L6 teacher RE step and the student REKD step).
 PRESET_RUNS = {
@@ -208,8 +202,10 @@ def build_models(args: argparse.Namespace, labels: list[str], tokenizer_split: R
 
 
 class ProjectLoop:
-    """The body of ``training.train``'s batch loop for one variant (``parse_variant``: masking, frozen blocks and
-    their cache, precision), on its own model, built from the same seed as every other loop's."""
+    """``fit.train_step`` of the run's objective (``objectives.objective_for``: RE, or REKD with the frozen teacher),
+    the step ``training.train`` takes, for one variant (``parse_variant``: masking, frozen blocks and their cache,
+    precision), on its own model, built from the same seed as every other loop's. Its temperature stays at
+    ``tau0`` (step 0 of the schedule): the speed of a step does not depend on it."""
 
     def __init__(self, models: Models, variant: str, split: RawSplit):
         from transformers import get_scheduler
@@ -218,36 +214,30 @@ class ProjectLoop:
         self.name, self.precision = variant, precision
         self.cfg = dataclasses.replace(models.cfg, precision=precision, **overrides).resolved()
         self.model = models.build(self.cfg).train()
-        self.teacher = models.teacher
-        self.autocast = precision_context(precision, torch.device("cpu"))
-        frozen_cached = self.cfg.frozen_blocks_cached
+        self.objective = objective_for(self.model, self.cfg, torch.device("cpu"), models.teacher)
         dataset = FeatureDataset(split, self.model.processor, train=True, augment=self.cfg.augment != "none",
-                                 flip_only=self.cfg.augment == "flip" or frozen_cached)
-        self.variants = dataset.variants
+                                 flip_only=self.cfg.augment == "flip" or self.cfg.frozen_blocks_cached)
         self.batches = list(data_loader(dataset, self.cfg))  # collated up front: data loading is not timed
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.objective.parameter_groups(), weight_decay=self.cfg.weight_decay)
         self.scheduler = get_scheduler(self.cfg.lr_schedule, self.optimizer, num_warmup_steps=0,
                                        num_training_steps=10**6)
-        self.cache = (TeacherCache(len(dataset) * dataset.variants, self.model.num_features, dataset.variants)
-                      if self.teacher is not None and _cacheable(self.cfg, dataset) else None)
-        self.frozen = frozen_state_cache(self.cfg, self.model, dataset) if frozen_cached else None
+        self.objective.start(dataset)  # its caches: the teacher generator's logits, the frozen blocks' states
         self.losses: list[float] = []
         self.ratios: list[float] = []  # the share of features each training mask selected (what drop reads)
 
     def fill_cache(self) -> float | None:
         """Fill the teacher's and the frozen blocks' caches over the pass, as the first epoch does; seconds per
         sample (None when the loop has neither)."""
-        if self.cache is None and self.frozen is None:
+        objective = self.objective
+        teacher_cache = getattr(objective, "teacher_cache", None)
+        if teacher_cache is None and objective.frozen_cache is None:
             return None
         start = time.perf_counter()
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), objective.autocast():
             for batch in self.batches:
-                if self.cache is not None:
-                    self.cache.get(batch["index"] * self.variants + batch.get("variant", 0), model_inputs(batch),
-                                   self.teacher, self.model.num_features)
-                if self.frozen is not None:
-                    frozen_states(self.frozen, self.model, batch, self.variants)
+                if teacher_cache is not None:
+                    objective.teacher_logits(batch, model_inputs(batch), self.model.num_features)
+                objective.lower(batch)
         return (time.perf_counter() - start) / sum(len(b["label"]) for b in self.batches)
 
     def length(self, index: int) -> int:
@@ -257,16 +247,8 @@ class ProjectLoop:
 
     def step(self, index: int) -> float:
         """One training step on batch ``index``; its seconds."""
-        batch = self.batches[index]
         start = time.perf_counter()
-        with self.autocast():
-            lower = None if self.frozen is None else frozen_states(self.frozen, self.model, batch, self.variants)
-            loss, parts = training_loss(self.model, batch, self.cfg, self.cfg.tau0, self.model.num_features,
-                                        self.teacher, self.cache, lower)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
+        parts = train_step(self.objective, self.batches[index], self.optimizer, self.scheduler, 0, 1)
         seconds = time.perf_counter() - start
         self.losses.append(parts["loss"])
         if "ratio" in parts:

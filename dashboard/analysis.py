@@ -291,8 +291,8 @@ def evaluate_pair(teacher, student, split, ratios: Sequence[float], fit: PairFit
         for role, model in models.items():
             metrics = found[role][ratio]
             confusion[(role, ratio)] = metrics["confusion_matrix"]
-            rows.append({"model": role, "mode": MODES.get(model.config["mode"], model.config["mode"]),
-                         "backbone": str(model.config["backbone"].get("source", "")), "ratio": ratio,
+            rows.append({"model": role, "mode": MODES.get(model.config.mode, model.config.mode),
+                         "backbone": model.config.backbone.source, "ratio": ratio,
                          "accuracy": metrics["accuracy"], "f1": metrics.get("f1", math.nan),
                          "achieved_ratio": metrics.get("ratio", 1.0),
                          "teacher_mask_iou": metrics.get("teacher_mask_iou", math.nan),

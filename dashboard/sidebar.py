@@ -39,7 +39,7 @@ def sidebar() -> PageContext:
         for role, default in zip(C.ROLES, defaults):
             path = pick_checkpoint(role, task, infos, default)
             model, error = caching.load(path, device)
-            span = C.trained_range(model.config) if model is not None else None
+            span = model.config.trained_range if model is not None else None
             slots.append(ModelSlot(role, path, model, error, names.get(path, Path(path).name), span, 0.1))
         linked = ratio_sliders(slots)
     return PageContext(task, device, infos, *slots, linked=linked)

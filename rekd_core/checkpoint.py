@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from .backbones import create_backbone, packaged_weights
 from .errors import CheckpointError, RekdError, first_line
 from .model import RationaleModel
+from .model_config import WEIGHTS_DTYPES, BackboneConfig, ModelConfig
 from .processing import load_processor
 
 FORMAT = "rekd-checkpoint"
@@ -43,7 +44,7 @@ CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, LOG_FILE = "config.json", "model.safete
 RESUME_FILE = "resume.safetensors"
 REQUIRED_KEYS = ("task", "mode", "ratio", "labels", "backbone", "dropout", "processor")
 # config.json's optional ``weights_dtype``: how model.safetensors stores the floating-point weights
-STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+STORED_DTYPES = {name: getattr(torch, name) for name in WEIGHTS_DTYPES}
 
 
 def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict | None = None,
@@ -56,7 +57,7 @@ def save_checkpoint(model: RationaleModel, path: str | Path, *, state_dict: dict
     data) is the state an interrupted run goes on from (resume.py); saved with the weights it belongs to.
     """
     path = Path(path)
-    config = {"format": FORMAT, "version": VERSION, **model.config, **(extra_config or {}),
+    config = {"format": FORMAT, "version": VERSION, **model.config.to_dict(), **(extra_config or {}),
               "processor": model.processor.to_config(), "feature_grid": model.processor.grid()}
     state = state_dict or model.state_dict()
     config.pop("package_tensors", None)
@@ -91,10 +92,10 @@ def package_held(model: RationaleModel, state: dict[str, torch.Tensor], weights_
     package (none for any other backbone). Compared once rounded, since a run that started from a float16
     checkpoint (``init_from``) holds the package's weights rounded, as its test metrics were computed."""
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
-    source = packaged_weights(model.config["backbone"]) if frozen else None
+    source = packaged_weights(model.config.backbone) if frozen else None
     if source is None:
         return []
-    reference = _package_state(json.dumps(model.config["backbone"], sort_keys=True), source)
+    reference = _package_state(json.dumps(model.config.backbone.to_dict(), sort_keys=True), source)
     dtype = STORED_DTYPES[weights_dtype]
     held = []
     for name in frozen:
@@ -108,7 +109,7 @@ def package_held(model: RationaleModel, state: dict[str, torch.Tensor], weights_
 def _package_state(backbone_json: str, source: str) -> dict[str, torch.Tensor]:
     """A packaged preset backbone's weights as ``create_backbone`` builds it from the package (cached: each
     epoch's save compares with them)."""
-    backbone = create_backbone(json.loads(backbone_json), source)
+    backbone = create_backbone(BackboneConfig.from_dict(json.loads(backbone_json)), source)
     return {k: v.detach().to(torch.float32) for k, v in backbone.state_dict().items()}
 
 
@@ -183,18 +184,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
     state = read_weights(path)
     processor = load_processor(config["processor"], path)
     held = config.get("package_tensors") or []
+    try:
+        model_config = ModelConfig.from_dict(config)
+    except Exception as exc:
+        raise CheckpointError(f"{path / CONFIG_FILE}: cannot rebuild the model ({exc})") from exc
     pretrained = None
     if held:  # frozen layers of a packaged preset, stored by the package rather than here
         try:
-            pretrained = packaged_weights(config["backbone"])
+            pretrained = packaged_weights(model_config.backbone)
         except RekdError as exc:
             raise CheckpointError(f"{path}: its frozen layers come from an installed package: "
                                   f"{first_line(exc)}") from exc
         if pretrained is None:
             raise CheckpointError(f"{path / CONFIG_FILE}: lists package_tensors, but its backbone "
-                                  f"{config['backbone'].get('source')!r} is not a packaged preset")
+                                  f"{model_config.backbone.source!r} is not a packaged preset")
     try:
-        model = RationaleModel(config, processor, pretrained)
+        model = RationaleModel(model_config, processor, pretrained)
     except CheckpointError:
         raise
     except Exception as exc:
@@ -209,8 +214,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Rat
         raise CheckpointError(f"{weights_path}: weights do not match config.json "
                               f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected, "
                               f"e.g. {detail})")
-    # its frozen blocks, read as in training (the same forward pass, in bf16 too)
-    model.freeze_layers(config.get("freeze_layers", 0), config.get("freeze_parts", "all"))
     model.checkpoint_path = path
     return model.to(device).eval()
 

@@ -15,80 +15,6 @@ if typing.TYPE_CHECKING:
 
     from .model import RationaleModel
 
-TRAIN_HELP = {
-    "split_seed": "seed of the train/dev split and of the --train-limit / --eval-limit subsets "
-                  "(default: that of the --init-from / --teacher checkpoints, else --seed)",
-    "task": "text or vision",
-    "mode": "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher), "
-            "mlm (masked-language pretraining of a text backbone, for --init-from)",
-    "backbone": "a preset name (see `rekd presets`), timm:NAME, or a Hugging Face hub id / local directory",
-    "dataset": "imdb | aclimdb:PATH | cifar10[:PATH] | cifar100[:PATH] | cifar100-fine[:PATH] | imagefolder:DIR | "
-               "csv:DIR | jsonl:DIR | eraser-movies:DIR",
-    "out": "checkpoint directory to write (replaced atomically)",
-    "teacher": "REKD: checkpoint directory of the trained RE teacher; "
-               "CLS / RE: a teacher to compare with in the test metrics",
-    "init_from": "start generator and predictor backbones from this checkpoint's predictor (e.g. a CLS model); "
-                 "a checkpoint of the run's own mode is continued whole (generator and heads too)",
-    "ratio": "target rationale ratio p (default: text 0.10, vision 0.15); with --ratio-range, the one dev "
-             "accuracy is read at",
-    "ratio_range": "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled), so that the "
-                   "model can be read at any ratio of the range (beyond the paper)",
-    "train_selection": "auto: the preset's, else gumbel | gumbel (the paper: a Gumbel-softmax sample whose size the "
-                       "selection cost steers) | "
-                       "gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)",
-    "special_tokens": "exclude: [CLS], [SEP] and the like are never selected nor counted (default) | select: they "
-                      "are features like any word piece (the reference code)",
-    "generator_embeddings": "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, "
-                            "a packaged preset, --init-from) and trained otherwise | frozen | trained",
-    "freeze_layers": "keep the backbones' input embeddings and first N blocks as they start (default 0: all "
-                     "trained, the paper); a packaged preset's checkpoint then stores only what was trained",
-    "masking": "how the predictor reads a selection: zero (the paper: every feature, the unselected as zero vectors "
-               "at their positions) | drop (only the selected features and the special / class tokens, at their "
-               "positions: a step of the predictor costs what the rationale costs)",
-    "drop_probes": "--masking drop, training only: also read this many random unselected features per selected "
-                   "one, as zero vectors, so that the generator learns what selecting them would do (default: 1 "
-                   "when the training masks hold exactly k features, gumbel_topk or --ratio-range; else 0)",
-    "frozen_cache": "auto (on when --freeze-layers N > 0) | on | off: keep the output of the frozen embeddings and "
-                    "blocks per training example, computed in the first epoch and reused after (exact); vision "
-                    "training then augments by flipping only (both orientations are kept), not cropping",
-    "frozen_cache_gb": "memory budget of --frozen-cache in GB; a larger cache is a memory-mapped file beside the "
-                       "run (or in --cache-dir), kept for a resumed run",
-    "augment": "vision training: crop_flip (the paper: random crop with padding, and flip) | flip (a random flip "
-               "alone, which keeps each patch on the grid) | none",
-    "attention": "the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, "
-                 "matmul: in bf16 on a CPU its backward runs on AMX and trains faster; bench/README.md)",
-    "freeze_parts": "whose blocks --freeze-layers keeps: all (generator, predictor, adversary) | generator (a "
-                    "predictor under drop masking is cheap to train whole)",
-    "precision": "fp32 | bf16: forward passes under bfloat16 autocast (about 2x faster on CPUs with AMX)",
-    "weights_dtype": "float32 | float16: how the checkpoint stores its weights (float16: half the size)",
-    "lr": "learning rate (default: the preset's; else the paper's 1e-5 for pretrained weights, 5e-4 from scratch)",
-    "head_lr": "learning rate of the generator's and predictor's heads (default: the preset's, else --lr); "
-               "new heads on a pretrained backbone need a larger one",
-    "lr_schedule": "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run",
-    "lambda_sel": "weight of the selection cost (default: text 1e-4, vision 1e-2)",
-    "alpha": "REKD weight of L_RE: a number in [0, 1] or 'schedule'",
-    "lambda_r": "weight of the rationale distillation KD_R",
-    "rationale_kd_scale": "none (the paper) | tau2: scale KD_R by tau^2, as the paper does KD_Y",
-    "rationale_kd_tau": "KD_R temperature: the annealed Gumbel tau (the paper; default) or this fixed number; "
-                        "at 1 it matches the probabilities the training masks are sampled with",
-    "teacher_rationale": "KD_R target: soft (the paper: the teacher's selection distribution at tau) | "
-                         "topk (the teacher's top-k mask at --ratio)",
-    "distil": "both | rationale | prediction",
-    "teacher_labels": "soft | hard teacher predictions for KD_Y",
-    "complement_weight": "beyond the paper: a second predictor (the adversary) learns the label from the UNselected "
-                         "features, and the generator is pushed, with this weight, to leave it nothing to learn "
-                         "from: each class's evidence must then be selected (0: off, the paper)",
-    "teacher_mask": "the teacher predictor reads: student (the paper) | teacher (its own mask)",
-    "eval_selection": "topk (default) | argmax | gumbel (the reference code's noisy evaluation)",
-    "sel_length": "L of the selection cost: padded (the paper) | real (per-example length)",
-    "sel_cost": "batch: pin the batch-mean selected count (the paper) | example: pin each example's count",
-    "train_limit": "train on a seeded stratified subset of N examples",
-    "eval_limit": "evaluate on a seeded stratified subset of N test examples",
-    "device": "auto | cpu | cuda | mps",
-    "config": "a YAML or JSON file of any of these options (command-line flags win)",
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -110,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import DEFAULT_SEED
+    from .data import DEFAULT_SEED, VALID_SPECS
+    from .inputs import DEVICES
 
     parser = _Parser(prog="rekd", description="Rationale extraction with knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -125,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
     eval_p.add_argument("checkpoint")
-    eval_p.add_argument("--dataset", required=True, help=TRAIN_HELP["dataset"])
+    eval_p.add_argument("--dataset", required=True, help=" | ".join(VALID_SPECS))
     eval_p.add_argument("--split", default="test", choices=["train", "dev", "test"])
     eval_p.add_argument("--limit", type=int, help="a seeded stratified subset of N examples")
     eval_p.add_argument("--ratio", type=float, help="re-select the top-k features at this ratio")
@@ -134,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_p.add_argument("--batch-size", type=int, default=64)
     eval_p.add_argument("--seed", type=int, help="seed of the train/dev split and of --limit "
                         f"(default: the split seed the checkpoint was trained with, else {DEFAULT_SEED})")
-    eval_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    eval_p.add_argument("--device", default="auto", choices=DEVICES)
     eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     eval_p.set_defaults(handler=cmd_eval)
 
@@ -152,15 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--text-file")
     source.add_argument("--image")
     explain_p.add_argument("--ratio", type=float, help="re-select the top-k features at this ratio")
-    explain_p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    explain_p.add_argument("--device", default="auto", choices=DEVICES)
     explain_p.add_argument("--json", action="store_true")
     explain_p.set_defaults(handler=cmd_explain)
     return parser
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so the CLI and config files never drift apart; a field of
-    fixed names (``config.CHOICES``) refuses any other value with the list, as ``resolved()`` does."""
+    """One flag per TrainConfig field, so the CLI and config files never drift apart, its help text the field's
+    (``metadata["help"]``); a field of fixed names (``config.CHOICES``) refuses any other value with the list, as
+    ``resolved()`` does."""
     from .config import CHOICES, TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
@@ -168,7 +96,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "extra":
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = TRAIN_HELP.get(f.name, "")
+        help_text = f.metadata["help"]
         default = f.default
         if hints[f.name] is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{help_text} (default: {default})")
@@ -178,7 +106,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=_arg_type(f.name, hints[f.name]), choices=CHOICES.get(f.name),
                                 metavar=f.name.upper(),
                                 help=f"{help_text} (default: {default})" if default is not None else help_text)
-    parser.add_argument("--config", help=TRAIN_HELP["config"])
+    parser.add_argument("--config", help="a YAML or JSON file of any of these options (command-line flags win)")
 
 
 def _arg_type(name: str, hint: object) -> type:
@@ -242,6 +170,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import read_config
     from .compatibility import check_dataset_fits
     from .data import DEFAULT_SEED, load_dataset_spec, pick_split
     from .evaluation import evaluate_split
@@ -250,8 +179,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, teacher = _load_models(args.checkpoint, args.teacher, args.device)
     bundle = load_dataset_spec(args.dataset)
     check_dataset_fits(bundle, model)
-    training = model.config.get("training", {})
-    seed = args.seed if args.seed is not None else split_seed_of(model.config)
+    config = read_config(args.checkpoint)
+    training = config.get("training", {})
+    seed = args.seed if args.seed is not None else split_seed_of(config)
     split = pick_split(bundle, args.split, DEFAULT_SEED if seed is None else seed, args.limit,
                        training.get("dev_fraction", 0.2), training.get("train_limit"))
     metrics = evaluate_split(model, split, teacher=teacher, selection=args.selection, ratio=args.ratio,

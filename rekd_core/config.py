@@ -12,14 +12,13 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from .backbones import ATTENTION_KERNELS, starts_pretrained
-from .checkpoint import STORED_DTYPES
-from .data import DEFAULT_SEED
+from .backbones import AttentionKernel, starts_pretrained
+from .data import DEFAULT_SEED, VALID_SPECS
 from .errors import ConfigError
-from .inputs import DEVICES
-from .model import Masking, Selection
+from .inputs import DEVICES, Device
+from .model_config import Masking, Selection, WeightsDtype
 from .presets import PRESETS
 
 __all__ = ["CHOICES", "DEFAULT_SEED", "PAPER_LR", "SCRATCH_LR", "TASK_DEFAULTS", "TrainConfig", "check_choice",
@@ -34,108 +33,146 @@ PAPER_LR = 1e-5  # for pretrained backbones (35 epochs of fine-tuning)
 SCRATCH_LR = 5e-4  # for a backbone trained from scratch that is not a preset (the small presets' rate)
 
 
+def option(default: Any, help: str) -> Any:
+    """A ``TrainConfig`` field: its default, and its help text (the ``rekd train`` flag's: cli.py)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run. ``None`` means: the task's (or the preset's) default. The ``Literal``
-    fields take one of the names listed in their type (``CHOICES``)."""
+    fields take one of the names listed in their type (``CHOICES``); each field's help text is its ``metadata``."""
 
-    task: Literal["text", "vision"] = "text"
-    # mlm: masked-language pretraining of a text backbone, for --init-from (pretraining.py)
-    mode: Literal["cls", "re", "rekd", "mlm"] = "re"
-    backbone: str = "bert-1x64"  # preset name, timm:NAME, or HF hub id / local directory
-    dataset: str = ""  # dataset spec (data.py)
-    out: str = ""  # checkpoint directory to write
-    # REKD: the RE teacher to distil; CLS / RE: a teacher to compare with in the test metrics
-    teacher: str | None = None
-    init_from: str | None = None  # start both backbones from this checkpoint's predictor (same mode: continue it)
-    pretrained: bool = True  # load the weights of a hub / local / timm backbone (presets never have any)
-    ratio: float | None = None
-    # [lo, hi]: each batch trains at a ratio drawn uniformly from it (exactly that many features sampled,
-    # and the selection cost at it), so that one model can be read at any ratio of the range
-    ratio_range: list[float] | None = None
-    # the training masks: gumbel (the paper: a Gumbel-softmax sample, its size pushed towards the ratio by the
-    # selection cost) | gumbel_topk (exactly round(ratio x features) sampled, the count top-k evaluates)
-    train_selection: Literal["auto", "gumbel", "gumbel_topk"] = "auto"  # auto: the preset's, else gumbel
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float | None = None  # default: the preset's, else the paper's 1e-5 (pretrained) or SCRATCH_LR (from scratch)
-    # constant (the paper), or linear / cosine decay to 0 over the run (names of transformers.get_scheduler)
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    head_lr: float | None = None  # the generator's and predictor's heads (default: the preset's, else lr)
-    weight_decay: float | None = None
-    dropout: float | None = None
-    seed: int = DEFAULT_SEED
-    # The train/dev split and the --train-limit / --eval-limit subsets. Default: that of --init-from
-    # and --teacher (so that the data they trained on never lands in this run's dev split), else --seed.
-    split_seed: int | None = None
-    max_length: int = 256
-    image_size: int | None = None
-    patch_size: int | None = None
-    vocab_size: int | None = None  # WordPiece vocabulary trained for a text preset
-    # text: whose tokenizer to use: a checkpoint or tokenizer directory, a hub id or a pretrained preset
-    tokenizer: str | None = None
-    train_limit: int | None = None  # stratified subset of the training split
-    eval_limit: int | None = None  # stratified subset of the test split
-    dev_fraction: float = 0.2  # stratified dev split carved from train (unless the data ships one)
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    tau0: float = 5.0
-    tau_every: int = 100  # optimizer steps between tau updates
-    lambda_sel: float | None = None
-    sel_length: Literal["padded", "real"] = "padded"  # L of the selection cost: padded length (paper) | real length
-    # the selection cost pins the batch-mean count (paper) | each example's count
-    sel_cost: Literal["batch", "example"] = "batch"
-    alpha: float | str = 0.5  # REKD weight of L_RE: a number, or "schedule"
-    lambda_r: float = 0.5
-    rationale_kd_scale: Literal["none", "tau2"] = "none"  # KD_R as the paper has it | tau2: scaled by tau^2 like KD_Y
-    # KD_R target: the teacher's softened selection (paper) | its top-k mask
-    teacher_rationale: Literal["soft", "topk"] = "soft"
-    rationale_kd_tau: float | None = None  # KD_R temperature: None = the annealed Gumbel tau (paper), or fixed
-    distil: Literal["both", "rationale", "prediction"] = "both"
-    teacher_labels: Literal["soft", "hard"] = "soft"
-    # weight of the complement adversary's reversed gradient (0: none, the paper; Yu et al. 2019's remedy for
-    # rationales that leave a class's evidence unselected)
-    complement_weight: float = 0.0
-    teacher_mask: Literal["student", "teacher"] = "student"  # the teacher predictor reads: the student's mask (paper)
-    eval_selection: Selection = "topk"  # topk | argmax | gumbel (the reference code's noisy evaluation) | gumbel_topk
-    # vision training: crop_flip (the paper's random crop and flip) | flip (a random flip alone: a patch stays on the
-    # grid, and a frozen-block cache keeps both orientations) | none. true / false: crop_flip / none
-    augment: Literal["crop_flip", "flip", "none"] = "crop_flip"
-    # text: exclude ([CLS], [SEP]... are never selected nor counted) | select (the reference code)
-    special_tokens: Literal["exclude", "select"] = "exclude"
-    # text: auto (frozen when pretrained: hub, local weights, packaged, --init-from) | frozen | trained
-    generator_embeddings: Literal["auto", "frozen", "trained"] = "auto"
-    # the backbones' input embeddings and first N blocks kept as they start (beyond the paper, which fine-tunes all):
-    # faster steps, and a checkpoint of a packaged preset then stores only the rest (checkpoint.py)
-    freeze_layers: int = 0
-    # whose blocks --freeze-layers keeps: all (generator, predictor and adversary) | generator (its frozen blocks are
-    # what --frozen-cache keeps; a predictor under drop masking reads a tenth of the input and is cheap to train whole)
-    freeze_parts: Literal["all", "generator"] = "all"
-    # how the predictor reads a selection: zero (the paper: every feature, unselected ones as zero vectors) | drop
-    # (only the selected features, at their positions: a predictor step costs what the rationale's size costs)
-    masking: Masking = "zero"
-    # drop masking: unselected features read as zero vectors beside the selected ones, drawn at random in training,
-    # per selected feature (0: none); their straight-through gradient is what zero masking gives every feature.
-    # Default: 1 when the training masks hold exactly k features (gumbel_topk, ratio_range), which explore nothing
-    # by themselves; 0 with the paper's sampling, which does (docs/GUIDE.md has the measurements)
-    drop_probes: float | None = None
-    # keep the frozen blocks' output (--freeze-layers) per training example, computed once, reused every epoch:
-    # auto (on whenever blocks are frozen) | on | off. Vision training then flips images but does not crop them.
-    frozen_cache: Literal["auto", "on", "off"] = "auto"
-    frozen_cache_gb: float = 4.0  # the cache's memory budget; past it, a memory-mapped file beside the run
-    # the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, matmul; faster to
-    # train in bf16 on a CPU); the same numbers up to rounding. Checkpoints are read with sdpa.
-    attention: Literal["sdpa", "eager"] = "sdpa"
-    # bf16: autocast, about 2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs
-    precision: Literal["fp32", "bf16"] = "fp32"
-    # how the checkpoint stores its weights (the keys of checkpoint.STORED_DTYPES); float16: half the size
-    weights_dtype: Literal["float32", "float16"] = "float32"
-    trim_padding: bool = True
-    cache_teacher: bool = True  # compute the teacher generator's logits once per example
-    faithfulness: bool = True  # sufficiency / comprehensiveness in the final test evaluation
-    cache_dir: str | None = None  # keep the teacher's test outputs here, shared by the students of a sweep
-    num_workers: int = 0
-    progress: bool = True
-    extra: dict = field(default_factory=dict)  # free-form notes stored in the checkpoint
+    task: Literal["text", "vision"] = option("text", "text or vision")
+    mode: Literal["cls", "re", "rekd", "mlm"] = option(
+        "re", "cls (predictor alone), re (select-predict), rekd (RE distilled from --teacher), "
+              "mlm (masked-language pretraining of a text backbone, for --init-from: pretraining.py)")
+    backbone: str = option("bert-1x64", "a preset name (see `rekd presets`), timm:NAME, or a Hugging Face hub id / "
+                                        "local directory")
+    dataset: str = option("", " | ".join(VALID_SPECS))
+    out: str = option("", "checkpoint directory to write (replaced atomically)")
+    teacher: str | None = option(None, "REKD: checkpoint directory of the trained RE teacher; CLS / RE: a teacher to "
+                                       "compare with in the test metrics")
+    init_from: str | None = option(None, "start generator and predictor backbones from this checkpoint's predictor "
+                                         "(e.g. a CLS model); a checkpoint of the run's own mode is continued whole "
+                                         "(generator and heads too)")
+    pretrained: bool = option(True, "load the weights of a hub / local / timm backbone (presets never have any)")
+    ratio: float | None = option(None, "target rationale ratio p (default: text 0.10, vision 0.15); with "
+                                       "--ratio-range, the one dev accuracy is read at")
+    ratio_range: list[float] | None = option(
+        None, "train at a ratio drawn per batch from [LO, HI] (exactly that many features sampled, and the "
+              "selection cost at it), so that the model can be read at any ratio of the range (beyond the paper)")
+    train_selection: Literal["auto", "gumbel", "gumbel_topk"] = option(
+        "auto", "the training masks: auto (the preset's, else gumbel) | gumbel (the paper: a Gumbel-softmax sample "
+                "whose size the selection cost steers) | gumbel_topk (exactly round(ratio x features) sampled, "
+                "the count top-k evaluates)")
+    epochs: int = option(3, "training epochs")
+    batch_size: int = option(32, "examples per batch")
+    lr: float | None = option(None, "learning rate (default: the preset's; else the paper's 1e-5 for pretrained "
+                                    "weights, 5e-4 from scratch)")
+    lr_schedule: Literal["constant", "linear", "cosine"] = option(
+        "constant", "constant (the paper) | linear | cosine: decay the learning rate to 0 over the run")
+    head_lr: float | None = option(None, "learning rate of the generator's and predictor's heads (default: the "
+                                         "preset's, else --lr); new heads on a pretrained backbone need a larger one")
+    weight_decay: float | None = option(None, "AdamW's weight decay (default: text 0, vision 1e-3)")
+    dropout: float | None = option(None, "dropout of the heads (default: text 0.5, vision 0.1)")
+    seed: int = option(DEFAULT_SEED, "seed of the run's random numbers (weights, batch order, sampling)")
+    split_seed: int | None = option(None, "seed of the train/dev split and of the --train-limit / --eval-limit "
+                                          "subsets (default: that of the --init-from / --teacher checkpoints, else "
+                                          "--seed), so that the data they trained on never lands in this run's dev "
+                                          "split")
+    max_length: int = option(256, "text: word pieces read per example (padded or truncated to it)")
+    image_size: int | None = option(None, "vision: the side of the images the model reads (default: the preset's)")
+    patch_size: int | None = option(None, "vision: the side of a patch (default: the preset's)")
+    vocab_size: int | None = option(None, "text preset: the size of the WordPiece vocabulary trained on the "
+                                          "training texts (default: the preset's)")
+    tokenizer: str | None = option(None, "text: whose tokenizer to use: a checkpoint or tokenizer directory, a hub "
+                                         "id or a pretrained preset (to share one vocabulary between runs)")
+    train_limit: int | None = option(None, "train on a seeded stratified subset of N examples")
+    eval_limit: int | None = option(None, "evaluate on a seeded stratified subset of N test examples")
+    dev_fraction: float = option(0.2, "the stratified dev split carved from train (unless the data ships one)")
+    device: Device = option("auto", " | ".join(DEVICES))
+    tau0: float = option(5.0, "the Gumbel temperature at the start, annealed towards 0.1 over the run")
+    tau_every: int = option(100, "optimizer steps between temperature updates")
+    lambda_sel: float | None = option(None, "weight of the selection cost (default: text 1e-4, vision 1e-2)")
+    sel_length: Literal["padded", "real"] = option("padded", "L of the selection cost: padded (the paper) | real "
+                                                             "(per-example length)")
+    sel_cost: Literal["batch", "example"] = option("batch", "batch: pin the batch-mean selected count (the paper) | "
+                                                            "example: pin each example's count")
+    alpha: float | str = option(0.5, "REKD weight of L_RE: a number in [0, 1] or 'schedule'")
+    lambda_r: float = option(0.5, "weight of the rationale distillation KD_R")
+    rationale_kd_scale: Literal["none", "tau2"] = option("none", "none (the paper) | tau2: scale KD_R by tau^2, as the "
+                                                                 "paper does KD_Y")
+    teacher_rationale: Literal["soft", "topk"] = option(
+        "soft", "KD_R target: soft (the paper: the teacher's selection distribution at tau) | topk (the teacher's "
+                "top-k mask at --ratio)")
+    rationale_kd_tau: float | None = option(
+        None, "KD_R temperature: the annealed Gumbel tau (the paper; default) or this fixed number; at 1 it matches "
+              "the probabilities the training masks are sampled with")
+    distil: Literal["both", "rationale", "prediction"] = option("both", "what REKD distils: both | rationale (KD_R "
+                                                                        "alone) | prediction (KD_Y alone)")
+    teacher_labels: Literal["soft", "hard"] = option("soft", "soft | hard teacher predictions for KD_Y")
+    complement_weight: float = option(
+        0.0, "beyond the paper (Yu et al. 2019): a second predictor (the adversary) learns the label from the "
+             "UNselected features, and the generator is pushed, with this weight, to leave it nothing to learn from: "
+             "each class's evidence must then be selected (0: off, the paper)")
+    teacher_mask: Literal["student", "teacher"] = option("student", "the teacher predictor reads: student (the "
+                                                                    "paper) | teacher (its own mask)")
+    eval_selection: Selection = option("topk", "topk | argmax | gumbel (the reference code's noisy evaluation) | "
+                                               "gumbel_topk")
+    augment: Literal["crop_flip", "flip", "none"] = option(
+        "crop_flip", "vision training: crop_flip (the paper: random crop with padding, and flip) | flip (a random "
+                     "flip alone, which keeps each patch on the grid) | none")
+    special_tokens: Literal["exclude", "select"] = option(
+        "exclude", "exclude: [CLS], [SEP] and the like are never selected nor counted | select: they are features "
+                   "like any word piece (the reference code)")
+    generator_embeddings: Literal["auto", "frozen", "trained"] = option(
+        "auto", "auto: the generator's word embeddings are frozen when pretrained (hub or local weights, a packaged "
+                "preset, --init-from) and trained otherwise | frozen | trained")
+    freeze_layers: int = option(0, "keep the backbones' input embeddings and first N blocks as they start (0: all "
+                                   "trained, the paper): faster steps, and a packaged preset's checkpoint then stores "
+                                   "only what was trained")
+    freeze_parts: Literal["all", "generator"] = option(
+        "all", "whose blocks --freeze-layers keeps: all (generator, predictor, adversary) | generator (its frozen "
+               "blocks are what --frozen-cache keeps; a predictor under drop masking is cheap to train whole)")
+    masking: Masking = option(
+        "zero", "how the predictor reads a selection: zero (the paper: every feature, the unselected as zero vectors "
+                "at their positions) | drop (only the selected features and the special / class tokens, at their "
+                "positions: a step of the predictor costs what the rationale costs)")
+    drop_probes: float | None = option(
+        None, "--masking drop, training only: also read this many random unselected features per selected one, as "
+              "zero vectors, so that the generator learns what selecting them would do (default: 1 when the "
+              "training masks hold exactly k features, gumbel_topk or --ratio-range, which explore nothing by "
+              "themselves; else 0: the paper's sampling explores; docs/GUIDE.md has the measurements)")
+    frozen_cache: Literal["auto", "on", "off"] = option(
+        "auto", "auto (on when --freeze-layers N > 0) | on | off: keep the output of the frozen embeddings and "
+                "blocks per training example, computed in the first epoch and reused after (exact); vision "
+                "training then augments by flipping only (both orientations are kept), not cropping")
+    frozen_cache_gb: float = option(4.0, "memory budget of --frozen-cache in GB; a larger cache is a memory-mapped "
+                                         "file beside the run (or in --cache-dir), kept for a resumed run")
+    attention: AttentionKernel = option(
+        "sdpa", "the attention kernel while training: sdpa (PyTorch's fused kernel) | eager (matmul, softmax, "
+                "matmul: in bf16 on a CPU its backward runs on AMX and trains faster; bench/README.md); the same "
+                "numbers up to rounding, and checkpoints are read with sdpa")
+    precision: Literal["fp32", "bf16"] = option("fp32", "fp32 | bf16: forward passes under bfloat16 autocast (about "
+                                                        "2x faster on CPUs with AMX / AVX-512 BF16, and on GPUs)")
+    weights_dtype: WeightsDtype = option("float32", "float32 | float16: how the checkpoint stores its weights "
+                                                    "(float16: half the size)")
+    trim_padding: bool = option(True, "cut each text batch to its longest example (changes nothing but speed)")
+    cache_teacher: bool = option(True, "compute the REKD teacher generator's logits once per training example "
+                                       "(changes nothing but speed)")
+    faithfulness: bool = option(True, "sufficiency and comprehensiveness in the final test evaluation")
+    cache_dir: str | None = option(None, "keep the teacher's test outputs (and a large --frozen-cache) here, shared "
+                                         "by the students of a sweep")
+    num_workers: int = option(0, "DataLoader worker processes that prepare the batches (0: in the training process)")
+    progress: bool = option(True, "show a progress bar per epoch")
+    extra: dict = field(default_factory=dict, metadata={"help": "free-form notes stored in the checkpoint"})
+
+    @property
+    def data_split_seed(self) -> int:
+        """The seed of the train/dev split and the limits' subsets: ``split_seed`` (settled by the run: its own, or
+        that of --init-from and --teacher), else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def frozen_blocks_cached(self) -> bool:
@@ -230,18 +267,6 @@ CHOICES: dict[str, tuple[str, ...]] = _literal_choices()
 # the fields that hold a number (or nothing): a string there is converted, or refused
 FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(TrainConfig).items()
                      if hint is float or hint == float | None)
-
-
-def _check_owned_choices() -> None:
-    """The options whose names another module owns must list the same names (one list each, checked once)."""
-    for name, owner, names in (("weights_dtype", "checkpoint.STORED_DTYPES", tuple(STORED_DTYPES)),
-                               ("device", "inputs.DEVICES", DEVICES), ("attention", "backbones.ATTENTION_KERNELS",
-                                                                       ATTENTION_KERNELS)):
-        if set(CHOICES[name]) != set(names):
-            raise ImportError(f"TrainConfig.{name} {CHOICES[name]} and {owner} {names} disagree")
-
-
-_check_owned_choices()
 
 
 def check_choice(name: str, value: object, choices: Sequence[object]) -> None:

@@ -99,7 +99,7 @@ def evaluate(model: RationaleModel, loader, *, teacher: RationaleModel | None = 
         raise DataError(f"{teacher_cache}: the cached teacher outputs are for {len(cached['preds'])} examples, "
                         f"not {offset}; delete the file")
     return _summarise(acc, model.labels, ratio, lambda_sel, sel_length, sel_cost, grid_length,
-                      free_count=not trained_on_exact_counts(model.config))
+                      free_count=not model.config.exact_counts)
 
 
 def rationale_probabilities(model: RationaleModel, inputs: dict[str, Tensor], logits: Tensor, mask: Tensor,
@@ -114,16 +114,6 @@ def rationale_probabilities(model: RationaleModel, inputs: dict[str, Tensor], lo
     return {"p_full": full.gather(1, label).squeeze(1),
             "p_rationale": logits.float().softmax(dim=-1).gather(1, label).squeeze(1),
             "p_complement": complement.gather(1, label).squeeze(1), "label": label.squeeze(1)}
-
-
-def trained_on_exact_counts(config: dict) -> bool:
-    """Whether a model's generator was trained to pick exactly the evaluated count (``gumbel_topk`` or a
-    ratio range) rather than a free count steered by the selection cost. Its own argmax selection is then
-    not a choice it was trained to make, so the degenerate-generator warnings, which read it, do not apply.
-    Checkpoints written before the model config recorded ``train_selection`` say so in their training config
-    (``ratio_range`` has been in the model config since the option exists)."""
-    selection = config.get("train_selection", config.get("training", {}).get("train_selection"))
-    return selection == "gumbel_topk" or bool(config.get("ratio_range"))
 
 
 def _read_teacher_cache(path: str | Path) -> dict | None:
@@ -191,7 +181,7 @@ def evaluate_at_ratios(model: RationaleModel, split, ratios: list[float], *, tea
             acc.add(**{k: _pad_features(v, model.num_features).cpu() for k, v in record.items()})
         if on_batch:
             on_batch(done, len(loader))
-    free_count = not trained_on_exact_counts(model.config)
+    free_count = not model.config.exact_counts
     results = {}
     for ratio, acc in accumulators.items():
         results[ratio] = _summarise(acc, model.labels, ratio, 0.0, "padded", "batch", model.num_features,

@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .data import RawSplit
 from .errors import ConfigError, first_line
 from .model import RationaleModel
+from .model_config import BackboneConfig, ModelConfig
 from .presets import PRESETS, pretrained_directory
 from .processing import (
     IMAGENET_MEAN,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["check_teacher_compatible", "create_model", "data_loader", "generator_embeddings", "init_backbones_from",
-           "load_teacher", "model_directory", "parameter_groups", "special_token_ids"]
+           "load_teacher", "model_config", "model_directory", "parameter_groups", "special_token_ids"]
 
 
 def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
@@ -63,35 +64,14 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     backbone, pretrained = resolve_backbone(cfg.backbone, cfg.task, vocab_size=vocab_size,
                                             image_size=cfg.image_size, patch_size=cfg.patch_size)
     pretrained = pretrained if cfg.pretrained else None
-    model_config = {"task": cfg.task, "mode": cfg.mode, "ratio": cfg.ratio if cfg.mode != "cls" else 1.0,
-                    "labels": list(labels), "backbone": backbone, "dropout": cfg.dropout}
     if cfg.task == "text":
-        max_positions = backbone["hf_config"].get("max_position_embeddings", cfg.max_length)
+        max_positions = backbone.hf_config.get("max_position_embeddings", cfg.max_length)
         if cfg.max_length > max_positions:
             raise ConfigError(f"--max-length {cfg.max_length} exceeds the backbone's {max_positions} positions")
-        if cfg.special_tokens == "exclude":
-            model_config["unselectable_token_ids"] = special_token_ids(processor.tokenizer)
-        if cfg.mode != "cls":
-            model_config["generator_embeddings"] = generator_embeddings(cfg, pretrained)
-    if cfg.ratio_range is not None:
-        model_config["ratio_range"] = list(cfg.ratio_range)
-    if cfg.complement_weight > 0 and cfg.mode != "cls":
-        model_config["complement_weight"] = cfg.complement_weight
-    if cfg.mode != "cls":  # how its generator learnt to select: a free count (gumbel) or exactly the evaluated one
-        model_config["train_selection"] = "gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection
-    if cfg.freeze_layers:
-        model_config["freeze_layers"] = cfg.freeze_layers
-        if cfg.freeze_parts != "all":
-            model_config["freeze_parts"] = cfg.freeze_parts
-    if cfg.mode != "cls":
-        model_config["masking"] = cfg.masking
-        if cfg.drop_probes:
-            model_config["drop_probes"] = cfg.drop_probes
-    if cfg.masking == "drop" and backbone["type"] == "timm_cnn":
+    if cfg.masking == "drop" and backbone.type == "timm_cnn":
         raise ConfigError(f"--masking drop: {cfg.backbone!r} is a CNN, which reads every cell of its image; "
                           "drop masking is for transformer backbones")
-    model = RationaleModel(model_config, processor, pretrained)
-    model.freeze_layers(cfg.freeze_layers, cfg.freeze_parts)
+    model = RationaleModel(model_config(cfg, labels, backbone, pretrained, processor), processor, pretrained)
     for part in (model.predictor, model.generator, model.complement):
         if part is not None:
             part.backbone.set_attention(cfg.attention)
@@ -103,6 +83,24 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         mean, std = _image_normalisation(model)
         model.processor = VisionProcessor(grid["image_size"], grid["patch_size"], mean, std)
     return model
+
+
+def model_config(cfg: TrainConfig, labels: list[str], backbone: BackboneConfig, pretrained: str | None,
+                 processor: TextProcessor | None) -> ModelConfig:
+    """The model a run trains: the settings of ``cfg`` (resolved) that the model keeps (a CLS model has no
+    selection: its ratio is 1), on ``backbone``. A ratio range trains on exact counts (``gumbel_topk``)."""
+    rationale, text = cfg.mode != "cls", cfg.task == "text"
+    return ModelConfig(
+        task=cfg.task, mode=cfg.mode, ratio=cfg.ratio if rationale else 1.0, labels=list(labels), backbone=backbone,
+        dropout=cfg.dropout,
+        unselectable_token_ids=special_token_ids(processor.tokenizer) if text and cfg.special_tokens == "exclude"
+        else [],
+        generator_embeddings=generator_embeddings(cfg, pretrained) if text and rationale else "frozen",
+        ratio_range=list(cfg.ratio_range) if cfg.ratio_range is not None else None,
+        complement_weight=cfg.complement_weight if rationale else 0.0,
+        train_selection="gumbel_topk" if cfg.ratio_range is not None else cfg.train_selection,
+        freeze_layers=cfg.freeze_layers, freeze_parts=cfg.freeze_parts if cfg.freeze_layers else "all",
+        masking=cfg.masking if rationale else "zero", drop_probes=cfg.drop_probes if rationale else 0.0)
 
 
 def model_directory(name: str) -> str:
@@ -154,10 +152,10 @@ def init_backbones_from(model: RationaleModel, source: RationaleModel) -> None:
     A source of the run's own mode is continued instead: all of it (generator, heads) carries over,
     so that an RE model can be trained further on more data without relearning its selection."""
     path = getattr(source, "checkpoint_path", "the source model")
-    if (source.config["backbone"]["type"] != model.config["backbone"]["type"]
+    if (source.config.backbone.type != model.config.backbone.type
             or source.processor.grid() != model.processor.grid()):
         raise ConfigError(f"--init-from {path}: its backbone or feature grid differs from this run's")
-    continued = source.config["mode"] == model.config["mode"]
+    continued = source.config.mode == model.config.mode
     state = source.state_dict() if continued else source.predictor.backbone.state_dict()
     try:
         if continued:

@@ -6,7 +6,7 @@ dropout (backbones.py), so their output on a training example is the same at eve
 image, since cropping would make every epoch's input new; a text has one): the first epoch computes it, the
 later ones read it, and the generator (or a CLS model's predictor) runs only its trainable blocks. The states
 are kept in the dtype they are computed in (float32, or bfloat16 under bf16 autocast, where
-``backbones.round_at_boundary`` rounds the live pass the same way), so the logits are those of the uncached
+``backbone_base.round_at_boundary`` rounds the live pass the same way), so the logits are those of the uncached
 pass exactly.
 
 Up to a memory budget the cache is a tensor; past it, a memory-mapped file (``states.bin``) beside its key

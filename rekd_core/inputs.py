@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple, Union
+from typing import TYPE_CHECKING, BinaryIO, Literal, NamedTuple, Union, get_args
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+Device = Literal["auto", "cpu", "cuda", "mps"]  # where models run: auto picks cuda, then mps, then cpu
+DEVICES: tuple[str, ...] = get_args(Device)
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before they are decoded (memory, decompression bombs)
 MAX_IMAGE_SIDE = 2048  # decoded images are shrunk to this (the models resize to far less anyway)
 # Among decodings charset-normalizer finds equally plausible (short texts often tie), the encodings that

@@ -11,7 +11,6 @@ tokens, or a ViT's class token), each at its own position, so that its cost foll
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +18,7 @@ from torch import Tensor, nn
 from .backbones import Backbone, create_backbone
 from .errors import ConfigError
 from .losses import argmax_mask, gumbel_topk_mask, reverse_gradient, straight_through_gumbel, topk_mask
-
-# How a mask is read from the generator's logits (``RationaleModel.select``)
-Selection = Literal["topk", "argmax", "gumbel", "gumbel_topk"]
-SELECTIONS: tuple[str, ...] = get_args(Selection)
-# How the predictor reads it (module docstring)
-Masking = Literal["zero", "drop"]
-MASKINGS: tuple[str, ...] = get_args(Masking)
+from .model_config import SELECTIONS, ModelConfig
 
 
 class Generator(nn.Module):
@@ -75,45 +68,37 @@ class RationaleOutput:
 class RationaleModel(nn.Module):
     """A select-predict classifier (``mode`` "re" or "rekd") or its CLS baseline (``mode`` "cls").
 
-    ``config`` is the plain dict stored in the checkpoint: at least ``task``, ``mode``, ``ratio``,
-    ``labels``, ``backbone`` (see backbones.py), ``dropout`` and ``processor``. Optional:
-    ``generator_embeddings`` ("frozen", the default of checkpoints that predate it, or "trained") and
-    ``unselectable_token_ids`` (text: the special tokens, [CLS], [SEP] and the like, that are never
-    selected nor counted as features, but always reach the predictor; absent: every token is a feature);
-    ``complement_weight`` (> 0: a complement adversary, a second predictor that reads what the generator left
-    out, is trained with it; the generator receives its gradient reversed and scaled by this weight);
-    ``masking`` ("zero", the default of checkpoints that predate it, or "drop": module docstring) and
-    ``drop_probes`` (drop masking, training only: this many unselected features per selected one, drawn at
-    random, are read too, as zero vectors at their positions, so that their straight-through gradient tells the
-    generator what selecting them would do; 0: none).
+    Built whole from its ``ModelConfig`` (model_config.py): the special tokens (text: [CLS], [SEP] and the like,
+    read but never selected nor counted as features), the generator's word embeddings frozen or not, a complement
+    adversary (``complement_weight`` > 0: a second predictor that reads what the generator left out; the generator
+    receives its gradient reversed and scaled by this weight), the masking (module docstring) with its training
+    probes (``drop_probes``: this many unselected features per selected one, drawn at random, read as zero vectors
+    at their positions, so that their straight-through gradient tells the generator what selecting them would
+    do), and the frozen blocks (``freeze_layers`` of ``freeze_parts``).
     """
 
-    def __init__(self, config: dict, processor=None, pretrained: str | None = None):
+    def __init__(self, config: ModelConfig, processor=None, pretrained: str | None = None):
         super().__init__()
-        if config["mode"] not in ("cls", "re", "rekd"):
-            raise ConfigError(f"unknown mode {config['mode']!r}: expected cls, re or rekd")
         self.config = config
         self.processor = processor
-        task, dropout = config["task"], config["dropout"]
-        self.predictor = Predictor(create_backbone(config["backbone"], pretrained), len(config["labels"]), dropout)
+        num_labels, dropout = len(config.labels), config.dropout
+        self.predictor = Predictor(create_backbone(config.backbone, pretrained), num_labels, dropout)
         self.generator = None
-        if config["mode"] != "cls":
-            frozen = config.get("generator_embeddings", "frozen") == "frozen"
-            self.generator = Generator(create_backbone(config["backbone"], pretrained), task, dropout, frozen)
+        if config.mode != "cls":
+            self.generator = Generator(create_backbone(config.backbone, pretrained), config.task, dropout,
+                                       config.generator_embeddings == "frozen")
         self.complement = None
-        if self.generator is not None and config.get("complement_weight", 0.0) > 0:
-            self.complement = Predictor(create_backbone(config["backbone"], pretrained), len(config["labels"]),
-                                        dropout)
-        self.register_buffer("unselectable_ids", torch.tensor(config.get("unselectable_token_ids", []),
-                                                               dtype=torch.long), persistent=False)
-        if self.masking not in MASKINGS:
-            raise ConfigError(f"unknown masking {self.masking!r}: expected one of {', '.join(MASKINGS)}")
+        if self.generator is not None and config.complement_weight > 0:
+            self.complement = Predictor(create_backbone(config.backbone, pretrained), num_labels, dropout)
+        self.register_buffer("unselectable_ids", torch.tensor(config.unselectable_token_ids, dtype=torch.long),
+                             persistent=False)
+        self._freeze_layers(config.freeze_layers, config.freeze_parts)
 
     @property
     def masking(self) -> str:
-        return self.config.get("masking", "zero")
+        return self.config.masking
 
-    def freeze_layers(self, count: int, parts: str = "all") -> None:
+    def _freeze_layers(self, count: int, parts: str) -> None:
         """Keep the input embeddings and first ``count`` blocks of some backbones as they are (``requires_grad`` off,
         eval mode): those of every part (``parts`` "all") or of the generator alone ("generator": under drop
         masking its predictor is cheap to train whole, and the generator's frozen blocks are what a cache keeps)."""
@@ -125,15 +110,15 @@ class RationaleModel(nn.Module):
 
     @property
     def task(self) -> str:
-        return self.config["task"]
+        return self.config.task
 
     @property
     def labels(self) -> list[str]:
-        return self.config["labels"]
+        return self.config.labels
 
     @property
     def ratio(self) -> float:
-        return float(self.config["ratio"])
+        return float(self.config.ratio)
 
     @property
     def num_features(self) -> int:
@@ -169,7 +154,7 @@ class RationaleModel(nn.Module):
         if mask is None or self.masking == "zero":
             return predictor(inputs, mask)
         keep = mask.detach() > 0
-        probes = self.config.get("drop_probes", 0.0)
+        probes = self.config.drop_probes
         if self.training and probes > 0:
             keep = keep | self._probes(keep, self.feature_mask(inputs), probes)
         return predictor(inputs, mask, keep)
@@ -221,5 +206,5 @@ class RationaleModel(nn.Module):
             # gradient, learns to leave it nothing to learn from (Yu et al. 2019)
             left_out = feature_mask.to(mask.dtype) - mask
             complement_logits = self._read(self.complement, inputs,
-                                           reverse_gradient(left_out, self.config["complement_weight"]))
+                                           reverse_gradient(left_out, self.config.complement_weight))
         return RationaleOutput(self.predict(inputs, mask), feature_mask, gen_logits, mask, complement_logits)

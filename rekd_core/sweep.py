@@ -34,6 +34,7 @@ from pathlib import Path
 from .checkpoint import copy_checkpoint, read_config, read_metrics
 from .config import TrainConfig, load_config_file
 from .errors import CheckpointError, ConfigError
+from .model_config import ModelConfig
 from .results import READ_AT, TRAINING, append_result, mark_kept, name_columns, read_rows, recipe_headline
 from .training import split_seed_of, train
 
@@ -275,12 +276,13 @@ def plausibility_row(checkpoint: Path, dataset: str, batch_size: int = 64) -> di
 def result_row(run: dict, checkpoint: Path, headlines: dict[str, dict] | None = None) -> dict:
     """One tidy row of the results file from a finished checkpoint."""
     config, metrics = read_config(checkpoint), read_metrics(checkpoint)
+    model = ModelConfig.from_dict(config)
     test = metrics.get("test", {})
     params = config.get("parameters", {})
-    mode = "mlm" if config.get("pretraining") else config["mode"]  # an MLM run has no test metrics
+    mode = "mlm" if config.get("pretraining") else model.mode  # an MLM run has no test metrics
     training = config.get("training", {})
-    return {"run": run["name"], "task": config["task"], "role": run.get("role", ""), "mode": mode,
-            "backbone": config["backbone"].get("source", ""), "ratio": config["ratio"],
+    return {"run": run["name"], "task": model.task, "role": run.get("role", ""), "mode": mode,
+            "backbone": model.backbone.source, "ratio": model.ratio,
             "seed": training.get("seed", ""), "accuracy": test.get("accuracy"), "f1": test.get("f1"),
             "achieved_ratio": test.get("ratio", 1.0 if test else ""), "ratio_argmax": test.get("ratio_argmax", ""),
             "teacher_agreement": test.get("teacher_agreement", ""),
@@ -296,13 +298,13 @@ def result_row(run: dict, checkpoint: Path, headlines: dict[str, dict] | None = 
             "teacher": (config.get("teacher") or config.get("compared_with") or {}).get("path", ""),
             # the kept epoch's, on the run's own dev split: what a variant may be chosen on, not the test set
             "dev_accuracy": metrics.get("dev", {}).get("accuracy", ""),
-            **name_columns(run["name"], headlines or {}), "source": TRAINING, "read_ratio": config["ratio"],
-            "ratio_range": _range_cell(config.get("ratio_range"))}
+            **name_columns(run["name"], headlines or {}), "source": TRAINING, "read_ratio": model.ratio,
+            "ratio_range": _range_cell(model.ratio_range)}
 
 
-def _range_cell(span) -> str:
+def _range_cell(span: list[float] | None) -> str:
     """The ``ratio_range`` column of a model trained over a range of ratios (``0.05-0.5``); "" for one ratio."""
-    return f"{float(span[0]):g}-{float(span[1]):g}" if isinstance(span, (list, tuple)) and len(span) == 2 else ""
+    return f"{float(span[0]):g}-{float(span[1]):g}" if span else ""
 
 
 def train_config(run: dict, roots: RunRoots) -> TrainConfig:

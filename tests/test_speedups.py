@@ -1,13 +1,14 @@
 """The training loop's speed-ups must not change what is computed: trimmed padding gives the same
-outputs as the full padded length, and the teacher cache returns exactly the fresh teacher logits."""
+outputs as the full padded length, the teacher cache returns exactly the fresh teacher logits, and neither it nor
+loader workers change the weights a run trains."""
 from __future__ import annotations
 
 import torch
 
 from rekd_core.config import TrainConfig
 from rekd_core.factory import create_model
+from rekd_core.objectives import TeacherCache
 from rekd_core.processing import FeatureDataset, collate, model_inputs
-from rekd_core.training import TeacherCache
 
 pytest_plugins = ["tests.core_fixtures"]
 
@@ -54,3 +55,16 @@ def test_teacher_cache_returns_the_fresh_teacher_logits(text_task):
         second = cache.get(batch["index"], inputs, teacher, fresh.shape[1])
     torch.testing.assert_close(first, fresh)
     torch.testing.assert_close(second, fresh)
+
+
+def test_the_teacher_cache_and_loader_workers_change_nothing_trained(text_task, text_re_ckpt, trainer, tmp_path):
+    """A REKD run without the teacher cache (--no-cache-teacher), its batches prepared by a worker process
+    (--num-workers 1), trains the very weights of the default run: both options only change its speed."""
+    from rekd_core.checkpoint import read_log, read_weights
+
+    options = dict(mode="rekd", teacher=str(text_re_ckpt), tokenizer=str(text_re_ckpt))
+    default = trainer(f"csv:{text_task}", tmp_path / "default", **options)
+    slower = trainer(f"csv:{text_task}", tmp_path / "slower", cache_teacher=False, num_workers=1, **options)
+    expected, weights = read_weights(default), read_weights(slower)
+    assert weights.keys() == expected.keys() and all(torch.equal(weights[k], expected[k]) for k in weights)
+    assert read_log(slower)[0]["train_kd_r"] == read_log(default)[0]["train_kd_r"]

@@ -134,6 +134,7 @@ def test_sweep_resumes_a_run_whose_checkpoint_is_complete(text_task, tmp_path, c
 def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, tmp_path, monkeypatch):
     """A run whose epochs all finished is not trained again when only its test evaluation was cut: the
     rerun evaluates the saved best epoch and matches an uninterrupted run; changed settings retrain."""
+    import rekd_core.fit as fit
     import rekd_core.training as training
     from rekd_core.checkpoint import read_log, read_metrics, read_weights
     from rekd_core.resume import TRAINED
@@ -152,7 +153,7 @@ def test_a_run_cut_during_its_test_evaluation_resumes_there(text_task, trainer, 
     trained_weights, trained_log = read_weights(tmp_path / "cut"), read_log(tmp_path / "cut")
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "training_loss", cut)  # resuming must not train a single step
+        patch.setattr(fit, "train_step", cut)  # resuming must not train a single step
         with pytest.raises(KeyboardInterrupt):
             trainer(dataset, tmp_path / "cut", **{**options, "lr": 2e-3})  # other settings: no resume
         resumed = read_metrics(trainer(dataset, tmp_path / "cut", **options))
@@ -272,10 +273,10 @@ def _assert_resumed_as_whole(cut: Path, whole: Path) -> None:
 
 def _cut_in_epoch_2(trainer, dataset: str, out: Path, options: dict, monkeypatch, step=None) -> None:
     """Train until the second epoch starts, then stop as a killed run would. ``step`` (module, name)
-    is the function that every training batch calls (training.training_loss by default)."""
-    import rekd_core.training as training
+    is the function that every training batch calls (fit.train_step by default)."""
+    import rekd_core.fit as fit
 
-    module, name = step or (training, "training_loss")
+    module, name = step or (fit, "train_step")
     real_step = getattr(module, name)
 
     def cut(*args, **kwargs):
