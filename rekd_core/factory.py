@@ -8,6 +8,7 @@ imports model.py).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -39,11 +40,13 @@ __all__ = ["check_teacher_compatible", "create_model", "data_loader", "generator
 
 
 def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
-                 tokenizer_source: RationaleModel | None = None) -> RationaleModel:
+                 tokenizer_source: RationaleModel | None = None,
+                 saved_vocabulary: str | Path | None = None) -> RationaleModel:
     """The freshly initialised model a run trains, with its processor. ``cfg`` is resolved.
 
     A text preset takes the tokenizer of ``tokenizer_source`` (the teacher, or the --init-from
-    model: their grids must match), else a WordPiece vocabulary trained on the training texts; other
+    model: their grids must match), else the vocabulary saved in ``saved_vocabulary`` (a cut run's own,
+    which its saved weights index), else a WordPiece vocabulary trained on the training texts; other
     backbones bring their own. An explicit ``cfg.tokenizer`` wins (to share one vocabulary between
     the runs of a recipe). Building the backbones draws from torch's global random generator."""
     processor = None
@@ -55,6 +58,8 @@ def create_model(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
         elif preset is not None and not preset.packaged:
             if tokenizer_source is not None:
                 tokenizer = tokenizer_source.processor.tokenizer
+            elif saved_vocabulary is not None:
+                tokenizer = load_tokenizer(str(saved_vocabulary))
             else:
                 tokenizer = train_wordpiece_tokenizer(train_split.inputs, cfg.vocab_size)
         else:  # a packaged pretrained preset, a hub id or a local directory brings its own

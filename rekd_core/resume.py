@@ -20,6 +20,7 @@ import dataclasses
 import platform
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -137,6 +138,20 @@ def save_epoch(model: RationaleModel, cfg: TrainConfig, log: list[dict], best: d
                     metrics={"best_epoch": best["epoch"], "dev": best["dev"], "steps": steps,
                              "train_wall_s": round(seconds, 1)},
                     resume=resume_state)
+
+
+def saved_vocabulary(out: str) -> Path | None:
+    """The tokenizer directory that a run cut at ``out`` saved (status ``TRAINING (epoch ...`` or ``TRAINED``), or
+    None. A from-scratch text preset trains its WordPiece vocabulary when the run starts, and the trainer does not
+    number the pieces alike in another process (ties between equally frequent merges; tokenizers#1794), so the run
+    that goes on must read the vocabulary its saved weights index instead of training a new one."""
+    try:
+        status = str(read_config(out).get("status", ""))
+    except CheckpointError:
+        return None
+    directory = Path(out) / "tokenizer"
+    cut = status == TRAINED or status.startswith(TRAINING + " (epoch ")
+    return directory if cut and directory.is_dir() else None
 
 
 def earlier_progress(out: str, description: dict, model: torch.nn.Module,

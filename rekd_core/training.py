@@ -35,7 +35,7 @@ from .model import RationaleModel
 from .objectives import Objective, objective_for, precision_context
 from .pretraining import MaskedLanguageObjective
 from .processing import FeatureDataset
-from .resume import hardware, resumed_metrics, run_description
+from .resume import hardware, resumed_metrics, run_description, saved_vocabulary
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -103,8 +103,8 @@ def _objective(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     """The run's objective on its freshly built model, and the teacher it distils from or is compared with in the
     test metrics (None without one). Building models draws from torch's global random generator, in this order."""
     if cfg.mode == "mlm":
-        return MaskedLanguageObjective(create_model(dataclasses.replace(cfg, mode="cls"), labels, train_split),
-                                       cfg), None
+        return MaskedLanguageObjective(create_model(dataclasses.replace(cfg, mode="cls"), labels, train_split,
+                                                    saved_vocabulary=saved_vocabulary(cfg.out)), cfg), None
     # An RE run only compares with its teacher, so it loads it aside: naming one for the test metrics leaves
     # the run's training as it was.
     with torch.random.fork_rng(enabled=cfg.mode != "rekd"):
@@ -112,7 +112,8 @@ def _objective(cfg: TrainConfig, labels: list[str], train_split: RawSplit,
     init_source = load_checkpoint(cfg.init_from) if cfg.init_from else None
     if init_source is not None and init_source.task != cfg.task:
         raise ConfigError(f"--init-from {cfg.init_from} is a {init_source.task} model, but --task is {cfg.task}")
-    model = create_model(cfg, labels, train_split, tokenizer_source=teacher or init_source)
+    model = create_model(cfg, labels, train_split, tokenizer_source=teacher or init_source,
+                         saved_vocabulary=saved_vocabulary(cfg.out))
     if teacher is not None:
         check_teacher_compatible(teacher, model)
     if init_source is not None:
