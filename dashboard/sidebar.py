@@ -14,6 +14,7 @@ from dashboard.render.cards import ratio_marks_html
 from dashboard.render.glossary import GLOSSARY
 from dashboard.render.style import ROLE_COLOURS
 from rekd_core.errors import RekdError
+from rekd_core.inputs import DEVICES
 
 TYPE_PATH = "__type_a_path__"
 MODES_HELP = f"CLS: {GLOSSARY['CLS']}  \nRE: {GLOSSARY['RE']}  \nREKD: {GLOSSARY['REKD']}"
@@ -24,7 +25,7 @@ def sidebar() -> PageContext:
     with st.sidebar:
         st.title("REKD dashboard")
         task = st.radio("Task", list(C.TASKS), format_func=C.TASKS.get, key="task")
-        choice = st.selectbox("Device", ["auto", "cuda", "mps", "cpu"], key="device",
+        choice = st.selectbox("Device", DEVICES, key="device",
                               help="auto picks a CUDA GPU, then Apple MPS, then the CPU")
         device, warning = E.pick_device(choice)
         st.caption(f"In use: **{E.device_description(device)}**")
