@@ -150,8 +150,12 @@ def saved_vocabulary(out: str) -> Path | None:
     except CheckpointError:
         return None
     directory = Path(out) / "tokenizer"
-    cut = status == TRAINED or status.startswith(TRAINING + " (epoch ")
-    return directory if cut and directory.is_dir() else None
+    return directory if _is_cut(status) and directory.is_dir() else None
+
+
+def _is_cut(status: str) -> bool:
+    """Whether a checkpoint's status is that of a run cut after an epoch, or after its last (only the test left)."""
+    return status == TRAINED or status.startswith(TRAINING + " (epoch ")
 
 
 def earlier_progress(out: str, description: dict, model: torch.nn.Module,
@@ -168,7 +172,7 @@ def earlier_progress(out: str, description: dict, model: torch.nn.Module,
         return None
     status = str(config.get("status", ""))
     finished = status == TRAINED
-    if not (finished or status.startswith(TRAINING + " (epoch ")):
+    if not _is_cut(status):
         return None
     if any(config.get(k) != v for k, v in stored_form(description).items()):
         return None
